@@ -1,0 +1,33 @@
+"""otel-llm-eval: production evaluation for LLM systems on OpenTelemetry, Prometheus and Grafana.
+
+Importing this package is cheap: the public names are loaded lazily, and nothing on the in-app
+path imports numpy, scipy, prometheus_client or a web framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "LLMCall": "otel_llm_eval.semconv",
+    "normalize": "otel_llm_eval.semconv",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_llm_eval' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
