@@ -1,0 +1,103 @@
+"""How parts of the sidecar plug into its ingest, state, HTTP API and /metrics.
+
+The core (receiver, checks, catalog counters, experiment sufficient statistics, span index) calls
+every registered plugin. The statistics engine (analysis.py), bandits and interleaving, and human
+review (review.py) are plugins, so each lives in its own module and owns its own SQLite tables.
+
+Contract for plugin authors:
+- `on_call` / `on_evaluation` run on the ingest worker thread for every record: O(1), no I/O,
+  never raise (the core guards and counts exceptions anyway).
+- `flush(conn)` runs on the state thread every `state.flush_interval_seconds` inside one SQLite
+  transaction shared with the core; write what a restart must find there.
+- `load(conn)` runs once at start, after the core created its tables: create yours
+  (`CREATE TABLE IF NOT EXISTS`) and restore state.
+- `tick(now)` runs on the analysis thread every `analysis.interval_seconds`.
+- `collect()` yields prometheus_client metric families from a snapshot of the plugin's state;
+  every name must be in otel_llm_eval.catalog (use `ctx.family(name)` to build them).
+- `router()` returns a FastAPI APIRouter (or None); the core applies bearer-token auth.
+- `CONFIG_DEFAULTS` (module or class attribute): the plugin's config section with defaults; the
+  config loader merges it so the README reference and env overrides cover it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from ..semconv import ExperimentAssignment, LLMCall
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sqlite3
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One LLM call as the sidecar saw it, after checks ran."""
+
+    call: LLMCall
+    service: str
+    error: bool                                  # span status ERROR or error.type set
+    end_time_unix_nano: int
+    experiments: tuple[ExperimentAssignment, ...] = ()  # all active, outermost first
+    failed_checks: tuple[str, ...] = ()          # names of checks that failed
+    safety_checks: tuple[str, ...] = ()          # the subset whose category is safety
+    cost_usd: float | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # raw span attributes
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """One evaluation (judge, user feedback, human label, code check) joined to its call.
+
+    service/model/experiments come from the evaluation itself or, when it lacks them, from the
+    span index (trace id + span id of the evaluated call).
+    """
+
+    name: str                     # gen_ai.evaluation.name
+    source: str                   # llm_judge | user | human | code | unknown
+    trace_id: str | None          # of the evaluated call
+    span_id: str | None           # of the evaluated call (None when only the trace is known)
+    time_unix_nano: int
+    score: float | None = None
+    label: str | None = None
+    explanation: str | None = None
+    error: str | None = None      # error.type when the evaluation failed
+    service: str | None = None
+    model: str | None = None
+    experiments: tuple[ExperimentAssignment, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+class SidecarPlugin:
+    """Base class with no-op hooks; override what you need."""
+
+    name = "plugin"
+    CONFIG_DEFAULTS: dict[str, Any] = {}
+
+    def attach(self, ctx: Any) -> None:
+        """Called once before `load`. `ctx` is the sidecar's SidecarContext."""
+        self.ctx = ctx
+
+    def load(self, conn: "sqlite3.Connection") -> None:
+        pass
+
+    def on_call(self, record: CallRecord) -> None:
+        pass
+
+    def on_evaluation(self, record: EvaluationRecord) -> None:
+        pass
+
+    def flush(self, conn: "sqlite3.Connection") -> None:
+        pass
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def collect(self) -> Iterable[Any]:
+        return ()
+
+    def router(self) -> Any:
+        return None
+
+    def close(self) -> None:
+        pass
