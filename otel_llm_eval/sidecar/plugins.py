@@ -15,6 +15,16 @@ Contract for plugin authors:
 - `collect()` yields prometheus_client metric families from a snapshot of the plugin's state;
   every name must be in otel_llm_eval.catalog (use `ctx.family(name)` to build them).
 - `router()` returns a FastAPI APIRouter (or None); the core applies bearer-token auth.
+- `experiment_details(id)` returns extra JSON for `GET /v1/experiments/{id}` (merged by the core).
+
+The SidecarContext the core passes to `attach` offers at least:
+- `ctx.config`: the whole merged config (dict); your section is `ctx.config[plugin.name]`.
+- `ctx.family(metric_name, values)`: a prometheus_client family for a catalog metric, where
+  `values` is an iterable of (label dict, value) — or for histograms (label dict, bucket counts,
+  sum); label values are bounded by the catalog caps.
+- `ctx.bound(label, value) -> str`: fold a label value into `other` past the label's cap.
+- `ctx.experiment_snapshot() -> dict[str, ExperimentSnapshot]`: a consistent copy.
+- `ctx.now() -> float`: unix seconds (tests may replace the clock).
 - `CONFIG_DEFAULTS` (module or class attribute): the plugin's config section with defaults; the
   config loader merges it so the README reference and env overrides cover it.
 """
@@ -68,6 +78,34 @@ class EvaluationRecord:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class MetricStats:
+    """Sufficient statistics of one metric in one variant (enough for Welch and chi-square)."""
+
+    n: int
+    sum: float
+    sum_sq: float
+    binary: bool  # every value seen so far was 0 or 1 (a proportion metric)
+
+
+#: Metric names the core keeps per experiment and variant from LLM calls. Evaluation and feedback
+#: records add one metric per `gen_ai.evaluation.name`.
+EXPOSURES = "exposures"          # n = LLM calls (what SRM uses)
+CALL_METRICS = ("latency_seconds", "input_tokens", "output_tokens", "cost_usd", "error")
+
+
+@dataclass(frozen=True)
+class ExperimentSnapshot:
+    """What the core knows of one experiment, for the analysis plugin and /v1/experiments."""
+
+    id: str
+    control: str | None                     # from the spans' weights; None until seen
+    weights: dict[str, float] | None
+    metrics: dict[str, dict[str, MetricStats]]   # metric -> variant -> stats
+    first_seen_unix: float
+    last_seen_unix: float
+
+
 class SidecarPlugin:
     """Base class with no-op hooks; override what you need."""
 
@@ -97,6 +135,9 @@ class SidecarPlugin:
         return ()
 
     def router(self) -> Any:
+        return None
+
+    def experiment_details(self, experiment_id: str) -> Mapping[str, Any] | None:
         return None
 
     def close(self) -> None:
