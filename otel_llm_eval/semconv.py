@@ -6,6 +6,7 @@ normalization rules. Standard library only (no SDK import): the sidecar calls it
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -62,6 +63,279 @@ class LLMCall:
     span_id: str | None = None
 
 
+# --- detection ---------------------------------------------------------------------------------
+# Operations that are LLM inference calls (GenAI semconv `gen_ai.operation.name`).
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion"})
+EMBEDDING_OPERATIONS = frozenset({"embeddings", "embedding"})
+
+#: If a span carries none of these keys it cannot be an LLM call. The processor checks this with
+#: one C-level `dict.keys().isdisjoint(...)` before doing any other work on a span.
+DETECTION_KEYS = frozenset({
+    "gen_ai.operation.name",
+    "openinference.span.kind",
+    "langfuse.observation.type",
+    "llm.request.type",
+    "logfire.tags",
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "llm.model_name",
+})
+
+_LLM_REQUEST_TYPES = {"chat": "chat", "completion": "text_completion"}
+# Old `gen_ai.system` spellings -> current `gen_ai.provider.name` values.
+_PROVIDER_ALIASES = {
+    "az.ai.openai": "azure.ai.openai",
+    "az.ai.inference": "azure.ai.inference",
+    "vertex_ai": "gcp.vertex_ai",
+    "gemini": "gcp.gemini",
+    "xai": "x_ai",
+    "mistralai": "mistral_ai",
+    "bedrock": "aws.bedrock",
+    "aws_bedrock": "aws.bedrock",
+}
+_MAX_INDEXED = 64  # gen_ai.prompt.{i}.* and llm.input_messages.{i}.* scanned at most this far
+_MAX_TEXT_CHARS = 100_000  # prompt/completion text is cut here (a judge never needs more)
+
+
+def detect(attributes: Mapping[str, Any], include_embeddings: bool = False) -> str | None:
+    """The operation of an LLM call ("chat", "text_completion", ...), or None when the span is not one.
+
+    Cheap (a handful of dict lookups); the processor calls it on the end of candidate spans.
+    Follows the detection order of the GenAI notes: semconv operation, OpenInference span kind,
+    Langfuse observation type, OpenLLMetry request type, Logfire tags, then "has a model and is
+    not a Traceloop workflow/task/agent/tool". Never raises.
+    """
+    try:
+        get = attributes.get
+        op = get("gen_ai.operation.name")
+        if op is not None:
+            op = str(op).lower()
+            if op in LLM_OPERATIONS:
+                return "text_completion" if op == "completion" else op
+            if op in EMBEDDING_OPERATIONS:
+                return "embeddings" if include_embeddings else None
+            return None  # invoke_agent, execute_tool, retrieval, create_agent, workflows ...
+        kind = get("openinference.span.kind")
+        if kind is not None:
+            kind = str(kind).upper()
+            if kind == "LLM":
+                return "chat"
+            if kind == "EMBEDDING":
+                return "embeddings" if include_embeddings else None
+            return None  # CHAIN, TOOL, AGENT, RETRIEVER, RERANKER, GUARDRAIL ...
+        obs = get("langfuse.observation.type")
+        if obs is not None:
+            obs = str(obs).lower()
+            if obs == "generation":
+                return "chat"
+            if obs == "embedding":
+                return "embeddings" if include_embeddings else None
+            return None
+        req = get("llm.request.type")
+        if req is not None:
+            req = str(req).lower()
+            if req in _LLM_REQUEST_TYPES:
+                return _LLM_REQUEST_TYPES[req]
+            if req in EMBEDDING_OPERATIONS:
+                return "embeddings" if include_embeddings else None
+            return None  # rerank, unknown
+        tags = get("logfire.tags")
+        if tags is not None and "LLM" in _as_str_list(tags) and get("request_data") is not None:
+            return "chat"
+        if get("traceloop.span.kind") is not None:
+            return None  # workflow / task / agent / tool wrapper around the real call
+        if (get("gen_ai.request.model") is not None or get("gen_ai.response.model") is not None
+                or get("llm.model_name") is not None):
+            return "chat"
+        return None
+    except Exception:
+        return None
+
+
+# --- value coercion ------------------------------------------------------------------------------
+
+def _first(get: Any, *keys: str) -> Any:
+    for key in keys:
+        value = get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _to_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8", "replace") or None
+        except Exception:
+            return None
+    if isinstance(value, (list, tuple)):
+        return _to_str(value[0]) if value else None
+    return str(value)
+
+
+def _to_int(value: Any) -> int | None:
+    """Token counts: ints, integral floats and numeric strings; negatives, bools, junk -> None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int):
+            n = value
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                return None
+            n = int(value)
+        elif isinstance(value, (str, bytes)):
+            text = value.decode() if isinstance(value, bytes) else value
+            text = text.strip()
+            n = int(float(text)) if text and "." in text else int(text)
+        else:
+            return None
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError):
+        return None
+    return n if n >= 0 else None
+
+
+def _hex_id(value: Any, width: int) -> str | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int):
+            return f"{value:0{width}x}" if value > 0 else None
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value).hex() if value else None
+        text = str(value).strip().lower()
+        if len(text) == width and all(c in "0123456789abcdef" for c in text):
+            return text
+    except Exception:
+        return None
+    return None
+
+
+def _maybe_json(value: Any) -> Any:
+    """Parse a JSON string when it looks like JSON; anything else is returned unchanged."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "replace")
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("[", "{"):
+            try:
+                return json.loads(text)
+            except (ValueError, RecursionError):
+                return value
+    return value
+
+
+def _cut(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text if len(text) <= _MAX_TEXT_CHARS else text[:_MAX_TEXT_CHARS]
+    return text if text.strip() else None
+
+
+def _text_of_parts(parts: Any) -> list[str]:
+    out: list[str] = []
+    if isinstance(parts, str):
+        return [parts]
+    if not isinstance(parts, (list, tuple)):
+        return out
+    for part in parts:
+        part = _maybe_json(part)
+        if isinstance(part, str):
+            out.append(part)
+        elif isinstance(part, Mapping):
+            ptype = part.get("type")
+            if ptype in (None, "text", "input_text", "output_text"):
+                content = part.get("content", part.get("text"))
+                if isinstance(content, str):
+                    out.append(content)
+    return out
+
+
+def _text_of_messages(value: Any, *, skip_system: bool = False) -> str | None:
+    """Text of a message list in the GenAI (parts) or OpenAI (content) shape; plain strings pass."""
+    value = _maybe_json(value)
+    if isinstance(value, str):
+        return _cut(value)
+    if isinstance(value, Mapping):
+        for key in ("messages", "input", "output", "content", "text", "message", "completion"):
+            if key in value:
+                return _text_of_messages(value[key], skip_system=skip_system)
+        return None
+    if not isinstance(value, (list, tuple)):
+        return None
+    texts: list[str] = []
+    for msg in value:
+        msg = _maybe_json(msg)
+        if isinstance(msg, str):
+            texts.append(msg)
+            continue
+        if not isinstance(msg, Mapping):
+            continue
+        if skip_system and msg.get("role") == "system":
+            continue
+        if "parts" in msg:
+            texts.extend(_text_of_parts(msg.get("parts")))
+        elif "content" in msg:
+            texts.extend(_text_of_parts(msg.get("content")))
+        elif "message" in msg:  # gen_ai.choice body / OpenAI choice
+            inner = _text_of_messages([msg.get("message")])
+            if inner:
+                texts.append(inner)
+        elif "text" in msg:
+            texts.extend(_text_of_parts(msg.get("text")))
+    return _cut("\n".join(t for t in texts if t)) if texts else None
+
+
+def _finish_of_messages(value: Any) -> str | None:
+    value = _maybe_json(value)
+    if isinstance(value, (list, tuple)):
+        for msg in value:
+            msg = _maybe_json(msg)
+            if isinstance(msg, Mapping) and msg.get("finish_reason"):
+                return _to_str(msg.get("finish_reason"))
+    return None
+
+
+def _indexed(get: Any, prefix: str, suffix: str) -> str | None:
+    texts: list[str] = []
+    for i in range(_MAX_INDEXED):
+        value = get(f"{prefix}{i}{suffix}")
+        if value is None:
+            if i > 0:
+                break
+            continue
+        text = _to_str(value)
+        if text:
+            texts.append(text)
+    return _cut("\n".join(texts)) if texts else None
+
+
+def _json_get(value: Any, *path: str) -> Any:
+    value = _maybe_json(value)
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = _maybe_json(value.get(key))
+    return value
+
+
+def _provider(get: Any) -> str | None:
+    value = _to_str(get("gen_ai.provider.name"))
+    if value:
+        return value
+    value = _to_str(_first(get, "gen_ai.system", "llm.provider", "llm.system"))
+    if value:
+        low = value.strip().lower()
+        return _PROVIDER_ALIASES.get(low, low)
+    return _to_str(get("server.address"))
+
+
 def normalize(
     attributes: Mapping[str, Any],
     *,
@@ -75,8 +349,139 @@ def normalize(
     """Recognize an LLM call from span attributes; None for anything that is not one.
 
     Never raises on odd input (non-JSON messages, tokens as strings, missing fields).
+    Field fallbacks follow section 3 of the GenAI notes (first non-empty wins); the model prefers
+    the response model. `name` is unused for detection (span names are not reliable) but kept
+    for callers that have it. Pure function, safe from any thread.
     """
-    raise NotImplementedError  # implemented in issue 2
+    try:
+        if attributes is None:
+            return None
+        operation = detect(attributes, include_embeddings)
+        if operation is None:
+            return None
+        return _normalize_detected(attributes, operation, trace_id, span_id,
+                                   start_time_unix_nano, end_time_unix_nano)
+    except Exception:  # malformed input must never break the app or the sidecar
+        return None
+
+
+def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id: Any, span_id: Any,
+                        start: Any, end: Any) -> LLMCall:
+    get = attributes.get
+    logfire_req = get("request_data")
+    logfire_resp = get("response_data")
+    langfuse_usage = get("langfuse.observation.usage_details")
+
+    model = _to_str(_first(get, "gen_ai.response.model", "gen_ai.request.model",
+                           "llm.response.model_name", "llm.request.model_name", "llm.model_name",
+                           "langfuse.observation.model.name"))
+    if model is None and logfire_req is not None:
+        model = _to_str(_json_get(logfire_req, "model"))
+
+    input_tokens = _to_int(_first(get, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+                                  "llm.token_count.prompt", "llm.usage.prompt_tokens"))
+    output_tokens = _to_int(_first(get, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                                   "llm.token_count.completion", "llm.usage.completion_tokens"))
+    if input_tokens is None and langfuse_usage is not None:
+        input_tokens = _to_int(_json_get(langfuse_usage, "input"))
+        if input_tokens is None:
+            input_tokens = _to_int(_json_get(langfuse_usage, "prompt_tokens"))
+    if output_tokens is None and langfuse_usage is not None:
+        output_tokens = _to_int(_json_get(langfuse_usage, "output"))
+        if output_tokens is None:
+            output_tokens = _to_int(_json_get(langfuse_usage, "completion_tokens"))
+    if logfire_resp is not None:
+        if input_tokens is None:
+            input_tokens = _to_int(_json_get(logfire_resp, "usage", "prompt_tokens"))
+        if output_tokens is None:
+            output_tokens = _to_int(_json_get(logfire_resp, "usage", "completion_tokens"))
+
+    output_messages = get("gen_ai.output.messages")
+    finish = _to_str(get("gen_ai.response.finish_reasons"))
+    if finish is None and output_messages is not None:
+        finish = _finish_of_messages(output_messages)
+    if finish is None:
+        finish = _to_str(_first(get, "gen_ai.completion.0.finish_reason", "llm.response.finish_reason",
+                                "llm.finish_reason"))
+
+    prompt = None
+    for source in (
+        lambda: _text_of_messages(get("gen_ai.input.messages")),
+        lambda: _indexed(get, "gen_ai.prompt.", ".content"),
+        lambda: _indexed(get, "llm.input_messages.", ".message.content"),
+        lambda: _indexed(get, "llm.prompts.", ".prompt.text"),
+        lambda: _text_of_messages(get("input.value")),
+        lambda: _text_of_messages(get("langfuse.observation.input")),
+        lambda: _text_of_messages(get("gen_ai.prompt")),
+        lambda: _text_of_messages(_json_get(logfire_req, "messages")) if logfire_req is not None else None,
+    ):
+        prompt = source()
+        if prompt:
+            break
+    completion = None
+    for source in (
+        lambda: _text_of_messages(output_messages),
+        lambda: _indexed(get, "gen_ai.completion.", ".content"),
+        lambda: _indexed(get, "llm.output_messages.", ".message.content"),
+        lambda: _indexed(get, "llm.choices.", ".completion.text"),
+        lambda: _text_of_messages(get("output.value")),
+        lambda: _text_of_messages(get("langfuse.observation.output")),
+        lambda: _text_of_messages(get("gen_ai.completion")),
+        lambda: (_text_of_messages(_json_get(logfire_resp, "message", "content"))
+                 if logfire_resp is not None else None),
+    ):
+        completion = source()
+        if completion:
+            break
+
+    latency = None
+    s, e = _to_int(start), _to_int(end)
+    if s is not None and e is not None and e >= s and s > 0:
+        latency = (e - s) / 1e9
+
+    return LLMCall(
+        operation=operation,
+        provider=_provider(get),
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        finish_reason=finish,
+        prompt=prompt,
+        completion=completion,
+        session_id=_to_str(_first(get, "gen_ai.conversation.id", "session.id", "langfuse.session.id",
+                                  "traceloop.association.properties.session_id")),
+        user_id=_to_str(_first(get, "user.id", "enduser.id", "langfuse.user.id",
+                               "traceloop.association.properties.user_id", "gen_ai.user", "llm.user",
+                               "gen_ai.request.user")),
+        experiment=_to_str(get(EXPERIMENT_ID)),
+        variant=_to_str(get(EXPERIMENT_VARIANT)),
+        latency_seconds=latency,
+        trace_id=_hex_id(trace_id, 32),
+        span_id=_hex_id(span_id, 16),
+    )
+
+
+def normalize_span(span: Any, include_embeddings: bool = False) -> LLMCall | None:
+    """`normalize` for an OTel SDK `ReadableSpan` (attributes, ids and times read from it).
+
+    Imports nothing from the SDK; duck-typed, never raises.
+    """
+    try:
+        attributes = span.attributes
+        if not attributes:
+            return None
+        ctx = span.context
+        return normalize(
+            attributes,
+            name=getattr(span, "name", "") or "",
+            trace_id=ctx.trace_id if ctx is not None else None,
+            span_id=ctx.span_id if ctx is not None else None,
+            start_time_unix_nano=span.start_time,
+            end_time_unix_nano=span.end_time,
+            include_embeddings=include_embeddings,
+        )
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
