@@ -1,0 +1,622 @@
+"""Human review as a sidecar plugin: sampling into a review queue, the labeling API and page,
+label metrics, judge-human agreement, and labels as `human` evaluations of the reviewed call.
+
+Threads (see plugins.py): `on_call`/`on_evaluation` on the ingest worker (O(1), never raise),
+`flush` on the state thread, HTTP handlers on the server's worker threads. One lock guards the
+in-memory state; it is held for short, I/O-free sections only.
+
+Memory is bounded: pending queue (`max_pending`), calls waiting for a judge score
+(`sampling`-independent `judge_wait_max_calls`), sampler reservoirs, label facts (retention).
+Everything dropped is counted and shown on `GET /v1/review/summary`.
+
+Persistence: new items, labels, skips and judge-score updates are written by `flush` (so a crash
+loses at most one flush interval), restored by `load`. Text is PII-redacted before it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+from ..pii import redact
+from ..semconv import ExperimentAssignment
+from . import review_store as store
+from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
+from .review_analysis import LabelFacts, agreement, summarize
+from .review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
+                              low_score_candidate)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ISSUES = ("Hallucination", "Irrelevant", "Unsafe", "Poor formatting")
+LABEL_BODY_MAX_BYTES = 64 * 1024
+COMMENT_MAX_CHARS = 4000
+CORRECTED_MAX_CHARS = 20000
+MAX_ISSUES_PER_LABEL = 20
+STATIC_FILES = {"review.js": "application/javascript", "review.css": "text/css"}
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "sampling": SamplingConfig().as_dict(),
+    "issues": [],                  # extra issue names shown on the page next to DEFAULT_ISSUES
+    "redact_pii": True,
+    "redact_kinds": ["email", "card", "phone"],
+    "retention_days": 30.0,        # items (and their labels) older than this are deleted
+    "max_pending": 1000,           # queue bound; admissions beyond it are dropped and counted
+    "max_text_chars": 8000,        # prompt/completion/corrected answer truncated to this
+    "judge_wait_seconds": 600.0,   # how long a call can still be picked for a low judge score
+    "judge_wait_max_calls": 2000,  # bound on calls kept for that
+    "judge_evaluator": None,       # evaluation name whose score is "the judge"; None: any llm_judge
+    "pass_quality": 3,             # human quality >= this is a pass (failure rate, kappa)
+    "judge_pass_score": 3.0,       # judge score >= this is a pass (kappa)
+    "label_evaluation_name": "human_quality",
+}
+
+
+def issue_id(name: str) -> str:
+    """Canonical issue id: "Poor formatting" -> "poor_formatting"."""
+    return "_".join(str(name).strip().lower().replace("-", " ").split())
+
+
+def item_id_for(trace_id: str, span_id: str | None) -> str:
+    """Stable 16-hex id of the review item for a call (same call -> same id after a restart)."""
+    return hashlib.sha256(f"{trace_id}:{span_id or ''}".encode()).hexdigest()[:16]
+
+
+class LabelError(Exception):
+    """A label request the API refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = dict(defaults)
+    for k, v in (override or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+class ReviewPlugin(SidecarPlugin):
+    name = "review"
+    CONFIG_DEFAULTS = CONFIG_DEFAULTS
+
+    def __init__(self) -> None:
+        self.ctx: Any = None
+        self._lock = threading.Lock()
+        self._configure({})
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._labeled: dict[str, LabelFacts] = {}
+        self._dirty: dict[str, dict[str, Any]] = {}      # id -> item to write at next flush
+        self._waiting: OrderedDict[str, dict[str, Any]] = OrderedDict()  # calls awaiting a judge
+        self._by_trace: dict[str, str] = {}              # trace id -> item id (of _waiting)
+        self._labels_total: dict[tuple[str, str], int] = {}
+        self._quality_hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket + sum
+        self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0}
+        self._db_path: str | None = None
+        self._last_prune = 0.0
+        self.sampler = ReviewSampler(self.sampling, self._now())
+
+    # --- configuration -------------------------------------------------------------------------
+
+    def _configure(self, section: Mapping[str, Any] | None) -> None:
+        cfg = _merge(CONFIG_DEFAULTS, section)
+        self.cfg = cfg
+        self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
+        names = list(DEFAULT_ISSUES) + [str(n) for n in cfg.get("issues") or []]
+        self.issues: dict[str, str] = {}
+        for n in names:
+            if issue_id(n) and issue_id(n) != "none":
+                self.issues.setdefault(issue_id(n), n)
+        self.pass_quality = int(cfg["pass_quality"])
+        self.judge_pass_score = float(cfg["judge_pass_score"])
+        self.retention_seconds = float(cfg["retention_days"]) * 86400.0
+        self.max_pending = int(cfg["max_pending"])
+        self.max_text_chars = int(cfg["max_text_chars"])
+        self.redact_kinds = tuple(cfg.get("redact_kinds") or ())
+
+    def attach(self, ctx: Any) -> None:
+        self.ctx = ctx
+        config = getattr(ctx, "config", None) or {}
+        self._configure(config.get(self.name) if isinstance(config, Mapping) else None)
+        self.sampler = ReviewSampler(self.sampling, self._now())
+
+    def _now(self) -> float:
+        now = getattr(self.ctx, "now", None)
+        return float(now()) if callable(now) else time.time()
+
+    # --- text handling ---------------------------------------------------------------------------
+
+    def _clean(self, text: Any, limit: int | None = None) -> str | None:
+        """Truncate then redact (redaction is what makes storing the text acceptable)."""
+        if text is None:
+            return None
+        s = str(text)
+        limit = limit or self.max_text_chars
+        if len(s) > limit:
+            s = s[:limit] + " [truncated]"
+        if self.cfg.get("redact_pii", True) and self.redact_kinds:
+            s = redact(s, self.redact_kinds)
+        return s
+
+    # --- ingest hooks (ingest thread) -------------------------------------------------------------
+
+    def on_call(self, record: CallRecord) -> None:
+        if not self.cfg.get("enabled", True):
+            return
+        try:
+            self._on_call(record)
+        except Exception:  # never raise into ingest; count it instead
+            self._dropped["errors"] += 1
+            log.debug("review on_call failed", exc_info=True)
+
+    def _on_call(self, record: CallRecord) -> None:
+        call = record.call
+        if not call.trace_id:
+            return
+        key = item_id_for(call.trace_id, call.span_id)
+        confidence = None
+        attr = self.sampling.confidence_attribute
+        if attr:
+            try:
+                raw = record.attributes.get(attr)
+                confidence = float(raw) if raw is not None else None
+            except (TypeError, ValueError):
+                confidence = None
+        decision = classify(self.sampling, call.trace_id, failed_checks=record.failed_checks,
+                            error=record.error, completion=call.completion, confidence=confidence)
+        wants_judge = self.sampling.low_judge_score is not None
+        if decision is None and not wants_judge:
+            return
+        experiments = [[e.id, e.variant] for e in record.experiments]
+        variant = call.variant or (record.experiments[-1].variant if record.experiments else None)
+        experiment = call.experiment or (record.experiments[-1].id if record.experiments else None)
+        strat_key = self.sampling.stratify_by
+        raw_stratum = None
+        if strat_key in ("variant", "model", "service"):
+            raw_stratum = {"variant": variant, "model": call.model, "service": record.service}[strat_key]
+        elif strat_key:
+            v = record.attributes.get(strat_key)
+            raw_stratum = None if v is None else str(v)
+        payload = {
+            "id": key, "trace_id": call.trace_id, "span_id": call.span_id,
+            "service": record.service or "unknown", "model": call.model, "variant": variant,
+            "experiment": experiment, "experiments": experiments,
+            "prompt": call.prompt, "completion": call.completion,
+            "failed_checks": list(record.failed_checks), "judge_score": None,
+            "created_unix": record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else None,
+        }
+        now = self._now()
+        with self._lock:
+            if key in self._pending or key in self._labeled:
+                return
+            stratum = self.sampler.stratum_of(raw_stratum)
+            payload["stratum"] = stratum
+            if wants_judge:
+                self._remember(key, payload, now)
+            if decision is not None:
+                reason, priority = decision
+                self.sampler.offer(Candidate(priority, key, reason, stratum, payload))
+
+    def _remember(self, key: str, payload: dict[str, Any], now: float) -> None:
+        payload["_seen_unix"] = now
+        self._waiting[key] = payload
+        self._waiting.move_to_end(key)
+        self._by_trace[payload["trace_id"]] = key
+        cutoff = now - float(self.cfg["judge_wait_seconds"])
+        limit = int(self.cfg["judge_wait_max_calls"])
+        while self._waiting:
+            oldest_key, oldest = next(iter(self._waiting.items()))
+            if len(self._waiting) <= limit and oldest["_seen_unix"] >= cutoff:
+                break
+            self._waiting.popitem(last=False)
+            if self._by_trace.get(oldest["trace_id"]) == oldest_key:
+                del self._by_trace[oldest["trace_id"]]
+            if len(self._waiting) >= limit:
+                self._dropped["judge_wait"] += 1
+
+    def on_evaluation(self, record: EvaluationRecord) -> None:
+        if not self.cfg.get("enabled", True):
+            return
+        try:
+            self._on_evaluation(record)
+        except Exception:
+            self._dropped["errors"] += 1
+            log.debug("review on_evaluation failed", exc_info=True)
+
+    def _on_evaluation(self, record: EvaluationRecord) -> None:
+        if record.source != "llm_judge" or record.score is None or not record.trace_id:
+            return
+        wanted = self.cfg.get("judge_evaluator")
+        if wanted and record.name != wanted:
+            return
+        score = float(record.score)
+        with self._lock:
+            if record.span_id:
+                key = item_id_for(record.trace_id, record.span_id)
+            else:
+                key = self._by_trace.get(record.trace_id) or item_id_for(record.trace_id, None)
+            if key in self._pending:
+                self._pending[key]["judge_score"] = score
+                self._dirty[key] = self._pending[key]
+                return
+            facts = self._labeled.get(key)
+            if facts is not None:
+                # A judge score that arrives after the label still counts for agreement.
+                self._labeled[key] = _replace_score(facts, score)
+                self._dirty.setdefault(key, {"id": key, "_judge_only": True})["judge_score"] = score
+                return
+            payload = self._waiting.get(key)
+            if payload is None:
+                return
+            payload["judge_score"] = score
+            decision = low_score_candidate(self.sampling, score)
+            if decision is not None and not self.sampler.contains(key):
+                reason, priority = decision
+                self.sampler.offer(Candidate(priority, key, reason, payload["stratum"], payload))
+
+    # --- state (state thread) -----------------------------------------------------------------
+
+    def load(self, conn: Any) -> None:
+        store.create_tables(conn)
+        try:
+            for _, name, path in conn.execute("PRAGMA database_list").fetchall():
+                if name == "main" and path:
+                    self._db_path = path
+        except Exception:
+            self._db_path = None
+        now = self._now()
+        since = now - self.retention_seconds
+        pending = store.load_items(conn, "pending", since)
+        labeled = store.load_items(conn, "labeled", since)
+        counters = store.get_state(conn, "counters") or {}
+        daily = store.get_state(conn, "daily") or {}
+        with self._lock:
+            for item in pending[-self.max_pending:]:
+                self._pending[item["id"]] = item
+            for item in labeled:
+                self._labeled[item["id"]] = _facts(item)
+            for entry in counters.get("labels_total", []):
+                self._labels_total[(entry[0], entry[1])] = int(entry[2])
+            for entry in counters.get("quality", []):
+                self._quality_hist[(entry[0], entry[1], entry[2])] = [float(x) for x in entry[3]]
+            for k, v in (counters.get("dropped") or {}).items():
+                self._dropped[k] = int(v)
+            for k, v in (counters.get("sampler_dropped") or {}).items():
+                self.sampler.dropped[k] = int(v)
+            if daily.get("day") == self.sampler.day:
+                self.sampler.admitted_today = int(daily.get("admitted", 0))
+
+    def flush(self, conn: Any) -> None:
+        now = self._now()
+        self._admit_due(now)
+        with self._lock:
+            dirty, self._dirty = self._dirty, {}
+            counters = {
+                "labels_total": [[s, i, n] for (s, i), n in self._labels_total.items()],
+                "quality": [[s, m, v, h] for (s, m, v), h in self._quality_hist.items()],
+                "dropped": dict(self._dropped),
+                "sampler_dropped": dict(self.sampler.dropped),
+            }
+            daily = {"day": self.sampler.day, "admitted": self.sampler.admitted_today}
+            prune = now - self._last_prune >= 60.0
+            if prune:
+                self._last_prune = now
+                self._prune_memory(now)
+        try:
+            full = [i for i in dirty.values() if not i.get("_judge_only")]
+            store.upsert_items(conn, full)
+            for item in dirty.values():
+                if item.get("_judge_only"):
+                    conn.execute("UPDATE review_items SET judge_score = ? WHERE id = ?",
+                                 (item["judge_score"], item["id"]))
+            store.put_state(conn, "counters", counters)
+            store.put_state(conn, "daily", daily)
+            if prune:
+                store.delete_older_than(conn, now - self.retention_seconds)
+        except Exception:
+            # Put the writes back so the next flush retries them, then let the core count it.
+            with self._lock:
+                for k, v in dirty.items():
+                    self._dirty.setdefault(k, v)
+            raise
+
+    def _prune_memory(self, now: float) -> None:
+        cutoff = now - self.retention_seconds
+        for k in [k for k, i in self._pending.items() if (i.get("created_unix") or now) < cutoff]:
+            del self._pending[k]
+        for k in [k for k, f in self._labeled.items() if f.labeled_unix < cutoff]:
+            del self._labeled[k]
+
+    def tick(self, now: float) -> None:
+        self._admit_due(now)
+
+    def _admit_due(self, now: float) -> None:
+        """Close the sampling window when due: redact and enqueue what the sampler admits."""
+        with self._lock:
+            if not self.sampler.due(now):
+                return
+            free = max(0, self.max_pending - len(self._pending))
+            result = self.sampler.drain(now, capacity=free)
+            self._dropped["queue_full"] += result.dropped.get("queue_full", 0)
+            admitted = [c for c in result.admitted if c.key not in self._pending]
+        items = []
+        for cand in admitted:  # redaction outside the lock: it is the only costly step
+            p = cand.payload
+            items.append({
+                **{k: v for k, v in p.items() if not k.startswith("_")},
+                "prompt": self._clean(p.get("prompt")),
+                "completion": self._clean(p.get("completion")),
+                "reason": cand.reason, "stratum": cand.stratum,
+                "created_unix": p.get("created_unix") or now,
+                "status": "pending", "skips": 0,
+            })
+        with self._lock:
+            for item in items:
+                if item["id"] in self._labeled:
+                    continue
+                self._pending[item["id"]] = item
+                self._dirty[item["id"]] = item
+                self._waiting.pop(item["id"], None)
+
+    # --- API operations (HTTP threads) ----------------------------------------------------------
+
+    def queue(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The next pending items: fewest skips first, then oldest."""
+        with self._lock:
+            items = sorted(self._pending.values(),
+                           key=lambda i: (i.get("skips", 0), i.get("created_unix") or 0, i["id"]))
+            return [_public(i) for i in items[: max(0, limit)]]
+
+    def depth(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def skip(self, item_id: str) -> dict[str, Any]:
+        with self._lock:
+            item = self._pending.get(item_id)
+            if item is None:
+                raise LabelError(404 if item_id not in self._labeled else 409,
+                                 f"no pending review item {item_id!r}")
+            item["skips"] = int(item.get("skips", 0)) + 1
+            self._dirty[item_id] = item
+            return {"id": item_id, "skips": item["skips"]}
+
+    def validate_label(self, body: Any) -> dict[str, Any]:
+        """Check a label body; LabelError(400) with the reason when it is not acceptable."""
+        if not isinstance(body, dict):
+            raise LabelError(400, "body must be a JSON object")
+        unknown = set(body) - {"quality", "issues", "comment", "corrected_answer", "reviewer"}
+        if unknown:
+            raise LabelError(400, f"unknown fields: {sorted(unknown)}")
+        q = body.get("quality")
+        if isinstance(q, float) and q.is_integer():
+            q = int(q)
+        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 5:
+            raise LabelError(400, f"quality must be an integer from 1 to 5, got {body.get('quality')!r}")
+        issues = body.get("issues", [])
+        if issues is None:
+            issues = []
+        if not isinstance(issues, list) or not all(isinstance(i, str) for i in issues):
+            raise LabelError(400, "issues must be a list of strings")
+        if len(issues) > MAX_ISSUES_PER_LABEL:
+            raise LabelError(400, f"at most {MAX_ISSUES_PER_LABEL} issues")
+        ids = []
+        for raw in issues:
+            iid = issue_id(raw)
+            if iid not in self.issues:
+                raise LabelError(400, f"unknown issue {raw!r}; known: {sorted(self.issues)} "
+                                      "(add more under review.issues)")
+            if iid not in ids:
+                ids.append(iid)
+        out: dict[str, Any] = {"quality": q, "issues": ids}
+        for field, limit in (("comment", COMMENT_MAX_CHARS), ("corrected_answer", CORRECTED_MAX_CHARS),
+                             ("reviewer", 200)):
+            v = body.get(field)
+            if v is None:
+                out[field] = None
+                continue
+            if not isinstance(v, str):
+                raise LabelError(400, f"{field} must be a string")
+            if len(v) > limit:
+                raise LabelError(400, f"{field} is longer than {limit} characters")
+            out[field] = v
+        return out
+
+    def label(self, item_id: str, body: Any) -> dict[str, Any]:
+        """Apply a label: 400 bad body, 404 unknown id, 409 already labeled. Returns the item."""
+        lab = self.validate_label(body)
+        comment = self._clean(lab["comment"], COMMENT_MAX_CHARS)
+        corrected = self._clean(lab["corrected_answer"], CORRECTED_MAX_CHARS)
+        now = self._now()
+        with self._lock:
+            item = self._pending.get(item_id)
+            if item is None:
+                if item_id in self._labeled:
+                    raise LabelError(409, f"review item {item_id!r} is already labeled")
+                raise LabelError(404, f"no review item {item_id!r}")
+            del self._pending[item_id]
+            item.update(status="labeled", quality=lab["quality"], issues=lab["issues"],
+                        comment=comment, corrected_answer=corrected, reviewer=lab["reviewer"],
+                        labeled_unix=now)
+            self._dirty[item_id] = item
+            self._labeled[item_id] = _facts(item)
+            service = item.get("service") or "unknown"
+            for issue in lab["issues"] or ["none"]:
+                k = (service, issue)
+                self._labels_total[k] = self._labels_total.get(k, 0) + 1
+            hk = (service, item.get("model") or "unknown", item.get("variant") or "none")
+            hist = self._quality_hist.setdefault(hk, [0.0] * (len(_buckets()) + 2))
+            hist[_bucket_index(lab["quality"])] += 1  # per-bucket count; last slot is the sum
+            hist[-1] += lab["quality"]
+            result = _public(item)
+        self._emit_evaluation(item, lab["quality"], comment, now)
+        return result
+
+    def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
+                         now: float) -> None:
+        """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant)."""
+        emit = None
+        for name in ("submit_evaluation", "emit_evaluation", "record_evaluation"):
+            emit = getattr(self.ctx, name, None)
+            if callable(emit):
+                break
+            emit = None
+        if emit is None:
+            return
+        experiments = tuple(ExperimentAssignment(id=str(e[0]), variant=str(e[1]))
+                            for e in item.get("experiments") or [] if len(e) == 2)
+        rec = EvaluationRecord(
+            name=str(self.cfg.get("label_evaluation_name") or "human_quality"),
+            source="human", trace_id=item.get("trace_id"), span_id=item.get("span_id"),
+            time_unix_nano=int(now * 1e9), score=float(quality),
+            label="pass" if quality >= self.pass_quality else "fail",
+            explanation=comment, service=item.get("service"), model=item.get("model"),
+            experiments=experiments,
+            attributes={"llm_eval.review.issues": list(item.get("issues") or []),
+                        "llm_eval.review.item_id": item.get("id")},
+        )
+        try:
+            emit(rec)
+        except Exception:
+            self._dropped["errors"] += 1
+            log.warning("review: could not emit the human evaluation record", exc_info=True)
+
+    def labels(self, since_unix: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Labeled items in the export shape: flushed ones from the SQLite file plus unflushed."""
+        with self._lock:
+            unflushed = {k: store.label_record(v) for k, v in self._dirty.items()
+                         if v.get("status") == "labeled"}
+        rows: dict[str, dict[str, Any]] = {}
+        if self._db_path:
+            try:
+                for r in store.read_labels(self._db_path, since_unix=since_unix):
+                    rows[r["id"]] = r
+            except Exception:
+                log.warning("review: could not read labels from %s", self._db_path, exc_info=True)
+        for k, r in unflushed.items():
+            if since_unix is None or (r.get("labeled_unix") or 0) > since_unix:
+                rows[k] = r
+        out = sorted(rows.values(), key=lambda r: (r.get("labeled_unix") or 0, r["id"]))
+        return out[: max(0, limit)]
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            facts = list(self._labeled.values())
+            depth = len(self._pending)
+            by_reason: dict[str, int] = {}
+            for item in self._pending.values():
+                by_reason[item.get("reason") or "unknown"] = by_reason.get(item.get("reason") or "unknown", 0) + 1
+            sampling = {
+                "config": self.sampling.as_dict(),
+                "admitted_today": self.sampler.admitted_today,
+                "in_reservoir": self.sampler.pending(),
+                "dropped": dict(self.sampler.dropped),
+            }
+            dropped = dict(self._dropped)
+        out = {"queue_depth": depth, "queue_by_reason": by_reason, "pass_quality": self.pass_quality,
+               "judge_pass_score": self.judge_pass_score, "sampling": sampling, "dropped": dropped,
+               "issues": [{"id": k, "name": v} for k, v in self.issues.items()]}
+        out.update(summarize(facts, self.pass_quality, self.judge_pass_score))
+        return out
+
+    # --- /metrics --------------------------------------------------------------------------------
+
+    def collect(self) -> Iterable[Any]:
+        with self._lock:
+            depth: dict[str, int] = {}
+            for item in self._pending.values():
+                s = item.get("service") or "unknown"
+                depth[s] = depth.get(s, 0) + 1
+            labels_total = dict(self._labels_total)
+            hists = {k: list(v) for k, v in self._quality_hist.items()}
+            facts = list(self._labeled.values())
+        for s in {f.service for f in facts} | {k[0] for k in labels_total}:
+            depth.setdefault(s, 0)  # a service with labels but an empty queue shows 0, not nothing
+        family = self.ctx.family
+        yield family("llm_review_queue_depth", [({"service": s}, n) for s, n in sorted(depth.items())])
+        yield family("llm_human_labels_total",
+                     [({"service": s, "issue": i}, n) for (s, i), n in sorted(labels_total.items())])
+        yield family("llm_human_quality_score",
+                     [({"service": s, "model": m, "variant": v}, h[:-1], h[-1])
+                      for (s, m, v), h in sorted(hists.items())])
+        values = []
+        by_service: dict[str, list[LabelFacts]] = {}
+        for f in facts:
+            by_service.setdefault(f.service, []).append(f)
+        for s, group in sorted(by_service.items()):
+            agr = agreement(group, self.pass_quality, self.judge_pass_score)
+            for method in ("kappa", "spearman"):
+                if agr[method] is not None:
+                    values.append(({"service": s, "method": method}, agr[method]))
+        yield family("llm_eval_judge_human_agreement", values)
+
+    # --- HTTP -------------------------------------------------------------------------------------
+
+    def router(self) -> Any:
+        from .review_api import build_router
+
+        return build_router(self)
+
+
+def _buckets() -> tuple[float, ...]:
+    from ..catalog import HUMAN_SCORE_BUCKETS
+
+    return HUMAN_SCORE_BUCKETS
+
+
+def _bucket_index(value: float) -> int:
+    """Index of the first bucket whose upper bound holds `value`; len(buckets) means +Inf."""
+    for i, bound in enumerate(_buckets()):
+        if value <= bound:
+            return i
+    return len(_buckets())
+
+
+def _facts(item: Mapping[str, Any]) -> LabelFacts:
+    return LabelFacts(
+        item_id=item["id"], service=item.get("service") or "unknown",
+        model=item.get("model") or "unknown", variant=item.get("variant") or "none",
+        reason=item.get("reason") or "unknown", quality=int(item["quality"]),
+        issues=tuple(item.get("issues") or ()),
+        judge_score=item.get("judge_score"), labeled_unix=float(item.get("labeled_unix") or 0),
+    )
+
+
+def _replace_score(f: LabelFacts, score: float) -> LabelFacts:
+    from dataclasses import replace
+
+    return replace(f, judge_score=score)
+
+
+_PUBLIC = ("id", "trace_id", "span_id", "service", "model", "variant", "experiment", "prompt",
+           "completion", "failed_checks", "judge_score", "reason", "created_unix", "skips",
+           "status", "quality", "issues", "comment", "corrected_answer", "labeled_unix")
+
+
+def _public(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: item.get(k) for k in _PUBLIC}
+
+
+def static_text(name: str) -> str:
+    """A file of the labeling page (review.html, review.js, review.css), read from the package."""
+    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
+
+
+def read_labels(db_path: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Labeled items from a sidecar SQLite file (see review_store.read_labels)."""
+    return store.read_labels(db_path, **kwargs)
+
+
+__all__ = ["ReviewPlugin", "read_labels", "CONFIG_DEFAULTS", "DEFAULT_ISSUES", "LabelError",
+           "issue_id", "item_id_for"]

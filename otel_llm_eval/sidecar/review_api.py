@@ -1,0 +1,89 @@
+"""HTTP routes of human review (FastAPI APIRouter); the sidecar core adds bearer-token auth.
+
+- `GET  /v1/review/queue?limit=10`   next pending items `{items, depth, issues}`
+- `POST /v1/review/{id}/label`       `{quality: 1..5, issues: [...], comment?, corrected_answer?}`
+                                     400 bad body, 404 unknown id, 409 already labeled, 413 too big
+- `POST /v1/review/{id}/skip`        move an item behind the others
+- `GET  /v1/review/summary`          queue, sampling counters, failure rate, issues, agreement
+- `GET  /v1/review/labels?since=&limit=`  labeled items in the export shape (review_store)
+- `GET  /review` (+ `/review/assets/review.js|css`)  the labeling page; it holds no data, the
+  page's own API calls carry the token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .review import ReviewPlugin
+
+#: Paths that serve the page itself (no data), for cores that exempt static pages from auth.
+PUBLIC_PATHS = ("/review", "/review/assets/review.js", "/review/assets/review.css")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_router(plugin: "ReviewPlugin") -> APIRouter:
+    from .review import LABEL_BODY_MAX_BYTES, STATIC_FILES, LabelError, static_text
+
+    router = APIRouter()
+
+    @router.get("/v1/review/queue", tags=["review"])
+    def review_queue(limit: int = Query(10, ge=1, le=100)) -> dict[str, Any]:
+        return {"items": plugin.queue(limit), "depth": plugin.depth(),
+                "issues": [{"id": k, "name": v} for k, v in plugin.issues.items()]}
+
+    @router.post("/v1/review/{item_id}/label", tags=["review"])
+    async def review_label(item_id: str, request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > LABEL_BODY_MAX_BYTES:
+            return _error(413, f"label body larger than {LABEL_BODY_MAX_BYTES} bytes")
+        raw = await request.body()
+        if len(raw) > LABEL_BODY_MAX_BYTES:
+            return _error(413, f"label body larger than {LABEL_BODY_MAX_BYTES} bytes")
+        try:
+            body = json.loads(raw or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "body is not valid JSON")
+        try:
+            item = await run_in_threadpool(plugin.label, item_id, body)
+        except LabelError as e:
+            return _error(e.status, e.message)
+        return JSONResponse(item)
+
+    @router.post("/v1/review/{item_id}/skip", tags=["review"])
+    def review_skip(item_id: str) -> Response:
+        try:
+            return JSONResponse(plugin.skip(item_id))
+        except LabelError as e:
+            return _error(e.status, e.message)
+
+    @router.get("/v1/review/summary", tags=["review"])
+    def review_summary() -> dict[str, Any]:
+        return plugin.summary()
+
+    @router.get("/v1/review/labels", tags=["review"])
+    def review_labels(since: float | None = Query(None, description="labeled_unix lower bound"),
+                      limit: int = Query(1000, ge=1, le=10000)) -> dict[str, Any]:
+        items = plugin.labels(since_unix=since, limit=limit)
+        return {"items": items, "count": len(items)}
+
+    @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
+    def review_page() -> HTMLResponse:
+        return HTMLResponse(static_text("review.html"), headers={"Cache-Control": "no-store"})
+
+    @router.get("/review/assets/{name}", include_in_schema=False)
+    def review_asset(name: str) -> Response:
+        media = STATIC_FILES.get(name)
+        if media is None:  # whitelist: no path traversal into the package
+            return _error(404, "not found")
+        return Response(static_text(name), media_type=media, headers={"Cache-Control": "no-store"})
+
+    return router
