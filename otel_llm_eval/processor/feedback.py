@@ -52,7 +52,7 @@ class TraceMemory:
                     self.evicted += 1
                 except (KeyError, RuntimeError, StopIteration):
                     pass
-        if is_root:
+        if is_root and not entry[0]:  # the first local root wins (a later one is a feedback span)
             entry[0] = span_id
         if entry[1] is None and semconv.EXPERIMENT_ID in attrs:
             entry[1] = {k: attrs[k] for k in EXPERIMENT_KEYS if k in attrs}

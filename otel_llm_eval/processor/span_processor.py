@@ -1,0 +1,365 @@
+"""`LLMEvalSpanProcessor`: stamps experiments on span start, picks LLM spans on end, judges a sample.
+
+Register it BEFORE the BatchSpanProcessor: the SDK calls processors in registration order, and
+its `shutdown()` drains judge work while the exporter is still alive.
+
+Hot path cost: `on_start` is one or two context lookups (plus `set_attributes` inside an
+experiment); `on_end` for a non-LLM span is a few dict lookups and one C-level
+`keys().isdisjoint(...)`. Normalization, the judge call and the evaluation span all happen on a
+background thread. Every hook is guarded: errors are counted per kind and logged once, never
+raised into the app.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Mapping, Sequence
+
+from opentelemetry import context as _context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanContext
+
+from otel_llm_eval import semconv
+from otel_llm_eval.processor import feedback as _feedback
+from otel_llm_eval.processor.budget import JudgeBudget
+from otel_llm_eval.processor.experiment import (
+    _ACTIVE_KEY,
+    BAGGAGE_EXPERIMENTS,
+    BAGGAGE_WEIGHTS,
+    Experiment,
+    _Active,
+    _from_baggage,
+)
+from otel_llm_eval.processor.judges import Judge, JudgeResult, coerce_result
+from otel_llm_eval.processor.metrics import ErrorLog, NoopMetrics, ProcessorMetrics
+from otel_llm_eval.processor.sampling import sampled, threshold
+from otel_llm_eval.processor.worker import (
+    JudgeCallTimeout,
+    JudgeCaller,
+    JudgeHung,
+    JudgeWorker,
+    in_judge_thread,
+)
+
+try:
+    from opentelemetry.baggage import _BAGGAGE_KEY
+except ImportError:  # pragma: no cover
+    _BAGGAGE_KEY = None
+
+_get_current = _context.get_current
+_EMPTY: dict[str, Any] = {}
+_DETECTION_KEYS = semconv.DETECTION_KEYS
+_EXPERIMENT_ID = semconv.EXPERIMENT_ID
+_EXPERIMENT_VARIANT = semconv.EXPERIMENT_VARIANT
+_EVALUATION_NAME = semconv.EVALUATION_NAME
+
+SampleRateProvider = Callable[[str | None, str | None], float | None]
+
+
+def _judge_name(judge: Any) -> str:
+    for attr in ("name", "__name__"):
+        value = getattr(judge, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(judge).__name__
+
+
+class LLMEvalSpanProcessor(SpanProcessor):
+    """Experiment stamping + deterministic, budgeted LLM-judge sampling.
+
+    judge: `judge(call: LLMCall) -> JudgeResult | float`, or None to only stamp/remember.
+    judge_sample_rate: fraction of LLM calls judged, decided from the trace id (the low 64 bits
+      compared with rate * 2**64), so every process takes the same decision for a trace.
+    variant_sample_rates: per-variant overrides, keys "experiment=variant" or "variant".
+    sample_rate_provider: called as provider(experiment, variant) for each LLM call; a float
+      overrides the rate for that call, None falls back to the above. It runs on the app thread in
+      `on_end`, so it MUST be an O(1) cached lookup (no I/O, no locks held for long).
+    evaluation_name: `gen_ai.evaluation.name` of judge results (default: the judge's `name`).
+    tracer_provider: where evaluation and stats spans go (default: the global provider).
+    max_queue_size: judge work waiting at most; beyond it calls are dropped and counted.
+    judge_timeout_seconds: a judge call taking longer becomes an error record "timeout".
+    max_judge_calls_per_minute / max_judge_usd_per_hour: judge budget; over it -> skip and count.
+    metrics: a `ProcessorMetrics` sink (default no-op).
+    include_embeddings: also judge/remember embeddings calls.
+    feedback_memory_size: traces remembered for `record_feedback(trace_id)` (FIFO-bounded).
+    stats_interval_seconds: judge stats spans are emitted at most this often (when non-zero).
+    shutdown_timeout_millis: how long `shutdown()` waits for queued judge work.
+    default_experiments: (Experiment, variant) pairs stamped on spans outside any activated
+      scope (deployment-level experiments, e.g. for zero-code apps).
+    """
+
+    def __init__(
+        self,
+        judge: Judge | None = None,
+        judge_sample_rate: float = 0.0,
+        *,
+        variant_sample_rates: Mapping[str, float] | None = None,
+        sample_rate_provider: SampleRateProvider | None = None,
+        evaluation_name: str | None = None,
+        tracer_provider: Any = None,
+        max_queue_size: int = 1000,
+        judge_timeout_seconds: float = 30.0,
+        max_judge_calls_per_minute: int | None = None,
+        max_judge_usd_per_hour: float | None = None,
+        metrics: ProcessorMetrics | None = None,
+        include_embeddings: bool = False,
+        feedback_memory_size: int = 10_000,
+        stats_interval_seconds: float = 10.0,
+        shutdown_timeout_millis: int = 5000,
+        default_experiments: Sequence[tuple[Experiment, str]] = (),
+    ) -> None:
+        if judge is not None and not callable(judge):
+            raise ValueError(f"judge must be callable, got {type(judge).__name__}")
+        if not isinstance(judge_sample_rate, (int, float)) or not 0.0 <= judge_sample_rate <= 1.0:
+            raise ValueError(f"judge_sample_rate must be in [0, 1], got {judge_sample_rate!r}")
+        if judge_timeout_seconds <= 0:
+            raise ValueError(f"judge_timeout_seconds must be > 0, got {judge_timeout_seconds!r}")
+        self._judge = judge
+        self._judge_rate = float(judge_sample_rate)
+        self._threshold = threshold(judge_sample_rate)
+        self._variant_thresholds: dict[str, int] = {}
+        for key, rate in (variant_sample_rates or {}).items():
+            if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+                raise ValueError(f"variant_sample_rates[{key!r}] must be in [0, 1], got {rate!r}")
+            self._variant_thresholds[str(key)] = threshold(rate)
+        self._rate_provider = sample_rate_provider
+        self.evaluator = evaluation_name or (_judge_name(judge) if judge is not None else "none")
+        self._source = getattr(judge, "source", None) or "llm_judge"
+        if not isinstance(self._source, str):
+            self._source = "llm_judge"
+        self._tracer_provider = tracer_provider
+        self._timeout = float(judge_timeout_seconds)
+        self._budget = (JudgeBudget(max_judge_calls_per_minute, max_judge_usd_per_hour)
+                        if (max_judge_calls_per_minute is not None or max_judge_usd_per_hour is not None) else None)
+        self._budget_args = (max_judge_calls_per_minute, max_judge_usd_per_hour)
+        self._metrics: ProcessorMetrics = metrics or NoopMetrics()
+        self.errors = ErrorLog(self._metrics)
+        self._include_embeddings = include_embeddings
+        self._memory = _feedback.configure(tracer_provider, feedback_memory_size)
+        self._stats_interval = float(stats_interval_seconds)
+        self._shutdown_timeout = max(0, shutdown_timeout_millis) / 1000.0
+        self._default_state: _Active | None = None
+        if default_experiments:
+            entries = []
+            for exp, variant in default_experiments:
+                if variant not in exp.variants:
+                    raise ValueError(f"default experiment {exp.id!r}: {variant!r} is not one of {list(exp.variants)}")
+                entries.append((exp.id, variant, exp.weights_attribute))
+            self._default_state = _Active(tuple(entries))
+        self._is_shutdown = False
+        self._stats_lock = threading.Lock()
+        self._delta = {"dropped": 0, "rate": 0, "cost": 0}
+        #: cumulative counters (tests, debugging): sampled, judged, errors, dropped, skipped_rate, skipped_cost
+        self.counters = {"sampled": 0, "judged": 0, "errors": 0, "dropped": 0, "skipped_rate": 0,
+                         "skipped_cost": 0, "cost_usd": 0.0, "stats_spans": 0}
+        self._last_stats = time.monotonic()
+        self._caller = JudgeCaller()
+        self._worker = JudgeWorker(self._process, max_queue_size=max_queue_size, on_tick=self._tick,
+                                   tick_seconds=min(1.0, self._stats_interval), on_error=self.errors.record)
+        ref = weakref.ref(self)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: (lambda p: p and p._after_fork())(ref()))
+
+    # --- hooks (app threads) ---------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: _context.Context | None = None) -> None:
+        try:
+            ctx = parent_context if parent_context is not None else _get_current()
+            state = ctx.get(_ACTIVE_KEY)
+            if state is None:
+                bag = ctx.get(_BAGGAGE_KEY)
+                if bag:
+                    value = bag.get(BAGGAGE_EXPERIMENTS)
+                    if value:
+                        state = _from_baggage(value, bag.get(BAGGAGE_WEIGHTS))
+                if state is None:
+                    state = self._default_state
+                    if state is None:
+                        return
+            span.set_attributes(state.attributes)
+        except Exception as exc:  # noqa: BLE001 - never raise into the app
+            self.errors.record("on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            attrs = span._attributes
+            d = getattr(attrs, "_dict", attrs) if attrs is not None else _EMPTY
+            if _EXPERIMENT_ID in d:
+                ctx = span._context
+                parent = span._parent
+                is_root = (parent is None or parent.is_remote) and _EVALUATION_NAME not in d
+                self._memory.observe(ctx.trace_id, ctx.span_id, is_root, d)
+            elif span._parent is None:
+                ctx = span._context
+                self._memory.observe(ctx.trace_id, ctx.span_id, True, d)
+            if d.keys().isdisjoint(_DETECTION_KEYS):
+                return
+            self._on_llm_end(span, d)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.record("on_end", exc)
+
+    def _on_llm_end(self, span: ReadableSpan, d: Mapping[str, Any]) -> None:
+        if self._judge is None or _EVALUATION_NAME in d or in_judge_thread():
+            return  # nothing to do, our own evaluation span, or the judge's own call
+        if semconv.detect(d, self._include_embeddings) is None:
+            return
+        if not sampled(span._context.trace_id, self._threshold_for(d.get(_EXPERIMENT_ID), d.get(_EXPERIMENT_VARIANT))):
+            return
+        if self._is_shutdown:
+            self._count_drop("shutdown")
+            return
+        if self._budget is not None:
+            reason = self._budget.try_acquire()
+            if reason is not None:
+                self._count_skip(reason)
+                return
+        if not self._worker.submit(span):
+            self._count_drop("queue_full")
+
+    def _threshold_for(self, experiment: Any, variant: Any) -> int:
+        if self._rate_provider is not None:
+            try:
+                rate = self._rate_provider(experiment, variant)
+            except Exception as exc:  # noqa: BLE001
+                self.errors.record("sample_rate_provider", exc)
+                rate = None
+            if rate is not None:
+                return threshold(rate)
+        if self._variant_thresholds and variant is not None:
+            t = self._variant_thresholds.get(f"{experiment}={variant}")
+            if t is None:
+                t = self._variant_thresholds.get(str(variant))
+            if t is not None:
+                return t
+        return self._threshold
+
+    def _count_drop(self, reason: str) -> None:
+        with self._stats_lock:
+            self._delta["dropped"] += 1
+            self.counters["dropped"] += 1
+        self._safe_metric(self._metrics.judge_dropped, self.evaluator, reason)
+        if not self._is_shutdown:
+            self._worker.ensure_started()
+
+    def _count_skip(self, reason: str) -> None:
+        with self._stats_lock:
+            self._delta[reason] += 1
+            self.counters["skipped_" + reason] += 1
+        self._safe_metric(self._metrics.judge_skipped, self.evaluator, reason)
+        self._worker.ensure_started()
+
+    def _safe_metric(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            self.errors.record("metrics_sink", exc)
+
+    # --- worker thread ------------------------------------------------------------------------------
+
+    def _process(self, span: ReadableSpan) -> None:
+        ctx = span.context
+        d = span.attributes or {}
+        call = semconv.normalize(d, name=span.name, trace_id=ctx.trace_id, span_id=ctx.span_id,
+                                 start_time_unix_nano=span.start_time, end_time_unix_nano=span.end_time,
+                                 include_embeddings=self._include_embeddings)
+        if call is None:
+            return
+        try:
+            result = coerce_result(self._caller.call(self._judge, call, self._timeout))
+        except JudgeCallTimeout as exc:
+            result = JudgeResult(None, error="timeout", explanation=str(exc))
+        except JudgeHung as exc:
+            result = JudgeResult(None, error="judge_hung", explanation=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a judge that raises is an error record
+            result = JudgeResult(None, error=type(exc).__name__, explanation=str(exc)[:300] or None)
+        cost = result.cost_usd if isinstance(result.cost_usd, (int, float)) and result.cost_usd >= 0 else None
+        with self._stats_lock:
+            self.counters["sampled"] += 1
+            if result.error:
+                self.counters["errors"] += 1
+            else:
+                self.counters["judged"] += 1
+            if cost:
+                self.counters["cost_usd"] += cost
+        self._safe_metric(self._metrics.judge_sampled, self.evaluator)
+        if result.error:
+            self._safe_metric(self._metrics.judge_error, self.evaluator, result.error)
+        if cost:
+            if self._budget is not None:
+                self._budget.record_cost(cost)
+            self._safe_metric(self._metrics.judge_cost, self.evaluator, cost)
+        extra: dict[str, Any] = {}
+        if cost is not None:
+            extra[semconv.JUDGE_COST_USD] = float(cost)
+        response_id = d.get("gen_ai.response.id")
+        if response_id is not None:
+            extra["gen_ai.response.id"] = response_id
+        experiment = {k: d[k] for k in _feedback.EXPERIMENT_KEYS if k in d} or None
+        label = result.label if isinstance(result.label, str) else None
+        explanation = result.explanation if isinstance(result.explanation, str) else None
+        core = _feedback.evaluation_attributes(self.evaluator, result.score, label, explanation, self._source)
+        parent = SpanContext(ctx.trace_id, ctx.span_id, is_remote=True, trace_flags=ctx.trace_flags,
+                             trace_state=ctx.trace_state)
+        _feedback.emit_span(parent, core, extra, experiment, error_type=result.error,
+                            tracer_provider=self._tracer_provider)
+
+    def _tick(self) -> None:
+        self._emit_stats(force=False)
+
+    def _emit_stats(self, force: bool) -> None:
+        now = time.monotonic()
+        with self._stats_lock:
+            if not force and now - self._last_stats < self._stats_interval:
+                return
+            delta = self._delta
+            if not (delta["dropped"] or delta["rate"] or delta["cost"]):
+                return
+            self._delta = {"dropped": 0, "rate": 0, "cost": 0}
+            self._last_stats = now
+            self.counters["stats_spans"] += 1
+        try:
+            tracer = _feedback.get_tracer(self._tracer_provider)
+            tracer.start_span(semconv.JUDGE_STATS_SPAN, attributes={
+                semconv.JUDGE_EVALUATOR: self.evaluator,
+                semconv.JUDGE_DROPPED: delta["dropped"],
+                semconv.JUDGE_SKIPPED_RATE: delta["rate"],
+                semconv.JUDGE_SKIPPED_COST: delta["cost"],
+            }).end()
+        except Exception as exc:  # noqa: BLE001
+            self.errors.record("stats_span", exc)
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Wait for queued judge work (at most `timeout_millis`), then emit pending stats. Never raises."""
+        try:
+            ok = self._worker.flush(max(0, timeout_millis) / 1000.0)
+            self._emit_stats(force=True)
+            return ok
+        except Exception as exc:  # noqa: BLE001
+            self.errors.record("force_flush", exc)
+            return False
+
+    def shutdown(self) -> None:
+        """Drain judge work within `shutdown_timeout_millis`, count the rest as dropped. Idempotent."""
+        if self._is_shutdown:
+            return
+        self._is_shutdown = True
+        try:
+            dropped = self._worker.close(self._shutdown_timeout)
+            for _ in range(dropped):
+                self._count_drop("shutdown")
+            self._emit_stats(force=True)
+            self._caller.close()
+        except Exception as exc:  # noqa: BLE001
+            self.errors.record("shutdown", exc)
+
+    def _after_fork(self) -> None:
+        self._stats_lock = threading.Lock()
+        self._delta = {"dropped": 0, "rate": 0, "cost": 0}
+        self._worker.after_fork_in_child()
+        if self._budget is not None:
+            self._budget = JudgeBudget(*self._budget_args)
