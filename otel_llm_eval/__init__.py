@@ -15,6 +15,13 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "LLMCall": "otel_llm_eval.semconv",
     "normalize": "otel_llm_eval.semconv",
+    "Experiment": "otel_llm_eval.processor.experiment",
+    "LLMEvalSpanProcessor": "otel_llm_eval.processor.span_processor",
+    "record_feedback": "otel_llm_eval.processor.feedback",
+    "emit_evaluation": "otel_llm_eval.processor.feedback",
+    "JudgeResult": "otel_llm_eval.processor.judges",
+    "HeuristicJudge": "otel_llm_eval.processor.judges",
+    "OpenAIJudge": "otel_llm_eval.processor.judges",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
