@@ -15,7 +15,7 @@ from .regress import GateError
 from .scorers import Judge
 
 _HEURISTIC_NAMES = ("HeuristicJudge",)
-_OPENAI_NAMES = ("OpenAIJudge", "OpenAICompatibleJudge", "ChatCompletionsJudge", "OpenAIChatJudge")
+_OPENAI_NAMES = ("OpenAIJudge",)
 
 
 def _judges_module() -> Any:
@@ -67,6 +67,8 @@ def build_judge(kind: str | None, *, base_url: str | None = None, model: str | N
         if timeout_seconds is not None:
             kwargs["timeout_seconds"] = timeout_seconds
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if not kwargs.get("model"):
+            raise GateError("--judge openai needs a model: --judge-model NAME or $OTEL_LLM_EVAL_JUDGE_MODEL")
         try:
             return cls(**_accepted(cls, kwargs))
         except (TypeError, ValueError) as e:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -38,9 +39,10 @@ class LabelSourceError(Exception):
     """The labels could not be read (sidecar unreachable, bad response, missing store)."""
 
 
-def fetch_labels(sidecar_url: str, token: str | None = None, timeout_seconds: float = 30.0) -> list[dict[str, Any]]:
-    """GET the labels from a sidecar. Accepts a JSON list or an object with `labels` (or `items`)."""
-    url = sidecar_url.rstrip("/") + LABELS_PATH
+PAGE_SIZE = 10_000  # the sidecar's maximum `limit`
+
+
+def _get_json(url: str, token: str | None, timeout_seconds: float) -> Any:
     req = urllib.request.Request(url, headers={"Accept": "application/json"})
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -53,14 +55,39 @@ def fetch_labels(sidecar_url: str, token: str | None = None, timeout_seconds: fl
     except (urllib.error.URLError, OSError) as e:
         raise LabelSourceError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from e
     try:
-        doc = json.loads(body)
+        return json.loads(body)
     except ValueError as e:
         raise LabelSourceError(f"GET {url} did not return JSON: {e}") from e
-    if isinstance(doc, Mapping):
-        doc = doc.get("labels", doc.get("items"))
-    if not isinstance(doc, list):
-        raise LabelSourceError(f"GET {url}: expected a list of labels")
-    return [d for d in doc[:MAX_LABELS] if isinstance(d, Mapping)]
+
+
+def fetch_labels(sidecar_url: str, token: str | None = None, timeout_seconds: float = 30.0) -> list[dict[str, Any]]:
+    """GET every label from a sidecar, page by page (`?since=<labeled_unix>&limit=`).
+
+    Accepts `{"items": [...]}` (the sidecar's shape), `{"labels": [...]}` or a bare list. Pages
+    overlap by a microsecond and are de-duplicated by id, so labels sharing a timestamp at a
+    page boundary are not lost.
+    """
+    base = sidecar_url.rstrip("/") + LABELS_PATH
+    out: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    since: float | None = None
+    while len(out) < MAX_LABELS:
+        query = {"limit": PAGE_SIZE} | ({"since": f"{since:.6f}"} if since is not None else {})
+        doc = _get_json(f"{base}?{urllib.parse.urlencode(query)}", token, timeout_seconds)
+        if isinstance(doc, Mapping):
+            doc = doc.get("items", doc.get("labels"))
+        if not isinstance(doc, list):
+            raise LabelSourceError(f"GET {base}: expected a list of labels (or an object with `items`)")
+        page = [d for d in doc if isinstance(d, Mapping)]
+        new = [d for d in page if d.get("id") not in seen]
+        for d in new:
+            seen.add(d.get("id"))
+        out.extend(dict(d) for d in new)
+        stamps = [d.get("labeled_unix") for d in page if isinstance(d.get("labeled_unix"), (int, float))]
+        if len(page) < PAGE_SIZE or not new or not stamps:
+            break
+        since = max(stamps) - 1e-6
+    return out[:MAX_LABELS]
 
 
 def read_labels_from_db(db_path: str | Path) -> list[dict[str, Any]]:
