@@ -35,7 +35,9 @@ def render_all() -> dict[str, str]:
 
 
 def _optional_generators():
-    return ()
+    from otel_llm_eval.bundle import collector, dashboards
+
+    return (dashboards.render, collector.render)
 
 
 def write(out_dir: Path, files: dict[str, str]) -> list[str]:
