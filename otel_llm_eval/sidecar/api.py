@@ -1,0 +1,253 @@
+"""The sidecar's HTTP API (FastAPI): OTLP/HTTP receiver, /metrics, feedback, experiments, health.
+
+Routes: POST /v1/traces, POST /v1/logs (OTLP/HTTP protobuf or JSON, gzip/deflate), GET /metrics,
+POST /v1/feedback, GET /v1/experiments, GET /v1/experiments/{id}, GET /healthz, GET /readyz,
+plus every plugin's router. With `server.auth_token` set, every route but /healthz requires
+`Authorization: Bearer <token>` (/metrics and OTLP only while `server.auth_metrics` /
+`server.auth_otlp` are true). Handlers decode and validate on the event loop, then hand the
+message to the ingest queue (journaled first); they never wait for ingest.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .collector import SidecarCollector
+from .core import QueueFull, Sidecar
+from .otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, logs_response, media_type, response_json, traces_response
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    trace_id: str = Field(pattern=r"^[0-9a-fA-F]{32}$", description="trace id of the evaluated call (32 hex)")
+    span_id: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{16}$", description="span id of the call (16 hex)")
+    name: str = Field(min_length=1, max_length=128, description="evaluation name, e.g. user_feedback")
+    value: float = Field(description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5")
+    label: Optional[str] = Field(None, max_length=128)
+    comment: Optional[str] = Field(None, max_length=4096)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("value must be a finite number")
+        return v
+
+    @field_validator("trace_id")
+    @classmethod
+    def _nonzero(cls, v: str) -> str:
+        if not v.strip("0"):
+            raise ValueError("trace_id must not be all zero")
+        return v.lower()
+
+
+class Accepted(BaseModel):
+    status: str = Field(description="accepted | duplicate")
+
+
+class VariantStats(BaseModel):
+    n: int
+    sum: float
+    sum_sq: float
+    mean: Optional[float]
+    binary: bool
+
+
+class ExperimentSummary(BaseModel):
+    id: str
+    control: Optional[str]
+    weights: Optional[dict[str, float]]
+    first_seen_unix: float
+    last_seen_unix: float
+    exposures: dict[str, int] = Field(description="LLM calls per variant")
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummary]
+
+
+class ExperimentDetail(ExperimentSummary):
+    model_config = ConfigDict(extra="allow")  # plugins merge their own keys (p-values, verdicts, ...)
+    metrics: dict[str, dict[str, VariantStats]]
+
+
+class Health(BaseModel):
+    status: str
+    queue_depth: int = 0
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+def _auth_dependency(token: Optional[str]):
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def check(request: Request) -> None:
+        if expected is None:
+            return
+        got = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(got, expected):
+            raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <server.auth_token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                raise OTLPError(413, "too_large", f"request body of {length} bytes exceeds the limit of {limit}")
+        except ValueError:
+            raise OTLPError(400, "malformed", "Content-Length is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise OTLPError(413, "too_large", f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_response(status: int, message: str, content_type: str, retry_after: int | None = None) -> Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if content_type == PROTOBUF:
+        from google.rpc import status_pb2
+
+        body = status_pb2.Status(code=3 if status < 500 else 14, message=message).SerializeToString()
+        return Response(body, status_code=status, media_type=PROTOBUF, headers=headers)
+    return JSONResponse({"code": 3 if status < 500 else 14, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(sidecar: Sidecar) -> FastAPI:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    cfg = sidecar.config["server"]
+    auth = Depends(_auth_dependency(cfg.get("auth_token")))
+    no_auth: list = []
+    app = FastAPI(title="otel-llm-eval sidecar", version="0.1.0",
+                  description="OTLP in, Prometheus metrics out: evaluation of LLM calls.")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SidecarCollector(sidecar))
+    otlp_deps = [auth] if cfg.get("auth_otlp", True) else no_auth
+    metrics_deps = [auth] if cfg.get("auth_metrics", True) else no_auth
+
+    async def otlp(request: Request, signal: str) -> Response:
+        ctype = request.headers.get("content-type")
+        mt = media_type(ctype)
+        try:
+            body = await _read_body(request, sidecar.max_request_bytes)
+            decode = decode_traces if signal == "traces" else decode_logs
+            decoded = decode(body, ctype, request.headers.get("content-encoding"),
+                             max_request_bytes=sidecar.max_request_bytes, max_span_bytes=sidecar.max_span_bytes)
+        except OTLPError as e:
+            sidecar.count_rejected(e.reason)
+            return _error_response(e.status, e.message, mt)
+        try:
+            sidecar.submit(signal, decoded.message, body, mt, request.headers.get("content-encoding") or "")
+        except QueueFull as e:
+            sidecar.count_rejected("queue_full")
+            status = 503 if not sidecar.ready or "stopping" in str(e) else 429
+            return _error_response(status, f"{e}; retry later", mt, sidecar.retry_after_seconds)
+        if decoded.rejected:
+            sidecar.count_rejected("invalid_item", decoded.rejected)
+        if mt == JSON:
+            return Response(response_json(signal, decoded.rejected, decoded.error_message), media_type=JSON)
+        make = traces_response if signal == "traces" else logs_response
+        return Response(make(decoded.rejected, decoded.error_message), media_type=PROTOBUF)
+
+    otlp_router = APIRouter(dependencies=otlp_deps)
+
+    @otlp_router.post("/v1/traces", include_in_schema=False)
+    async def traces(request: Request) -> Response:
+        return await otlp(request, "traces")
+
+    @otlp_router.post("/v1/logs", include_in_schema=False)
+    async def logs(request: Request) -> Response:
+        return await otlp(request, "logs")
+
+    app.include_router(otlp_router)
+
+    @app.get("/metrics", dependencies=metrics_deps, response_class=Response,
+             responses={200: {"content": {PROMETHEUS_TEXT: {}}, "description": "Prometheus text format"}})
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=PROMETHEUS_TEXT)
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok", queue_depth=sidecar.queue_depth())
+
+    @app.get("/readyz", response_model=Health, dependencies=[auth],
+             responses={503: {"model": Health, "description": "replaying the journal or queue full"}})
+    def readyz() -> Response:
+        depth = sidecar.queue_depth()
+        ready = sidecar.ready and not sidecar.queue.full()
+        body = Health(status="ready" if ready else "not_ready", queue_depth=depth)
+        return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+    @app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
+              responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
+                         429: {"model": Problem, "description": "queue full; retry after Retry-After"},
+                         503: {"model": Problem, "description": "stopping; retry after Retry-After"}})
+    def feedback(item: FeedbackIn) -> Response:
+        payload = item.model_dump(exclude_none=True)
+        payload["time_unix_nano"] = int(sidecar.clock() * 1e9)
+        # the journal and dedup see the feedback without its arrival time: a retried POST counts once
+        body = json.dumps(item.model_dump(exclude_none=True), sort_keys=True).encode()
+        try:
+            fresh = sidecar.submit("feedback", payload, body, JSON, "")
+        except QueueFull as e:
+            return JSONResponse({"detail": str(e)}, status_code=429 if sidecar.ready else 503,
+                                headers={"Retry-After": str(sidecar.retry_after_seconds)})
+        if not fresh:
+            return JSONResponse({"status": "duplicate"}, status_code=200)
+        return JSONResponse({"status": "accepted"}, status_code=202)
+
+    def summary(snap: Any) -> dict[str, Any]:
+        exposures = {v: s.n for v, s in snap.metrics.get("exposures", {}).items()}
+        return {"id": snap.id, "control": snap.control, "weights": snap.weights,
+                "first_seen_unix": snap.first_seen_unix, "last_seen_unix": snap.last_seen_unix,
+                "exposures": exposures}
+
+    @app.get("/v1/experiments", response_model=ExperimentList, dependencies=[auth])
+    def experiments() -> dict[str, Any]:
+        snaps = sidecar.state.snapshot()
+        return {"experiments": [summary(snaps[k]) for k in sorted(snaps)]}
+
+    @app.get("/v1/experiments/{experiment_id}", response_model=ExperimentDetail, dependencies=[auth],
+             responses={404: {"model": Problem, "description": "no span carried this experiment"}})
+    def experiment(experiment_id: str) -> dict[str, Any]:
+        snap = sidecar.state.snapshot().get(experiment_id)
+        if snap is None:
+            raise HTTPException(404, f"unknown experiment {experiment_id!r}")
+        out = summary(snap)
+        out["metrics"] = {
+            metric: {v: {"n": s.n, "sum": s.sum, "sum_sq": s.sum_sq, "mean": (s.sum / s.n if s.n else None),
+                         "binary": s.binary} for v, s in by_variant.items()}
+            for metric, by_variant in snap.metrics.items()}
+        for p in sidecar.plugins:
+            try:
+                extra = p.experiment_details(experiment_id)
+            except Exception:
+                extra = None
+            if extra:
+                for k, v in extra.items():
+                    out.setdefault(k, v)
+        return out
+
+    for p in sidecar.plugins:
+        router = p.router()
+        if router is not None:
+            app.include_router(router, dependencies=[auth])
+    return app

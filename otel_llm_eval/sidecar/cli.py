@@ -1,0 +1,29 @@
+"""`otel-llm-eval sidecar [--config eval.yaml] [--host 127.0.0.1] [--port 9318] [--db PATH]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (see README 'Sidecar configuration')")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else needs server.auth_token)")
+    parser.add_argument("--port", type=int, help="port (default 9318; 0 picks a free one)")
+    parser.add_argument("--db", metavar="PATH", help="SQLite state file (default otel-llm-eval.db)")
+    parser.add_argument("--log-level", default="WARNING", help="Python logging level (default WARNING)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .config import ConfigError
+    from .server import build, serve
+
+    try:
+        sidecar = build(config_path=args.config, host=args.host, port=args.port, db_path=args.db)
+    except (ConfigError, ValueError) as e:
+        print(f"otel-llm-eval sidecar: {e}", file=sys.stderr)
+        return 2
+    return serve(sidecar)

@@ -1,0 +1,340 @@
+"""The sidecar core: wires config, state, store, ingest worker, flush and analysis threads, plugins.
+
+`Sidecar(cfg)` loads plugins and state; `start()` replays the journal and starts the threads;
+`submit(...)` is what HTTP handlers call (bounded queue + journal); `stop()` drains and flushes.
+Threads: ingest worker (decoding results -> state, plugins' on_call/on_evaluation), state thread
+(flush every `state.flush_interval_seconds`), analysis thread (plugins' tick every
+`analysis.interval_seconds`). HTTP handlers never touch the state except through `submit`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+from ..catalog import BY_NAME, OVERFLOW_VALUE
+from .checks import CheckRunner, build_checks
+from .config import merge_plugin_defaults, validate
+from .ingest import Ingestor
+from .labels import LabelBounder
+from .otlp import OTLPError, decode_logs, decode_traces
+from .plugins import ExperimentSnapshot, SidecarPlugin
+from .prices import PriceTable
+from .state import State
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The ingest queue is full: answer 429/503 with Retry-After so exporters retry."""
+
+
+def load_plugins(specs: Iterable[str]) -> list[SidecarPlugin]:
+    """Instantiate `module:Class` plugins; a module that does not exist yet is skipped with a warning."""
+    plugins = []
+    for spec in specs:
+        module_name, sep, cls_name = str(spec).partition(":")
+        if not sep:
+            raise ValueError(f"plugin {spec!r} must look like 'module:Class'")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+                log.warning("plugin %s not loaded: module %s does not exist (continuing without it)",
+                            spec, module_name)
+                continue
+            raise
+        cls = getattr(module, cls_name, None)
+        if cls is None:
+            raise ValueError(f"plugin {spec!r}: {module_name} has no attribute {cls_name}")
+        plugins.append(cls())
+    return plugins
+
+
+class SidecarContext:
+    """What plugins get in `attach` (see plugins.py for the contract)."""
+
+    def __init__(self, sidecar: "Sidecar"):
+        self._sidecar = sidecar
+        self.config: dict[str, Any] = sidecar.config
+        self.db_path: str = sidecar.config["state"]["db_path"]
+
+    def now(self) -> float:
+        return self._sidecar.clock()
+
+    def bound(self, label: str, value: Any) -> str:
+        return self._sidecar.labels.bound(label, value)
+
+    def experiment_snapshot(self) -> dict[str, ExperimentSnapshot]:
+        return self._sidecar.state.snapshot()
+
+    def slot_series(self, service: str, metric: str, since: float = 0.0) -> list[tuple[int, int, float, float]]:
+        """Per-slot aggregates [(slot start unix, n, sum, sum_sq)] of a service's series.
+
+        metric is one of latency_seconds, error, cost_usd, output_tokens, check_failures or
+        `quality:<evaluator>`; slots are `state.slot_seconds` wide (default 60 s).
+        """
+        return self._sidecar.state.slot_series(service, metric, since)
+
+    def slot_keys(self) -> list[tuple[str, str]]:
+        """Every (service, metric) pair that has per-slot aggregates."""
+        with self._sidecar.state.lock:
+            return sorted({(s, m) for s, m, _ in self._sidecar.state.slots})
+
+    def family(self, metric_name: str, values: Iterable[Any]) -> Any:
+        return build_family(metric_name, values, self.bound)
+
+
+def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, Any], str]) -> Any:
+    """A prometheus_client family for catalog metric `metric_name`.
+
+    values: (label dict, value) for counters and gauges; (label dict, per-bucket counts, sum)
+    for histograms, with non-cumulative counts aligned to the catalog buckets (len(buckets) + 1,
+    the last one for +Inf; len(buckets) is accepted and means nothing above the last bound).
+    Missing labels are "", values pass through the label caps. Non-finite values are omitted.
+    """
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.utils import floatToGoString
+
+    m = BY_NAME[metric_name]
+    labels = list(m.labels)
+    if m.type == "counter":
+        fam = CounterMetricFamily(m.family_name, m.help, labels=labels)
+    elif m.type == "gauge":
+        fam = GaugeMetricFamily(m.name, m.help, labels=labels)
+    else:
+        fam = HistogramMetricFamily(m.name, m.help, labels=labels)
+    for item in values:
+        label_dict = item[0]
+        lv = [bound(k, label_dict.get(k, "")) for k in labels]
+        if m.type == "histogram":
+            counts, total = list(item[1]), float(item[2])
+            buckets = m.buckets or ()
+            if len(counts) == len(buckets):
+                counts.append(0)
+            if len(counts) != len(buckets) + 1:
+                raise ValueError(f"{metric_name}: expected {len(buckets) + 1} bucket counts, got {len(counts)}")
+            cum, acc = [], 0
+            for bound_value, c in zip(list(buckets) + [float("inf")], counts):
+                acc += c
+                cum.append((floatToGoString(bound_value), acc))
+            fam.add_metric(lv, cum, total)
+        else:
+            v = float(item[1])
+            if v == v and v not in (float("inf"), float("-inf")):
+                fam.add_metric(lv, v)
+    return fam
+
+
+class Sidecar:
+    def __init__(self, cfg: Mapping[str, Any], *, clock: Callable[[], float] = time.time,
+                 plugins: list[SidecarPlugin] | None = None):
+        cfg = dict(cfg)
+        self.plugins = load_plugins(cfg.get("plugins") or []) if plugins is None else list(plugins)
+        for p in self.plugins:
+            cfg = merge_plugin_defaults(cfg, p.name, getattr(p, "CONFIG_DEFAULTS", {}) or {})
+        validate(cfg)
+        self.config = cfg
+        self.clock = clock
+        st, ing = cfg["state"], cfg["ingest"]
+        self.labels = LabelBounder(cfg["labels"].get("caps") or {})
+        self.state = State(max_ids_per_service=cfg["usage"]["max_ids_per_service"],
+                           span_index_max_entries=st["span_index_max_entries"], slot_seconds=st["slot_seconds"])
+        self.checks = CheckRunner(build_checks(cfg["checks"]))
+        self.prices = PriceTable.from_config(cfg["prices"])
+        self.store = Store(st["db_path"])
+        self.ingestor = Ingestor(self.state, self.labels, self.checks, self.prices, self.plugins, cfg, clock)
+        self.queue: queue.Queue = queue.Queue(maxsize=ing["queue_max_batches"])
+        self.max_request_bytes = ing["max_request_bytes"]
+        self.max_span_bytes = ing["max_span_bytes"]
+        self.retry_after_seconds = ing["retry_after_seconds"]
+        self.journal_enabled = bool(st["journal"])
+        self.dedup = self.journal_enabled and st["dedup_retention_seconds"] > 0
+        self.ctx = SidecarContext(self)
+        self.ready = False
+        self.analysis_duration_seconds: float | None = None
+        self.flush_errors = 0
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._replay: list[tuple[int, str, Any]] = []
+        self._lock = threading.Lock()  # rejected counters from HTTP threads
+        self._rejected: dict[str, int] = {}
+        for p in self.plugins:
+            p.attach(self.ctx)
+        self.store.load(self.state)
+        # label values restored from state count against the caps again
+        for (metric, values) in list(self.state.counters) + list(self.state.hists):
+            for label, value in zip(BY_NAME[metric].labels if metric in BY_NAME else (), values):
+                self.labels.remember(label, value)
+        for p in self.plugins:
+            p.load(self.store.conn)
+        self._prepare_replay()
+
+    # --- lifecycle ---
+    def _prepare_replay(self) -> None:
+        """Decode journal rows that the last run acknowledged but did not flush."""
+        for seq, signal, content_type, encoding, body in self.store.pending_journal():
+            try:
+                payload = self._decode(signal, body, content_type, encoding)
+            except OTLPError as e:  # cannot happen for rows we validated; keep going regardless
+                log.warning("journal row %s no longer decodes (%s); skipped", seq, e.message)
+                payload = None
+            self._replay.append((seq, signal, payload))
+        if self._replay:
+            log.info("replaying %d journaled requests from the previous run", len(self._replay))
+
+    def start(self) -> None:
+        self._threads = [
+            threading.Thread(target=self._ingest_loop, name="sidecar-ingest", daemon=True),
+            threading.Thread(target=self._flush_loop, name="sidecar-state", daemon=True),
+            threading.Thread(target=self._analysis_loop, name="sidecar-analysis", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Drain the queue, flush state, close plugins and the database. Idempotent."""
+        if self._stopping.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        while not self.queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._stopping.set()
+        self.queue.put(None) if not self.queue.full() else None
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        self.flush()
+        for p in self.plugins:
+            try:
+                p.close()
+            except Exception:
+                log.exception("plugin %s failed to close", p.name)
+        self.store.close()
+
+    # --- HTTP side ---
+    def _decode(self, signal: str, body: bytes, content_type: str, encoding: str) -> Any:
+        if signal == "traces":
+            return decode_traces(body, content_type, encoding, max_request_bytes=self.max_request_bytes,
+                                 max_span_bytes=self.max_span_bytes).message
+        if signal == "logs":
+            return decode_logs(body, content_type, encoding, max_request_bytes=self.max_request_bytes,
+                               max_span_bytes=self.max_span_bytes).message
+        return json.loads(body)
+
+    def count_rejected(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self._rejected[reason] = self._rejected.get(reason, 0) + n
+
+    def submit(self, signal: str, payload: Any, body: bytes, content_type: str, encoding: str) -> bool:
+        """Journal and enqueue one decoded request. False when it was a duplicate (already counted).
+
+        Raises QueueFull when the queue is full (nothing journaled). Called from HTTP handlers;
+        blocks only for the journal insert.
+        """
+        with self.store.journal_lock:
+            if self._stopping.is_set():
+                raise QueueFull("sidecar is stopping")
+            if self.queue.full():
+                raise QueueFull("ingest queue is full")
+            seq = 0
+            if self.journal_enabled:
+                got = self.store.journal_append(signal, content_type, encoding, body, self.dedup, self.clock())
+                if got is None:
+                    return False
+                seq = got
+            self.queue.put_nowait((seq, signal, payload))
+        return True
+
+    # --- worker threads ---
+    def _apply(self, seq: int, signal: str, payload: Any) -> None:
+        with self.state.lock:
+            if payload is not None:
+                if signal == "traces":
+                    self.ingestor.apply_traces(payload)
+                elif signal == "logs":
+                    self.ingestor.apply_logs(payload)
+                elif signal == "feedback":
+                    self.ingestor.apply_feedback(payload)
+            if seq:
+                self.state.applied_seq = max(self.state.applied_seq, seq)
+
+    def _ingest_loop(self) -> None:
+        for seq, signal, payload in self._replay:
+            self._safe_apply(seq, signal, payload)
+        self._replay = []
+        self.ready = True
+        while True:
+            item = self.queue.get()
+            if item is None:
+                if self._stopping.is_set():
+                    break
+                continue
+            self._safe_apply(*item)
+            if self._stopping.is_set() and self.queue.empty():
+                break
+
+    def _safe_apply(self, seq: int, signal: str, payload: Any) -> None:
+        try:
+            self._apply(seq, signal, payload)
+        except Exception:
+            log.exception("batch %s (%s) failed to apply", seq, signal)
+            with self.state.lock:
+                if seq:
+                    self.state.applied_seq = max(self.state.applied_seq, seq)
+
+    def flush(self) -> bool:
+        now = self.clock()
+        st = self.config["state"]
+        try:
+            expired_slots, expired_index = self.state.prune(now, st["slot_retention_seconds"],
+                                                            st["span_index_retention_seconds"])
+            with self.state.lock:
+                self.state.inc("llm_eval_state_flush_total", ("ok",))
+            self.store.flush(self.state, self.plugins, now=now, dedup_retention=st["dedup_retention_seconds"],
+                             expired_slots=expired_slots, expired_index=expired_index)
+            return True
+        except Exception:
+            self.flush_errors += 1
+            with self.state.lock:
+                self.state.inc("llm_eval_state_flush_total", ("error",))
+            if self.flush_errors <= 5:
+                log.exception("state flush failed (will retry)")
+            return False
+
+    def _flush_loop(self) -> None:
+        interval = float(self.config["state"]["flush_interval_seconds"])
+        while not self._stopping.wait(interval):
+            self.flush()
+
+    def _analysis_loop(self) -> None:
+        interval = float(self.config["analysis"]["interval_seconds"])
+        while not self._stopping.wait(interval):
+            self.tick()
+
+    def tick(self) -> None:
+        """Run every plugin's tick once (the analysis thread calls this periodically)."""
+        start = time.perf_counter()
+        now = self.clock()
+        for p in self.plugins:
+            try:
+                p.tick(now)
+            except Exception:
+                log.exception("plugin %s failed in tick", p.name)
+        self.analysis_duration_seconds = time.perf_counter() - start
+
+    # --- reading ---
+    def queue_depth(self) -> int:
+        return self.queue.qsize()
+
+    def rejected_snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._rejected)
+
+    def overflow_value(self) -> str:
+        return OVERFLOW_VALUE

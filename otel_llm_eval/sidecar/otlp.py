@@ -1,0 +1,343 @@
+"""OTLP/HTTP request decoding: bounded decompression, protobuf/JSON parsing, validation, walking.
+
+`decode_traces` / `decode_logs` turn one request body into a validated protobuf message or raise
+`OTLPError(status, reason, message)` (400 malformed, 413 too large, 415 unsupported). Items that
+are individually invalid (wrong id lengths, a span over `max_span_bytes`) are removed and counted
+for the OTLP partial_success answer; a request whose every item is invalid is a 400, so a bad
+request changes nothing. `walk_spans` / `walk_logs` turn a validated message into plain Python
+views (dict attributes, hex ids) on the ingest thread. Pure functions, no I/O; never raise
+anything but OTLPError on bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+STATUS_CODE_ERROR = 2
+
+
+class OTLPError(Exception):
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason  # label value for llm_eval_ingest_rejected_total
+        self.message = message
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def check_content_type(content_type: str | None) -> str:
+    mt = media_type(content_type)
+    if mt not in (PROTOBUF, JSON):
+        raise OTLPError(415, "unsupported",
+                        f"unsupported Content-Type {content_type!r}: use {PROTOBUF} or {JSON}")
+    return mt
+
+
+def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The decoded body; never allocates more than `limit` + 1 bytes of output (gzip bombs)."""
+    enc = (content_encoding or "identity").strip().lower()
+    if enc in ("", "identity"):
+        if len(body) > limit:
+            raise OTLPError(413, "too_large", f"request body of {len(body)} bytes exceeds the limit of {limit}")
+        return body
+    if enc == "gzip":
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif enc == "deflate":
+        d = zlib.decompressobj()
+    else:
+        raise OTLPError(415, "unsupported", f"unsupported Content-Encoding {content_encoding!r}: use gzip or identity")
+    try:
+        out = d.decompress(body, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+        out += d.flush()
+    except zlib.error as e:
+        raise OTLPError(400, "malformed", f"body is not valid {enc}: {e}") from None
+    if len(out) > limit:
+        raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+    if not d.eof:
+        raise OTLPError(400, "malformed", f"{enc} body is truncated")
+    return out
+
+
+def _hex_to_b64(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise OTLPError(400, "malformed", f"{what} must be a hex string, got {type(value).__name__}")
+    try:
+        return base64.b64encode(binascii.unhexlify(value)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise OTLPError(400, "malformed", f"{what} is not valid hex: {value[:40]!r}") from None
+
+
+def _fix_ids(obj: dict[str, Any], keys: tuple[str, ...], what: str) -> None:
+    for key in keys:
+        for k in (key, _snake(key)):
+            if k in obj and obj[k] not in ("", None):
+                obj[k] = _hex_to_b64(obj[k], f"{what}.{key}")
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _list(obj: Any, key: str, what: str) -> list[Any]:
+    if not isinstance(obj, dict):
+        raise OTLPError(400, "malformed", f"{what} must be an object")
+    value = obj.get(key, obj.get(_snake(key)))
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise OTLPError(400, "malformed", f"{what}.{key} must be an array")
+    return value
+
+
+def _json_to_message(body: bytes, message: Any, signal: str) -> None:
+    """OTLP JSON differs from proto3 JSON in one way: trace/span ids are hex, not base64."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OTLPError(400, "malformed", f"body is not JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise OTLPError(400, "malformed", "OTLP JSON body must be an object")
+    if signal == "traces":
+        for rs in _list(data, "resourceSpans", "request"):
+            for ss in _list(rs, "scopeSpans", "resourceSpans[]"):
+                for span in _list(ss, "spans", "scopeSpans[]"):
+                    if not isinstance(span, dict):
+                        raise OTLPError(400, "malformed", "spans[] must be objects")
+                    _fix_ids(span, ("traceId", "spanId", "parentSpanId"), "span")
+                    for link in _list(span, "links", "span"):
+                        if isinstance(link, dict):
+                            _fix_ids(link, ("traceId", "spanId"), "link")
+    else:
+        for rl in _list(data, "resourceLogs", "request"):
+            for sl in _list(rl, "scopeLogs", "resourceLogs[]"):
+                for rec in _list(sl, "logRecords", "scopeLogs[]"):
+                    if not isinstance(rec, dict):
+                        raise OTLPError(400, "malformed", "logRecords[] must be objects")
+                    _fix_ids(rec, ("traceId", "spanId"), "logRecord")
+    try:
+        json_format.ParseDict(data, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as e:
+        raise OTLPError(400, "malformed", f"OTLP JSON does not match the {signal} schema: {e}") from None
+
+
+def _parse(body: bytes, mt: str, message: Any, signal: str) -> None:
+    if mt == PROTOBUF:
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RecursionError, ValueError) as e:
+            raise OTLPError(400, "malformed", f"body is not a valid OTLP {signal} protobuf: {e}") from None
+    else:
+        _json_to_message(body, message, signal)
+
+
+@dataclass
+class Decoded:
+    message: Any
+    accepted: int
+    rejected: int
+    error_message: str = ""
+
+
+def decode_traces(body: bytes, content_type: str | None, content_encoding: str | None, *,
+                  max_request_bytes: int, max_span_bytes: int) -> Decoded:
+    mt = check_content_type(content_type)
+    raw = decompress(body, content_encoding, max_request_bytes)
+    req = ExportTraceServiceRequest()
+    _parse(raw, mt, req, "traces")
+    accepted = rejected = 0
+    problems: list[str] = []
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            bad = []
+            for i, span in enumerate(ss.spans):
+                why = None
+                if len(span.trace_id) != 16 or not any(span.trace_id):
+                    why = f"trace_id must be 16 bytes and not all zero (got {len(span.trace_id)} bytes)"
+                elif len(span.span_id) != 8 or not any(span.span_id):
+                    why = f"span_id must be 8 bytes and not all zero (got {len(span.span_id)} bytes)"
+                elif len(span.parent_span_id) not in (0, 8):
+                    why = f"parent_span_id must be empty or 8 bytes (got {len(span.parent_span_id)})"
+                elif span.ByteSize() > max_span_bytes:
+                    why = f"span larger than ingest.max_span_bytes={max_span_bytes}"
+                if why:
+                    bad.append(i)
+                    if len(problems) < 3:
+                        problems.append(why)
+            if bad:
+                rejected += len(bad)
+                for i in reversed(bad):
+                    del ss.spans[i]
+            accepted += len(ss.spans)
+    msg = "; ".join(problems)
+    if rejected and not accepted:
+        raise OTLPError(400, "malformed", f"every span was invalid ({rejected}): {msg}")
+    return Decoded(req, accepted, rejected, msg)
+
+
+def decode_logs(body: bytes, content_type: str | None, content_encoding: str | None, *,
+                max_request_bytes: int, max_span_bytes: int) -> Decoded:
+    mt = check_content_type(content_type)
+    raw = decompress(body, content_encoding, max_request_bytes)
+    req = ExportLogsServiceRequest()
+    _parse(raw, mt, req, "logs")
+    accepted = rejected = 0
+    problems: list[str] = []
+    for rl in req.resource_logs:
+        for sl in rl.scope_logs:
+            bad = []
+            for i, rec in enumerate(sl.log_records):
+                why = None
+                if len(rec.trace_id) not in (0, 16):
+                    why = f"trace_id must be empty or 16 bytes (got {len(rec.trace_id)})"
+                elif len(rec.span_id) not in (0, 8):
+                    why = f"span_id must be empty or 8 bytes (got {len(rec.span_id)})"
+                elif rec.ByteSize() > max_span_bytes:
+                    why = f"log record larger than ingest.max_span_bytes={max_span_bytes}"
+                elif not (rec.attributes or rec.HasField("body") or rec.event_name or rec.time_unix_nano
+                          or rec.observed_time_unix_nano):
+                    # what a span or another message parses into: nothing a log record carries
+                    why = "log record carries no time, body, attributes or event name"
+                if why:
+                    bad.append(i)
+                    if len(problems) < 3:
+                        problems.append(why)
+            if bad:
+                rejected += len(bad)
+                for i in reversed(bad):
+                    del sl.log_records[i]
+            accepted += len(sl.log_records)
+    msg = "; ".join(problems)
+    if rejected and not accepted:
+        raise OTLPError(400, "malformed", f"every log record was invalid ({rejected}): {msg}")
+    return Decoded(req, accepted, rejected, msg)
+
+
+def traces_response(rejected: int, message: str) -> bytes:
+    resp = ExportTraceServiceResponse()
+    if rejected:
+        resp.partial_success.rejected_spans = rejected
+        resp.partial_success.error_message = message
+    return resp.SerializeToString()
+
+
+def logs_response(rejected: int, message: str) -> bytes:
+    resp = ExportLogsServiceResponse()
+    if rejected:
+        resp.partial_success.rejected_log_records = rejected
+        resp.partial_success.error_message = message
+    return resp.SerializeToString()
+
+
+def response_json(signal: str, rejected: int, message: str) -> bytes:
+    if not rejected:
+        return b"{}"
+    key = "rejectedSpans" if signal == "traces" else "rejectedLogRecords"
+    return json.dumps({"partialSuccess": {key: rejected, "errorMessage": message}}).encode()
+
+
+# --- walking validated messages (ingest thread) ---
+
+def any_value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind)
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        kind = v.WhichOneof("value")
+        if kind == "string_value":
+            out[kv.key] = v.string_value
+        elif kind is None:
+            continue
+        else:
+            out[kv.key] = any_value(v)
+    return out
+
+
+class SpanView:
+    """A decoded span: hex ids, dict attributes, events as (name, attributes, time)."""
+
+    __slots__ = ("trace_id", "span_id", "parent_span_id", "name", "start", "end", "error",
+                 "attributes", "events", "service")
+
+    def __init__(self, span: Any, service: str):
+        self.trace_id = span.trace_id.hex()
+        self.span_id = span.span_id.hex()
+        self.parent_span_id = span.parent_span_id.hex() or None
+        self.name = span.name
+        self.start = span.start_time_unix_nano
+        self.end = span.end_time_unix_nano
+        self.attributes = attributes(span.attributes)
+        self.error = span.status.code == STATUS_CODE_ERROR or "error.type" in self.attributes
+        self.events = [(e.name, e.attributes, e.time_unix_nano) for e in span.events]
+        self.service = service
+
+
+class LogView:
+    __slots__ = ("trace_id", "span_id", "time", "event_name", "attributes", "body", "service")
+
+    def __init__(self, rec: Any, service: str):
+        self.trace_id = rec.trace_id.hex() or None
+        self.span_id = rec.span_id.hex() or None
+        self.time = rec.time_unix_nano or rec.observed_time_unix_nano
+        self.event_name = rec.event_name
+        self.attributes = attributes(rec.attributes)
+        self.body = any_value(rec.body) if rec.HasField("body") else None
+        self.service = service
+
+
+def resource_service(resource: Any, default: str) -> str:
+    for kv in resource.attributes:
+        if kv.key == "service.name":
+            return kv.value.string_value or default
+    return default
+
+
+def walk_spans(req: Any, default_service: str) -> Iterator[SpanView]:
+    for rs in req.resource_spans:
+        service = resource_service(rs.resource, default_service)
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                yield SpanView(span, service)
+
+
+def walk_logs(req: Any, default_service: str) -> Iterator[LogView]:
+    for rl in req.resource_logs:
+        service = resource_service(rl.resource, default_service)
+        for sl in rl.scope_logs:
+            for rec in sl.log_records:
+                yield LogView(rec, service)

@@ -1,0 +1,145 @@
+"""Run the sidecar: in the foreground (the CLI) or in a background thread (tests, the demo).
+
+    from otel_llm_eval.sidecar.server import start_in_thread
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}}, port=0)
+    ... export OTLP to f"{sc.url}/v1/traces", scrape f"{sc.url}/metrics" ...
+    sc.stop()
+
+`start_in_thread(config=None, *, host="127.0.0.1", port=0, config_path=None, plugins=None,
+clock=None) -> RunningSidecar`: `config` is a partial config dict merged over the defaults
+(and over `config_path` and the environment); port 0 picks a free port. RunningSidecar has
+`.url`, `.host`, `.port`, `.sidecar` (the core: `.state`, `.config`, `.ctx`, `.flush()`,
+`.tick()`), `.app` and `.stop()` (drains, flushes, closes; idempotent). It is also a context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import threading
+import time
+from typing import Any, Callable, Mapping
+
+from .config import load_config
+from .core import Sidecar
+
+log = logging.getLogger(__name__)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def _uvicorn_server(app: Any) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_keep_alive=30, limit_concurrency=None)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
+    return server
+
+
+def build(config: Mapping[str, Any] | None = None, *, config_path: str | None = None,
+          host: str | None = None, port: int | None = None, db_path: str | None = None,
+          plugins: list | None = None, clock: Callable[[], float] | None = None,
+          environ: Mapping[str, str] | None = None) -> Sidecar:
+    """A configured (not yet started) Sidecar; raises ConfigError for bad config."""
+    overrides: dict[str, Any] = dict(config or {})
+    server = dict(overrides.get("server") or {})
+    if host is not None:
+        server["host"] = host
+    if port is not None:
+        server["port"] = port
+    overrides["server"] = server
+    if db_path is not None:
+        overrides["state"] = {**(overrides.get("state") or {}), "db_path": db_path}
+    cfg = load_config(config_path, overrides=overrides, environ=environ)
+    kwargs: dict[str, Any] = {"plugins": plugins}
+    if clock is not None:
+        kwargs["clock"] = clock
+    return Sidecar(cfg, **kwargs)
+
+
+class RunningSidecar:
+    def __init__(self, sidecar: Sidecar, app: Any, server: Any, thread: threading.Thread, host: str, port: int):
+        self.sidecar = sidecar
+        self.app = app
+        self._server = server
+        self._thread = thread
+        self.host = host
+        self.port = port
+        self.url = f"http://{host if ':' not in host else '[' + host + ']'}:{port}"
+        self._stopped = False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        self.sidecar.stop(timeout)
+
+    def __enter__(self) -> "RunningSidecar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_in_thread(config: Mapping[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                    config_path: str | None = None, plugins: list | None = None,
+                    clock: Callable[[], float] | None = None,
+                    environ: Mapping[str, str] | None = None) -> RunningSidecar:
+    """Start a sidecar serving HTTP on a background thread; returns once it accepts connections."""
+    from .api import create_app
+
+    sidecar = build(config, config_path=config_path, host=host, port=port, plugins=plugins, clock=clock,
+                    environ=environ)
+    sock = _bind(host, port)
+    actual_port = sock.getsockname()[1]
+    sidecar.start()
+    app = create_app(sidecar)
+    server = _uvicorn_server(app)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              name="sidecar-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not server.started:
+        sidecar.stop()
+        raise RuntimeError("sidecar HTTP server did not start")
+    return RunningSidecar(sidecar, app, server, thread, host, actual_port)
+
+
+def serve(sidecar: Sidecar) -> int:
+    """Serve in the foreground until SIGINT/SIGTERM; drains and flushes on the way out."""
+    from .api import create_app
+
+    host = sidecar.config["server"]["host"]
+    port = int(sidecar.config["server"]["port"])
+    sock = _bind(host, port)
+    sidecar.start()
+    server = _uvicorn_server(create_app(sidecar))
+
+    def _stop(signum: int, frame: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    log.warning("otel-llm-eval sidecar listening on http://%s:%d (state %s)", host, sock.getsockname()[1],
+                sidecar.config["state"]["db_path"])
+    try:
+        asyncio.run(server.serve(sockets=[sock]))
+    finally:
+        sidecar.stop()
+    return 0

@@ -1,0 +1,272 @@
+"""The sidecar's in-memory state: catalog series, experiment sufficient statistics, usage, slots.
+
+Mutated by the ingest thread, read by /metrics, the HTTP API and the state (flush) thread. Every
+public method takes `self.lock` or documents that the caller holds it. Everything that must
+survive a restart is tracked in `dirty_*` sets and written by `store.Store.flush`.
+
+Bounded: series by label caps, usage ids by `usage.max_ids_per_service` per service and kind,
+the span index by `state.span_index_max_entries` (oldest evicted), slots by retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..catalog import BY_NAME
+from ..semconv import ExperimentAssignment
+from .plugins import ExperimentSnapshot, MetricStats
+
+HOUR = 3600.0
+DAY = 86400.0
+WINDOWS = (("1h", HOUR), ("1d", DAY))
+REQUEST_SLOT_SECONDS = 60
+
+
+def id_hash(value: str) -> int:
+    """Stable 63-bit hash of a user/session id (never Python's salted hash(); never the raw id)."""
+    return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=8).digest(), "big") >> 1
+
+
+@dataclass
+class Stat:
+    n: int = 0
+    sum: float = 0.0
+    sum_sq: float = 0.0
+    binary: bool = True
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+    def add(self, value: float, t: float) -> None:
+        if self.n == 0:
+            self.first_seen = t
+        self.n += 1
+        self.sum += value
+        self.sum_sq += value * value
+        if value != 0.0 and value != 1.0:
+            self.binary = False
+        if t > self.last_seen:
+            self.last_seen = t
+
+
+@dataclass
+class Experiment:
+    id: str
+    control: str | None = None
+    weights: dict[str, float] | None = None
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    stats: dict[tuple[str, str], Stat] = field(default_factory=dict)  # (metric, variant) -> Stat
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    service: str
+    model: str | None
+    experiments: tuple[ExperimentAssignment, ...]
+    time: float
+
+
+class State:
+    def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000,
+                 slot_seconds: int = 60):
+        self.lock = threading.RLock()
+        self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
+        #: histogram series -> [per-bucket counts (len(buckets)+1, last is +Inf), sum]
+        self.hists: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+        self.dirty_series: set[tuple[str, tuple[str, ...]]] = set()
+        self.experiments: dict[str, Experiment] = {}
+        self.dirty_stats: set[tuple[str, str, str]] = set()
+        self.dirty_experiments: set[str] = set()
+        #: (service, kind) -> {id hash: last seen unix}, kind in user|session
+        self.usage: dict[tuple[str, str], dict[int, float]] = {}
+        self.dirty_usage: set[tuple[str, str, int]] = set()
+        self.usage_dropped = 0
+        self.max_ids = max_ids_per_service
+        #: service -> {minute slot start: calls}
+        self.request_slots: dict[str, dict[int, int]] = {}
+        self.dirty_request_slots: set[tuple[str, int]] = set()
+        self.slot_seconds = slot_seconds
+        #: (service, metric, slot start) -> [n, sum, sum_sq]  (anomaly series)
+        self.slots: dict[tuple[str, str, int], list[float]] = {}
+        self.dirty_slots: set[tuple[str, str, int]] = set()
+        self.span_index: OrderedDict[tuple[str, str], IndexEntry] = OrderedDict()
+        self.trace_last: dict[str, str] = {}   # trace id -> span id of its last LLM call
+        self.index_new: list[tuple[str, str]] = []
+        self.index_max = span_index_max_entries
+        self.applied_seq = 0                    # journal sequence applied to this state
+
+    # --- catalog series (caller holds the lock) ---
+    def inc(self, metric: str, labels: tuple[str, ...], value: float = 1.0) -> None:
+        key = (metric, labels)
+        self.counters[key] = self.counters.get(key, 0.0) + value
+        self.dirty_series.add(key)
+
+    def observe(self, metric: str, labels: tuple[str, ...], value: float) -> None:
+        key = (metric, labels)
+        h = self.hists.get(key)
+        buckets = BY_NAME[metric].buckets or ()
+        if h is None:
+            h = self.hists[key] = [[0] * (len(buckets) + 1), 0.0]
+        i = 0
+        for i, b in enumerate(buckets):  # noqa: B007  (few buckets: linear beats bisect overhead)
+            if value <= b:
+                break
+        else:
+            i = len(buckets)
+        h[0][i] += 1
+        h[1] += value
+        self.dirty_series.add(key)
+
+    # --- experiments (caller holds the lock) ---
+    def experiment(self, a: ExperimentAssignment, t: float) -> Experiment:
+        e = self.experiments.get(a.id)
+        if e is None:
+            e = self.experiments[a.id] = Experiment(a.id, first_seen=t, last_seen=t)
+            self.dirty_experiments.add(a.id)
+        if a.weights and (e.weights != a.weights or e.control != a.control):
+            e.weights, e.control = dict(a.weights), a.control
+            self.dirty_experiments.add(a.id)
+        if t > e.last_seen:
+            e.last_seen = t
+            self.dirty_experiments.add(a.id)
+        return e
+
+    def exp_add(self, e: Experiment, metric: str, variant: str, value: float, t: float) -> None:
+        key = (metric, variant)
+        s = e.stats.get(key)
+        if s is None:
+            s = e.stats[key] = Stat()
+        s.add(value, t)
+        self.dirty_stats.add((e.id, metric, variant))
+
+    def snapshot(self) -> dict[str, ExperimentSnapshot]:
+        with self.lock:
+            out = {}
+            for e in self.experiments.values():
+                metrics: dict[str, dict[str, MetricStats]] = {}
+                for (metric, variant), s in e.stats.items():
+                    metrics.setdefault(metric, {})[variant] = MetricStats(s.n, s.sum, s.sum_sq, s.binary)
+                out[e.id] = ExperimentSnapshot(e.id, e.control, dict(e.weights) if e.weights else None,
+                                               metrics, e.first_seen, e.last_seen)
+            return out
+
+    # --- usage (caller holds the lock) ---
+    def see_id(self, service: str, kind: str, raw_id: str, t: float) -> None:
+        ids = self.usage.get((service, kind))
+        if ids is None:
+            ids = self.usage[(service, kind)] = {}
+        h = id_hash(raw_id)
+        if h not in ids and len(ids) >= self.max_ids:
+            self._prune_usage(ids, t)
+            if len(ids) >= self.max_ids:
+                self.usage_dropped += 1
+                return
+        ids[h] = t
+        self.dirty_usage.add((service, kind, h))
+
+    def _prune_usage(self, ids: dict[int, float], now: float) -> None:
+        for h in [h for h, seen in ids.items() if seen < now - DAY]:
+            del ids[h]
+
+    def count_request(self, service: str, t: float) -> None:
+        slot = int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS
+        slots = self.request_slots.setdefault(service, {})
+        slots[slot] = slots.get(slot, 0) + 1
+        self.dirty_request_slots.add((service, slot))
+
+    def usage_gauges(self, now: float) -> list[tuple[str, str, str, float]]:
+        """(metric, service, window, value) for active users, sessions and requests per user."""
+        out = []
+        with self.lock:
+            services = {s for s, _ in self.usage} | set(self.request_slots)
+            for service in sorted(services):
+                users = self.usage.get((service, "user"), {})
+                sessions = self.usage.get((service, "session"), {})
+                slots = self.request_slots.get(service, {})
+                for window, seconds in WINDOWS:
+                    since = now - seconds
+                    n_users = sum(1 for seen in users.values() if seen >= since)
+                    n_sessions = sum(1 for seen in sessions.values() if seen >= since)
+                    requests = sum(n for slot, n in slots.items() if slot + REQUEST_SLOT_SECONDS > since)
+                    out.append(("llm_active_users", service, window, float(n_users)))
+                    out.append(("llm_active_sessions", service, window, float(n_sessions)))
+                    if n_users:
+                        out.append(("llm_requests_per_user", service, window, requests / n_users))
+        return out
+
+    # --- per-slot aggregates (caller holds the lock) ---
+    def slot_add(self, service: str, metric: str, value: float, t: float) -> None:
+        slot = int(t // self.slot_seconds) * self.slot_seconds
+        key = (service, metric, slot)
+        agg = self.slots.get(key)
+        if agg is None:
+            agg = self.slots[key] = [0, 0.0, 0.0]
+        agg[0] += 1
+        agg[1] += value
+        agg[2] += value * value
+        self.dirty_slots.add(key)
+
+    def slot_series(self, service: str, metric: str, since: float = 0.0) -> list[tuple[int, int, float, float]]:
+        """[(slot start, n, sum, sum_sq)] oldest first, for anomaly detection."""
+        with self.lock:
+            rows = [(slot, int(a[0]), a[1], a[2]) for (s, m, slot), a in self.slots.items()
+                    if s == service and m == metric and slot >= since]
+        rows.sort()
+        return rows
+
+    def prune(self, now: float, slot_retention: float, index_retention: float) -> tuple[list, list]:
+        """Drop expired slots, usage ids and index entries; returns (expired slot keys, expired index keys)."""
+        with self.lock:
+            old_slots = [k for k in self.slots if k[2] < now - slot_retention]
+            for k in old_slots:
+                del self.slots[k]
+                self.dirty_slots.discard(k)
+            for service, slots in self.request_slots.items():
+                for slot in [s for s in slots if s < now - DAY - REQUEST_SLOT_SECONDS]:
+                    del slots[slot]
+            for ids in self.usage.values():
+                self._prune_usage(ids, now)
+            old_index = []
+            while self.span_index:
+                key, entry = next(iter(self.span_index.items()))
+                if entry.time >= now - index_retention:
+                    break
+                self.span_index.popitem(last=False)
+                if self.trace_last.get(key[0]) == key[1]:
+                    del self.trace_last[key[0]]
+                old_index.append(key)
+            return old_slots, old_index
+
+    # --- span index (caller holds the lock) ---
+    def index_put(self, trace_id: str, span_id: str, entry: IndexEntry, persist: bool = True) -> None:
+        key = (trace_id, span_id)
+        self.span_index[key] = entry
+        self.trace_last[trace_id] = span_id
+        if persist:
+            self.index_new.append(key)
+        while len(self.span_index) > self.index_max:
+            old, _ = self.span_index.popitem(last=False)
+            if self.trace_last.get(old[0]) == old[1]:
+                del self.trace_last[old[0]]
+
+    def index_get(self, trace_id: str | None, span_id: str | None) -> IndexEntry | None:
+        if not trace_id:
+            return None
+        if span_id:
+            hit = self.span_index.get((trace_id, span_id))
+            if hit is not None:
+                return hit
+        # the evaluated span may be a wrapper of the LLM call: fall back to the trace's last call
+        last = self.trace_last.get(trace_id)
+        if last is not None:
+            return self.span_index.get((trace_id, last))
+        return None
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,232 @@
+"""SQLite (WAL) persistence for the sidecar's state, plus the ingest journal.
+
+Two connections: `journal` (HTTP handlers append accepted requests before answering 200) and
+`conn` (the state thread: `load` at start, `flush` every `state.flush_interval_seconds`). A flush
+writes every dirty piece of state, lets plugins write theirs, and deletes the journal rows the
+state now contains, all in ONE transaction: after a kill -9, state + remaining journal = exactly
+what was acknowledged, so a restart replays the rest and nothing is counted twice or lost.
+
+Request bodies are deduplicated by SHA-256 within `state.dedup_retention_seconds`: an exporter
+that retries a request whose 200 it never saw (the sidecar died in between) does not double count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from typing import Any, Iterable
+
+from ..semconv import ExperimentAssignment
+from .state import Experiment, IndexEntry, Stat, State
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS series (metric TEXT, labels TEXT, value REAL, buckets TEXT,
+    PRIMARY KEY (metric, labels));
+CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, control TEXT, weights TEXT,
+    first_seen REAL, last_seen REAL);
+CREATE TABLE IF NOT EXISTS exp_stats (experiment TEXT, metric TEXT, variant TEXT, n INTEGER,
+    sum REAL, sum_sq REAL, binary INTEGER, first_seen REAL, last_seen REAL,
+    PRIMARY KEY (experiment, metric, variant));
+CREATE TABLE IF NOT EXISTS span_index (trace_id TEXT, span_id TEXT, service TEXT, model TEXT,
+    experiments TEXT, t REAL, PRIMARY KEY (trace_id, span_id));
+CREATE INDEX IF NOT EXISTS span_index_t ON span_index (t);
+CREATE TABLE IF NOT EXISTS usage_ids (service TEXT, kind TEXT, id INTEGER, last_seen REAL,
+    PRIMARY KEY (service, kind, id));
+CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
+    PRIMARY KEY (service, slot));
+CREATE TABLE IF NOT EXISTS slot_agg (service TEXT, metric TEXT, slot INTEGER, n INTEGER, sum REAL,
+    sum_sq REAL, PRIMARY KEY (service, metric, slot));
+CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, signal TEXT,
+    content_type TEXT, encoding TEXT, body BLOB, t REAL);
+CREATE TABLE IF NOT EXISTS request_hashes (hash BLOB PRIMARY KEY, t REAL);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a committed transaction survives a process kill (not a power cut).
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _exps_to_json(exps: Iterable[ExperimentAssignment]) -> str:
+    return json.dumps([[a.id, a.variant, a.weights, a.control] for a in exps])
+
+
+def _exps_from_json(text: str | None) -> tuple[ExperimentAssignment, ...]:
+    if not text:
+        return ()
+    return tuple(ExperimentAssignment(i, v, w, c) for i, v, w, c in json.loads(text))
+
+
+class Store:
+    def __init__(self, path: str):
+        self.path = path
+        self.conn = connect(path)
+        self.conn.executescript(SCHEMA)
+        self.journal_conn = connect(path)
+        self.journal_lock = threading.Lock()
+
+    def close(self) -> None:
+        for c in (self.journal_conn, self.conn):
+            try:
+                c.close()
+            except sqlite3.Error:
+                pass
+
+    # --- journal (HTTP threads) ---
+    def journal_append(self, signal: str, content_type: str, encoding: str, body: bytes,
+                       dedup: bool, now: float) -> int | None:
+        """Append one accepted request; its seq, or None when an identical body was seen recently.
+
+        Caller holds `journal_lock` (so seq order equals ingest queue order).
+        """
+        c = self.journal_conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if dedup:
+                digest = hashlib.sha256(signal.encode() + b"\0" + body).digest()
+                try:
+                    c.execute("INSERT INTO request_hashes (hash, t) VALUES (?, ?)", (digest, now))
+                except sqlite3.IntegrityError:
+                    c.execute("ROLLBACK")
+                    return None
+            cur = c.execute(
+                "INSERT INTO journal (signal, content_type, encoding, body, t) VALUES (?, ?, ?, ?, ?)",
+                (signal, content_type, encoding, body, now))
+            c.execute("COMMIT")
+            return int(cur.lastrowid)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def is_duplicate(self, signal: str, body: bytes) -> bool:
+        digest = hashlib.sha256(signal.encode() + b"\0" + body).digest()
+        row = self.journal_conn.execute("SELECT 1 FROM request_hashes WHERE hash = ?", (digest,)).fetchone()
+        return row is not None
+
+    def pending_journal(self) -> list[tuple[int, str, str, str, bytes]]:
+        return self.conn.execute(
+            "SELECT seq, signal, content_type, encoding, body FROM journal ORDER BY seq").fetchall()
+
+    # --- load (state thread, at start) ---
+    def load(self, state: State) -> None:
+        c = self.conn
+        with state.lock:
+            for metric, labels, value, buckets in c.execute("SELECT metric, labels, value, buckets FROM series"):
+                key = (metric, tuple(json.loads(labels)))
+                if buckets is None:
+                    state.counters[key] = value
+                else:
+                    state.hists[key] = [json.loads(buckets), value]
+            for i, control, weights, first, last in c.execute(
+                    "SELECT id, control, weights, first_seen, last_seen FROM experiments"):
+                state.experiments[i] = Experiment(i, control, json.loads(weights) if weights else None, first, last)
+            for exp, metric, variant, n, s, ss, binary, first, last in c.execute(
+                    "SELECT experiment, metric, variant, n, sum, sum_sq, binary, first_seen, last_seen FROM exp_stats"):
+                e = state.experiments.setdefault(exp, Experiment(exp, first_seen=first, last_seen=last))
+                e.stats[(metric, variant)] = Stat(n, s, ss, bool(binary), first, last)
+            for service, kind, h, seen in c.execute("SELECT service, kind, id, last_seen FROM usage_ids"):
+                state.usage.setdefault((service, kind), {})[h] = seen
+            for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
+                state.request_slots.setdefault(service, {})[slot] = n
+            for service, metric, slot, n, s, ss in c.execute(
+                    "SELECT service, metric, slot, n, sum, sum_sq FROM slot_agg"):
+                state.slots[(service, metric, slot)] = [n, s, ss]
+            for t, sp, service, model, exps, ts in c.execute(
+                    "SELECT trace_id, span_id, service, model, experiments, t FROM span_index ORDER BY t"):
+                state.index_put(t, sp, IndexEntry(service, model, _exps_from_json(exps), ts), persist=False)
+            row = c.execute("SELECT value FROM meta WHERE key = 'applied_seq'").fetchone()
+            state.applied_seq = int(row[0]) if row else 0
+
+    # --- flush (state thread) ---
+    def flush(self, state: State, plugins: Iterable[Any], *, now: float, dedup_retention: float,
+              expired_slots: list, expired_index: list) -> None:
+        """Write dirty state + plugin state + journal consumption in one transaction.
+
+        Holds `state.lock` while copying and while plugins flush, so what is written matches
+        `state.applied_seq` exactly.
+        """
+        c = self.conn
+        with state.lock:
+            series = []
+            for key in state.dirty_series:
+                metric, labels = key
+                if key in state.counters:
+                    series.append((metric, json.dumps(labels), state.counters[key], None))
+                elif key in state.hists:
+                    counts, total = state.hists[key]
+                    series.append((metric, json.dumps(labels), total, json.dumps(counts)))
+            experiments = [(e.id, e.control, json.dumps(e.weights) if e.weights else None, e.first_seen,
+                            e.last_seen) for e in (state.experiments[i] for i in state.dirty_experiments)]
+            stats = []
+            for exp, metric, variant in state.dirty_stats:
+                s = state.experiments[exp].stats[(metric, variant)]
+                stats.append((exp, metric, variant, s.n, s.sum, s.sum_sq, int(s.binary), s.first_seen, s.last_seen))
+            usage = []
+            for service, kind, h in state.dirty_usage:
+                seen = state.usage.get((service, kind), {}).get(h)
+                if seen is not None:
+                    usage.append((service, kind, h, seen))
+            req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
+                         for s, slot in state.dirty_request_slots]
+            slots = [(s, m, slot, *state.slots[(s, m, slot)]) for s, m, slot in state.dirty_slots
+                     if (s, m, slot) in state.slots]
+            index = []
+            for key in state.index_new:
+                e = state.span_index.get(key)
+                if e is not None:
+                    index.append((key[0], key[1], e.service, e.model, _exps_to_json(e.experiments), e.time))
+            applied = state.applied_seq
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", series)
+                c.executemany("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?)", experiments)
+                c.executemany("INSERT OR REPLACE INTO exp_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
+                c.executemany("INSERT OR REPLACE INTO usage_ids VALUES (?, ?, ?, ?)", usage)
+                c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
+                c.executemany("INSERT OR REPLACE INTO slot_agg VALUES (?, ?, ?, ?, ?, ?)", slots)
+                c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?)", index)
+                c.executemany("DELETE FROM slot_agg WHERE service = ? AND metric = ? AND slot = ?", expired_slots)
+                c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
+                c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
+                c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
+                c.execute("DELETE FROM journal WHERE seq <= ?", (applied,))
+                c.execute("DELETE FROM request_hashes WHERE t < ?", (now - dedup_retention,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('applied_seq', ?)", (str(applied),))
+                for plugin in plugins:
+                    # one plugin's failure must not stop the core's state from being saved
+                    c.execute("SAVEPOINT plugin_flush")
+                    try:
+                        plugin.flush(c)
+                        c.execute("RELEASE plugin_flush")
+                    except Exception:
+                        c.execute("ROLLBACK TO plugin_flush")
+                        c.execute("RELEASE plugin_flush")
+                        log.exception("plugin %s failed to flush; its changes were rolled back",
+                                      getattr(plugin, "name", plugin))
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            state.dirty_series.clear()
+            state.dirty_experiments.clear()
+            state.dirty_stats.clear()
+            state.dirty_usage.clear()
+            state.dirty_request_slots.clear()
+            state.dirty_slots.clear()
+            state.index_new.clear()
+
+
+def wall_now() -> float:
+    return time.time()
