@@ -12,7 +12,7 @@ from pathlib import Path
 from otel_llm_eval.bundle.common import DO_NOT_EDIT, dump_yaml
 
 #: Directories the bundle owns; leftovers carrying DO_NOT_EDIT in them are reported as stale.
-GENERATED_DIRS = ("dashboards", "alerts", "processors")
+GENERATED_DIRS = ("dashboards", "alerts", "processors", "deploy")
 
 
 def render_all() -> dict[str, str]:
@@ -35,9 +35,9 @@ def render_all() -> dict[str, str]:
 
 
 def _optional_generators():
-    from otel_llm_eval.bundle import collector, dashboards
+    from otel_llm_eval.bundle import collector, dashboards, deploy
 
-    return (dashboards.render, collector.render)
+    return (dashboards.render, collector.render, deploy.render)
 
 
 def write(out_dir: Path, files: dict[str, str]) -> list[str]:
