@@ -7,7 +7,7 @@ returns its answer; here a lookup table plays the model so the gate can be tried
 `REGRESS_DEMO_VARIANT` picks a behaviour:
 
 - `baseline` (default): answers most questions right;
-- `candidate`: the same answers, phrased differently (no real change: the gate must pass);
+- `candidate`: fixes one wrong answer and is a little slower (no significant change: the gate passes);
 - `worse`: a "new prompt" that breaks the math and RAG answers (the gate must fail);
 - `flaky`: like baseline, but raises on two samples (they count as failures, the run goes on).
 
@@ -59,8 +59,8 @@ def answer(sample: dict) -> dict:
     variant = os.environ.get("REGRESS_DEMO_VARIANT", "baseline")
     sid = sample["id"]
     text = _ANSWERS.get(sid, "I don't know.")
-    if variant == "candidate":
-        text = f"Answer: {text}"
+    if variant == "candidate" and sid == "geo-004":
+        text = "Canberra"
     elif variant == "worse":
         text = _WORSE.get(sid, text)
     elif variant == "flaky" and sid in ("geo-002", "sci-005"):
@@ -69,5 +69,5 @@ def answer(sample: dict) -> dict:
     return {
         "answer": text,
         "cost": round((prompt_chars + len(text)) * PRICE_USD_PER_CHAR, 6),
-        "latency": round(0.2 + 0.004 * len(text), 4),
+        "latency": round((0.21 if variant == "candidate" else 0.2) + 0.004 * len(text), 4),
     }

@@ -364,11 +364,26 @@ def allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:
     keys = sorted(k for k in sizes if sizes[k] > 0)
     alloc = {k: 0 for k in sizes}
     if n >= len(keys):
-        for k in keys:
-            alloc[k] = 1
+        # Strata whose proportional share is below one draw get exactly one; the others share
+        # the rest in proportion (repeat: shrinking the rest can push another below one).
+        while True:
+            free = [k for k in keys if alloc[k] == 0]
+            n_free = n - sum(alloc.values())
+            tot_free = sum(sizes[k] for k in free)
+            small = [k for k in free if n_free * sizes[k] / tot_free < 1]
+            if not small:
+                break
+            for k in small:
+                alloc[k] = 1
     remaining = n - sum(alloc.values())
+    # First round: only strata not fixed at one draw share the rest; later rounds (when a
+    # stratum ran out of samples) give what is left to any stratum with samples to spare.
+    pool = [k for k in keys if alloc[k] == 0] or keys
     while remaining > 0:
-        room = {k: sizes[k] - alloc[k] for k in keys if sizes[k] > alloc[k]}
+        room = {k: sizes[k] - alloc[k] for k in pool if sizes[k] > alloc[k]}
+        if not room:
+            pool = keys
+            continue
         room_total = sum(room.values())
         quotas = {k: remaining * room[k] / room_total for k in room}
         floors = {k: min(room[k], math.floor(q)) for k, q in quotas.items()}
@@ -384,6 +399,7 @@ def allocate(sizes: Mapping[str, int], n: int) -> dict[str, int]:
                 alloc[k] += 1
                 left -= 1
         remaining = n - sum(alloc.values())
+        pool = keys
     return alloc
 
 
