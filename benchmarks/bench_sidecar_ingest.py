@@ -1,0 +1,85 @@
+"""Sidecar ingest throughput over real HTTP vs bare protobuf decode + attribute walk (same run).
+
+    python benchmarks/bench_sidecar_ingest.py [--batches 40]
+
+Prints spans/s for: the baseline (ParseFromString + walking every attribute of the same
+batches, in this process), the sidecar without text, and the sidecar with 1 KB prompt and
+completion and every check on; plus the ratios. Targets: >= 0.35x the baseline without text,
+>= 15,000 spans/s with text. Exits 1 when a target is missed. The sidecar runs as a subprocess
+(`otel-llm-eval sidecar`, journal on, dedup off so repeated batches count), fed by 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _sidecar_load import SidecarProcess, make_batch, post_all  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
+SPANS_PER_BATCH = 512
+
+
+def bare_decode_walk(bodies: list[bytes]) -> float:
+    """spans/s of ParseFromString + reading every attribute value (the floor any receiver pays)."""
+    start = time.perf_counter()
+    n = 0
+    for body in bodies:
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    n += 1
+                    attrs = {}
+                    for kv in span.attributes:
+                        v = kv.value
+                        attrs[kv.key] = getattr(v, v.WhichOneof("value"))
+    return n / (time.perf_counter() - start)
+
+
+def sidecar_rate(bodies: list[bytes], threads: int) -> tuple[float, int]:
+    sc = SidecarProcess()
+    try:
+        post_all(sc.url, bodies[:2], threads=1)  # warm-up (imports, first SQLite pages)
+        base = sc.metric("llm_eval_ingest_spans_total")
+        expected = base + len(bodies) * SPANS_PER_BATCH
+        start = time.perf_counter()
+        retries = post_all(sc.url, bodies, threads=threads)
+        while sc.metric("llm_eval_ingest_spans_total") < expected:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        return len(bodies) * SPANS_PER_BATCH / elapsed, retries
+    finally:
+        sc.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    plain = [make_batch(i, SPANS_PER_BATCH, text_bytes=0) for i in range(args.batches)]
+    texts = [make_batch(10_000 + i, SPANS_PER_BATCH, text_bytes=1024) for i in range(args.batches)]
+    base_plain = max(bare_decode_walk(plain) for _ in range(3))
+    base_text = max(bare_decode_walk(texts) for _ in range(3))
+    rate_plain, r1 = sidecar_rate(plain, args.threads)
+    rate_text, r2 = sidecar_rate(texts, args.threads)
+    print(f"batches: {args.batches} x {SPANS_PER_BATCH} spans, {args.threads} client threads, real HTTP")
+    print(f"bare decode+walk, no text : {base_plain:10.0f} spans/s")
+    print(f"bare decode+walk, 1KB text: {base_text:10.0f} spans/s")
+    print(f"sidecar, no text          : {rate_plain:10.0f} spans/s  ratio {rate_plain / base_plain:.2f}x "
+          f"(target >= 0.35x)  429 retries {r1}")
+    print(f"sidecar, 1KB text, checks : {rate_text:10.0f} spans/s  ratio {rate_text / base_text:.2f}x "
+          f"(target >= 15000 spans/s)  429 retries {r2}")
+    ok = rate_plain / base_plain >= 0.35 and rate_text >= 15_000
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
