@@ -16,6 +16,7 @@ loses at most one flush interval), restored by `load`. Text is PII-redacted befo
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ LABEL_BODY_MAX_BYTES = 64 * 1024
 COMMENT_MAX_CHARS = 4000
 CORRECTED_MAX_CHARS = 20000
 MAX_ISSUES_PER_LABEL = 20
+MAX_UNSENT_EVALUATIONS = 10_000
 STATIC_FILES = {"review.js": "application/javascript", "review.css": "text/css"}
 
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -102,7 +104,9 @@ class ReviewPlugin(SidecarPlugin):
         self._by_trace: dict[str, str] = {}              # trace id -> item id (of _waiting)
         self._labels_total: dict[tuple[str, str], int] = {}
         self._quality_hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket + sum
-        self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0}
+        self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0,
+                                         "evaluations": 0}
+        self._unsent: list[EvaluationRecord] = []        # human evaluations not yet accepted
         self._db_path: str | None = None
         self._last_prune = 0.0
         self.sampler = ReviewSampler(self.sampling, self._now())
@@ -340,6 +344,10 @@ class ReviewPlugin(SidecarPlugin):
 
     def tick(self, now: float) -> None:
         self._admit_due(now)
+        # Retried here, never in flush: flush runs inside the core's transaction and under its
+        # state lock, where handing a record to the core's journal could deadlock or commit early.
+        if self._unsent:
+            self._send_evaluations()
 
     def _admit_due(self, now: float) -> None:
         """Close the sampling window when due: redact and enqueue what the sampler admits."""
@@ -465,15 +473,11 @@ class ReviewPlugin(SidecarPlugin):
 
     def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
                          now: float) -> None:
-        """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant)."""
-        emit = None
-        for name in ("submit_evaluation", "emit_evaluation", "record_evaluation"):
-            emit = getattr(self.ctx, name, None)
-            if callable(emit):
-                break
-            emit = None
-        if emit is None:
-            return
+        """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant).
+
+        A record the core refuses (ingest queue full) waits in a bounded buffer and is retried
+        on the next analysis tick; past `MAX_UNSENT_EVALUATIONS` the oldest is dropped and counted.
+        """
         experiments = tuple(ExperimentAssignment(id=str(e[0]), variant=str(e[1]))
                             for e in item.get("experiments") or [] if len(e) == 2)
         rec = EvaluationRecord(
@@ -486,11 +490,55 @@ class ReviewPlugin(SidecarPlugin):
             attributes={"llm_eval.review.issues": list(item.get("issues") or []),
                         "llm_eval.review.item_id": item.get("id")},
         )
-        try:
-            emit(rec)
-        except Exception:
-            self._dropped["errors"] += 1
-            log.warning("review: could not emit the human evaluation record", exc_info=True)
+        with self._lock:
+            self._unsent.append(rec)
+            while len(self._unsent) > MAX_UNSENT_EVALUATIONS:
+                self._unsent.pop(0)
+                self._dropped["evaluations"] = self._dropped.get("evaluations", 0) + 1
+        self._send_evaluations()
+
+    def _send_evaluations(self) -> None:
+        with self._lock:
+            pending, self._unsent = self._unsent, []
+        for i, rec in enumerate(pending):
+            try:
+                sent = self._submit_evaluation(rec)
+            except Exception:
+                log.debug("review: evaluation record not accepted yet; retried at next flush",
+                          exc_info=True)
+                sent = False
+            if not sent:
+                with self._lock:
+                    self._unsent[:0] = pending[i:]
+                return
+
+    def _submit_evaluation(self, rec: EvaluationRecord) -> bool:
+        """Hand one record to the core. True when accepted (or when there is no core to take it).
+
+        Prefers a public `ctx.submit_evaluation(record)`; otherwise uses the core's journaled
+        feedback path (what POST /v1/feedback does), so a label is counted exactly once.
+        """
+        if self.ctx is None:
+            return True
+        hook = getattr(self.ctx, "submit_evaluation", None)
+        if callable(hook):
+            hook(rec)
+            return True
+        core = getattr(self.ctx, "_sidecar", None)
+        submit = getattr(core, "submit", None)
+        if not callable(submit):
+            return True  # no evaluation path in this host: labels still land in the store
+        payload: dict[str, Any] = {"trace_id": rec.trace_id, "name": rec.name, "source": rec.source,
+                                   "value": rec.score, "label": rec.label}
+        if rec.span_id:
+            payload["span_id"] = rec.span_id
+        if rec.explanation:
+            payload["comment"] = rec.explanation
+        body = json.dumps({**payload, "review_item": rec.attributes.get("llm_eval.review.item_id")},
+                          sort_keys=True).encode()
+        payload["time_unix_nano"] = rec.time_unix_nano
+        submit("feedback", payload, body, "application/json", "")
+        return True
 
     def labels(self, since_unix: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Labeled items in the export shape: flushed ones from the SQLite file plus unflushed."""

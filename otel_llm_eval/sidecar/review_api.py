@@ -6,8 +6,8 @@
 - `POST /v1/review/{id}/skip`        move an item behind the others
 - `GET  /v1/review/summary`          queue, sampling counters, failure rate, issues, agreement
 - `GET  /v1/review/labels?since=&limit=`  labeled items in the export shape (review_store)
-- `GET  /review` (+ `/review/assets/review.js|css`)  the labeling page; it holds no data, the
-  page's own API calls carry the token.
+- `GET  /review` (+ `/review/assets/review.js|css`)  the labeling page: served without the token
+  (it holds no data; see PUBLIC_PATHS), its own API calls carry the token.
 """
 
 from __future__ import annotations
@@ -75,15 +75,21 @@ def build_router(plugin: "ReviewPlugin") -> APIRouter:
         items = plugin.labels(since_unix=since, limit=limit)
         return {"items": items, "count": len(items)}
 
-    @router.get("/review", response_class=HTMLResponse, include_in_schema=False)
-    def review_page() -> HTMLResponse:
+    # The page and its two assets are plain Starlette routes, not FastAPI routes: FastAPI's
+    # include_router(..., dependencies=[auth]) applies the core's bearer-token check to API routes
+    # only, so a browser can load the page (which holds no data) and the page then sends the
+    # token on every API call. Everything under /v1/review stays behind the token.
+    def review_page(request: Request) -> Response:
         return HTMLResponse(static_text("review.html"), headers={"Cache-Control": "no-store"})
 
-    @router.get("/review/assets/{name}", include_in_schema=False)
-    def review_asset(name: str) -> Response:
+    def review_asset(request: Request) -> Response:
+        name = request.path_params.get("name", "")
         media = STATIC_FILES.get(name)
-        if media is None:  # whitelist: no path traversal into the package
+        if media is None:  # whitelist: nothing else of the package is served
             return _error(404, "not found")
         return Response(static_text(name), media_type=media, headers={"Cache-Control": "no-store"})
+
+    router.add_route("/review", review_page, methods=["GET"], include_in_schema=False)
+    router.add_route("/review/assets/{name}", review_asset, methods=["GET"], include_in_schema=False)
 
     return router
