@@ -358,15 +358,19 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], *, threshol
         absolute = cmean - bmean
         signed = rel if rel is not None else absolute
         worse_by = -signed if hib else signed
-        comps.append(MetricComparison(name, hib, bmean, cmean, len(pairs), rel, absolute, worse_by,
-                                      res.p_value, None, res.method))
+        comp = MetricComparison(name, hib, bmean, cmean, len(pairs), rel, absolute, worse_by,
+                                res.p_value, None, res.method)
+        if -worse_by > threshold:
+            # "Improved" is information only (never gates): the same test in the other direction.
+            neg = [-x for x in d]
+            better = (paired.bootstrap_p_value(neg, resamples=resamples, seed=seed) if test == "bootstrap"
+                      else paired.sign_flip_p_value(neg, resamples=resamples, seed=seed))
+            comp.improved = better.p_value < alpha
+        comps.append(comp)
     tested = [c for c in comps if c.p_value is not None]
     for c, adj in zip(tested, paired.holm([c.p_value for c in tested])):  # type: ignore[misc]
         c.p_adjusted = adj
         c.regressed = bool(c.worse_by is not None and c.worse_by > threshold and adj < alpha)
-        # "Improved" (information only, never gates): the mirror rule, with 1 - p as the
-        # approximate one-sided p-value of the opposite direction.
-        c.improved = bool(c.worse_by is not None and -c.worse_by > threshold and 1.0 - c.p_value < alpha)
     worst: dict[str, list[dict[str, Any]]] = {}
     queries = dataset.by_id() if dataset is not None else {}
     for c in comps:

@@ -19,8 +19,8 @@ by `max_pending`; beyond it new ones are refused with 503 (counted in `dropped`)
 lost. Thread-safe: HTTP handlers, flush and collect share one lock held for O(records) work.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI resolves the handlers' `Request`
+# annotation at runtime, and Request is imported inside router() (fastapi stays optional).
 import json
 import threading
 import time
