@@ -134,6 +134,7 @@ class ReviewPlugin(SidecarPlugin):
         config = getattr(ctx, "config", None) or {}
         self._configure(config.get(self.name) if isinstance(config, Mapping) else None)
         self.sampler = ReviewSampler(self.sampling, self._now())
+        self._db_path = getattr(ctx, "db_path", None)
 
     def _now(self) -> float:
         now = getattr(self.ctx, "now", None)
@@ -273,12 +274,12 @@ class ReviewPlugin(SidecarPlugin):
 
     def load(self, conn: Any) -> None:
         store.create_tables(conn)
-        try:
+        try:  # the file GET /v1/review/labels reads (hosts without ctx.db_path included)
             for _, name, path in conn.execute("PRAGMA database_list").fetchall():
                 if name == "main" and path:
                     self._db_path = path
         except Exception:
-            self._db_path = None
+            pass
         now = self._now()
         since = now - self.retention_seconds
         pending = store.load_items(conn, "pending", since)

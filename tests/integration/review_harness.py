@@ -87,6 +87,31 @@ class Sidecar:
             provider.shutdown()
         return ids
 
+    def send_judge_scores(self, scores: list[tuple[str, str, float]]) -> None:
+        """Export an LLM-judge evaluation span (child of the judged call) per (trace, span, score)."""
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+        provider.add_span_processor(SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=self.url + "/v1/traces", headers=headers, timeout=10)))
+        tracer = provider.get_tracer("review-test-judge")
+        try:
+            for trace_id, span_id, score in scores:
+                parent = trace.SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                           trace_flags=trace.TraceFlags(1))
+                ctx = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+                with tracer.start_as_current_span("evaluation quality", context=ctx) as span:
+                    span.set_attributes({"gen_ai.evaluation.name": "quality",
+                                         "gen_ai.evaluation.score.value": score,
+                                         "llm_eval.evaluation.source": "llm_judge"})
+        finally:
+            provider.shutdown()
+
     def wait_for_queue(self, n: int, timeout_seconds: float = 15.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_seconds
         while True:

@@ -123,3 +123,29 @@ def test_a_label_is_stored_exported_counted_and_fed_back_as_a_human_evaluation(s
     assert status == 200
     assert summary["labeled"] >= 1 and summary["queue_depth"] == len(PII_CALLS) - 1
     assert {"issue": "unsafe", "count": 1, "share": 1 / summary["labeled"]} in summary["top_issues"]
+
+
+def test_judge_scores_join_the_labels_and_agreement_is_published(sidecar):
+    """Runs after the label test: one item is labeled (quality 2), two are pending."""
+    status, exported = sidecar.request("GET", "/v1/review/labels")
+    labeled = exported["items"][0]
+    queue = pending(sidecar)["items"]
+    assert len(queue) == 2
+    judge = {labeled["id"]: 1.5, queue[0]["id"]: 4.5, queue[1]["id"]: 2.0}
+    human = {queue[0]["id"]: 5, queue[1]["id"]: 1}
+    rows = {labeled["id"]: labeled, **{i["id"]: i for i in queue}}
+    sidecar.send_judge_scores([(rows[k]["trace_id"], rows[k]["span_id"], s) for k, s in judge.items()])
+    scored = wait_until(lambda: all(i["judge_score"] is not None for i in pending(sidecar)["items"]))
+    assert scored, pending(sidecar)
+    for item_id, quality in human.items():
+        status, answer = sidecar.request("POST", f"/v1/review/{item_id}/label", body={"quality": quality})
+        assert status == 200, answer
+    status, summary = sidecar.request("GET", "/v1/review/summary")
+    # human [2, 5, 1] vs judge [1.5, 4.5, 2.0]: pass/fail agree everywhere (kappa 1);
+    # ranks [2, 3, 1] vs [1, 3, 2] give rho = 1 - 6 * 2 / (3 * 8) = 0.5
+    assert summary["agreement"] == {"n": 3, "kappa": 1.0, "spearman": pytest.approx(0.5)}
+    text = sidecar.metrics()
+    assert 'llm_eval_judge_human_agreement{method="kappa",service="shop"} 1.0' in text
+    assert 'llm_eval_judge_human_agreement{method="spearman",service="shop"} 0.5' in text
+    stored = wait_until(lambda: {r["id"]: r["judge_score"] for r in read_labels(sidecar.db_path)} == judge)
+    assert stored
