@@ -30,6 +30,15 @@ JUDGE_EVALUATOR = "llm_eval.judge.evaluator"
 JUDGE_DROPPED = "llm_eval.judge.dropped"
 JUDGE_SKIPPED_RATE = "llm_eval.judge.skipped.rate"
 JUDGE_SKIPPED_COST = "llm_eval.judge.skipped.cost"
+#: Interleaving / pairwise preference records: evaluation spans named INTERLEAVING_EVALUATION
+#: (source "user") with these attributes. For a tie, winner/loser hold the two arms and TIE=true.
+INTERLEAVING_EVALUATION = "llm_eval.interleaving"
+INTERLEAVING_ID = "llm_eval.interleaving.id"              # the comparison (experiment label)
+INTERLEAVING_METHOD = "llm_eval.interleaving.method"      # pairwise | team_draft
+INTERLEAVING_WINNER = "llm_eval.interleaving.winner"
+INTERLEAVING_LOSER = "llm_eval.interleaving.loser"
+INTERLEAVING_TIE = "llm_eval.interleaving.tie"            # bool
+INTERLEAVING_FIRST_SHOWN = "llm_eval.interleaving.first_shown"  # arm shown first (position bias)
 
 # --- GenAI evaluation (OTel GenAI semconv) ---
 EVALUATION_NAME = "gen_ai.evaluation.name"

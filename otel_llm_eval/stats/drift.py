@@ -101,6 +101,32 @@ def ks_test(reference: Sequence[float], current: Sequence[float], *, alpha: floa
     return DriftResult("ks", finite(res.statistic), p, alpha, None if p is None else p < alpha)
 
 
+def sorted_with_weights(values: Sequence[float], weights: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Values sorted, with the cumulative weights (0 prepended): the form `histogram_sorted` reads.
+    Sorting the reference once lets every later histogram on new edges cost O(bins log n)."""
+    v = np.asarray(values, float)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, float)
+    order = np.argsort(v, kind="stable")
+    return v[order], np.concatenate([[0.0], np.cumsum(w[order])])
+
+
+def histogram_sorted(sorted_values: np.ndarray, cum_weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Weighted counts per bin (np.histogram semantics: last bin closed) from sorted values."""
+    idx = np.searchsorted(sorted_values, edges, side="left")
+    idx[-1] = np.searchsorted(sorted_values, edges[-1], side="right")
+    return np.diff(cum_weights[idx])
+
+
+def drift_from_histograms(reference_counts: np.ndarray, current_counts: np.ndarray, *,
+                          js_threshold: float = JS_THRESHOLD, psi_threshold: float = PSI_THRESHOLD,
+                          epsilon: float = PSI_EPSILON) -> list[DriftResult]:
+    """JS and PSI of two histograms on the same (shared) bins."""
+    js = js_distance(reference_counts, current_counts)
+    ps = psi(reference_counts, current_counts, epsilon=epsilon)
+    return [DriftResult("js", js, None, js_threshold, None if js is None else js >= js_threshold),
+            DriftResult("psi", ps, None, psi_threshold, None if ps is None else ps >= psi_threshold)]
+
+
 def numeric_drift(reference: Sequence[float], current: Sequence[float], *,
                   reference_weights: Sequence[float] | None = None,
                   current_weights: Sequence[float] | None = None,
@@ -120,11 +146,7 @@ def numeric_drift(reference: Sequence[float], current: Sequence[float], *,
         edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
     hr, _ = np.histogram(r, bins=edges, weights=rw)
     hc, _ = np.histogram(c, bins=edges, weights=cw)
-    out = []
-    js = js_distance(hr, hc)
-    out.append(DriftResult("js", js, None, js_threshold, None if js is None else js >= js_threshold))
-    ps = psi(hr, hc, epsilon=epsilon)
-    out.append(DriftResult("psi", ps, None, psi_threshold, None if ps is None else ps >= psi_threshold))
+    out = drift_from_histograms(hr, hc, js_threshold=js_threshold, psi_threshold=psi_threshold, epsilon=epsilon)
     if rw is None and cw is None and r.size <= ks_max_samples and c.size <= ks_max_samples:
         out.append(ks_test(r, c, alpha=alpha))
     return out

@@ -230,3 +230,11 @@ def test_judge_rate_optimizer_reaches_the_same_power_with_fewer_judge_calls_than
           f"optimized: power {power_opt:.2f}, judge calls {calls_opt:.0f}")
     assert power_opt >= 0.75 and abs(power_opt - power_fixed) <= 0.06
     assert calls_opt < 0.75 * calls_fixed
+
+
+def test_histograms_from_presorted_values_equal_numpy_histograms():
+    rng = np.random.default_rng(13)
+    v, w = rng.normal(0, 1, 500), rng.uniform(0.5, 2, 500)
+    edges = drift.shared_edges(v, rng.normal(0, 1, 100))
+    sv, cw = drift.sorted_with_weights(v, w)
+    np.testing.assert_allclose(drift.histogram_sorted(sv, cw, edges), np.histogram(v, edges, weights=w)[0])
