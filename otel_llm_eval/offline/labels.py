@@ -65,7 +65,7 @@ def fetch_labels(sidecar_url: str, token: str | None = None, timeout_seconds: fl
 
     Accepts `{"items": [...]}` (the sidecar's shape), `{"labels": [...]}` or a bare list. Pages
     overlap by a microsecond and are de-duplicated by id, so labels sharing a timestamp at a
-    page boundary are not lost.
+    page boundary are not lost (unless more than a page of labels share one timestamp).
     """
     base = sidecar_url.rstrip("/") + LABELS_PATH
     out: list[dict[str, Any]] = []
@@ -84,9 +84,16 @@ def fetch_labels(sidecar_url: str, token: str | None = None, timeout_seconds: fl
             seen.add(d.get("id"))
         out.extend(dict(d) for d in new)
         stamps = [d.get("labeled_unix") for d in page if isinstance(d.get("labeled_unix"), (int, float))]
-        if len(page) < PAGE_SIZE or not new or not stamps:
+        if len(page) < PAGE_SIZE or not stamps:
             break
-        since = max(stamps) - 1e-6
+        # Overlap by a microsecond when that still moves forward; otherwise step past the
+        # newest timestamp (only ties beyond a whole page at one instant could then be missed).
+        candidate = max(stamps) - 1e-6
+        if since is not None and candidate <= since:
+            candidate = max(stamps)
+            if candidate <= since:
+                break
+        since = candidate
     return out[:MAX_LABELS]
 
 
