@@ -549,7 +549,7 @@ class ReviewPlugin(SidecarPlugin):
         rows: dict[str, dict[str, Any]] = {}
         if self._db_path:
             try:
-                for r in store.read_labels(self._db_path, since_unix=since_unix):
+                for r in store.read_labels(self._db_path, since_unix=since_unix, limit=limit):
                     rows[r["id"]] = r
             except Exception:
                 log.warning("review: could not read labels from %s", self._db_path, exc_info=True)

@@ -36,7 +36,11 @@
           tokenInput.focus();
           throw new Error("The sidecar needs its bearer token: enter it in the Token field.");
         }
-        if (!r.ok) throw new Error((data && (data.error || data.detail)) ? JSON.stringify(data.error || data.detail) : "HTTP " + r.status);
+        if (!r.ok) {
+          var err = new Error((data && (data.error || data.detail)) ? String(data.error || JSON.stringify(data.detail)) : "HTTP " + r.status);
+          err.status = r.status;
+          throw err;
+        }
         return data;
       });
     });
@@ -123,8 +127,11 @@
       say("Labeled " + id + " with quality " + body.quality + ".", "ok");
       state.item = null;
       return load();
-    }).catch(function (e) { say(e.message, "error"); })
-      .then(function () { state.busy = false; });
+    }).catch(function (e) {
+      say(e.message, "error");
+      // Another reviewer labeled it first (409) or it expired (404): move on to the next item.
+      if (e.status === 409 || e.status === 404) { state.item = null; return load(); }
+    }).then(function () { state.busy = false; });
   }
 
   function skip() {
