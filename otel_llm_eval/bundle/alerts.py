@@ -201,58 +201,72 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "LLMQualityAnomaly",
-        'max by (service, metric) (llm_eval_anomaly_detected{metric=~"quality.*|judge.*"}) == 1',
+        # The value is the score of the method(s) that flagged the slot.
+        'max by (service, metric) (\n  llm_eval_anomaly_score{metric=~"quality.*|judge.*"}\n'
+        '  and on (service, metric, method)\n  llm_eval_anomaly_detected{metric=~"quality.*|judge.*"} == 1\n)',
         5, "warning",
         "Anomaly in {{ $labels.metric }} of {{ $labels.service }}",
         "The newest slot of {{ $labels.metric }} for {{ $labels.service }} is anomalous against its "
-        "history (see llm_eval_anomaly_score for the method and score).",
+        "history (anomaly score {{ $value | printf \"%.2f\" }}).",
         AlertTest(
             series=(
                 (f'llm_eval_anomaly_detected{{{_SVC},metric="judge_score_mean",method="mad"}}', "0 0 0 0 0 1x20"),
+                (f'llm_eval_anomaly_score{{{_SVC},metric="judge_score_mean",method="mad"}}', "1 1 1 1 1 4.25x20"),
+                (f'llm_eval_anomaly_detected{{{_SVC},metric="judge_score_mean",method="zscore"}}', "0x25"),
+                (f'llm_eval_anomaly_score{{{_SVC},metric="judge_score_mean",method="zscore"}}', "2.5x25"),
                 (f'llm_eval_anomaly_detected{{{_SVC},metric="latency_p95",method="mad"}}', "1x25"),
+                (f'llm_eval_anomaly_score{{{_SVC},metric="latency_p95",method="mad"}}', "9x25"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "metric": "judge_score_mean"},
                        "The newest slot of judge_score_mean for chat is anomalous against its history "
-                       "(see llm_eval_anomaly_score for the method and score)."),),
+                       "(anomaly score 4.25)."),),
         ),
     ),
     Alert(
         "LLMInputDrift",
-        'max by (service, feature) (llm_eval_drift_detected{feature=~"input.*"}) == 1',
+        'max by (service, feature) (\n  llm_eval_drift_score{feature=~"input.*"}\n'
+        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature=~"input.*"} == 1\n)',
         15, "warning",
         "Input drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
-        "window (see llm_eval_drift_score).",
+        "window (drift score {{ $value | printf \"%.3g\" }}; JS/PSI distance, or p-value for ks/chi2).",
         AlertTest(
             series=(
                 (f'llm_eval_drift_detected{{{_SVC},feature="input_length",method="js"}}', "0 0 0 0 0 1x30"),
+                (f'llm_eval_drift_score{{{_SVC},feature="input_length",method="js"}}', "0.02 0.02 0.02 0.02 0.02 0.125x30"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="input_length",method="psi"}}', "0x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="input_length",method="psi"}}', "0.15x35"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="output_length",method="js"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="output_length",method="js"}}', "0.3x35"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "feature": "input_length"},
                        "The distribution of input_length for chat drifted from the reference window "
-                       "(see llm_eval_drift_score)."),),
+                       "(drift score 0.125; JS/PSI distance, or p-value for ks/chi2)."),),
         ),
     ),
     Alert(
         "LLMOutputDrift",
-        'max by (service, feature) (llm_eval_drift_detected{feature!~"input.*|latency.*"}) == 1',
+        'max by (service, feature) (\n  llm_eval_drift_score{feature!~"input.*|latency.*"}\n'
+        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature!~"input.*|latency.*"} == 1\n)',
         15, "warning",
         "Output drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
-        "window (see llm_eval_drift_score).",
+        "window (drift score {{ $value | printf \"%.3g\" }}; JS/PSI distance, or p-value for ks/chi2).",
         AlertTest(
             series=(
                 (f'llm_eval_drift_detected{{{_SVC},feature="judge_score",method="js"}}', "0 0 0 0 0 1x30"),
+                (f'llm_eval_drift_score{{{_SVC},feature="judge_score",method="js"}}', "0.01 0.01 0.01 0.01 0.01 0.2x30"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="input_tokens",method="js"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="input_tokens",method="js"}}', "0.3x35"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="latency_seconds",method="js"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="latency_seconds",method="js"}}', "0.3x35"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "feature": "judge_score"},
                        "The distribution of judge_score for chat drifted from the reference window "
-                       "(see llm_eval_drift_score)."),),
+                       "(drift score 0.2; JS/PSI distance, or p-value for ks/chi2)."),),
         ),
     ),
     Alert(
@@ -273,22 +287,30 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "LLMExperimentVariantWorse",
+        # The value is the relative lift (negative when worse on a higher-is-better metric); the
+        # second branch keeps the alert when the lift is undefined (control mean 0), with value 1.
+        'max by (experiment, metric, variant) (\n  llm_eval_ab_lift\n  and on (experiment, metric, variant)\n'
+        '  llm_eval_ab_verdict{verdict="worse"} == 1\n)\nor\n'
         'max by (experiment, metric, variant) (llm_eval_ab_verdict{verdict="worse"}) == 1',
         5, "warning",
         "Variant {{ $labels.variant }} of {{ $labels.experiment }} is worse on {{ $labels.metric }}",
         "Variant {{ $labels.variant }} of experiment {{ $labels.experiment }} is significantly worse "
-        "than control on {{ $labels.metric }} (after Holm adjustment).",
+        "than control on {{ $labels.metric }} after Holm adjustment (relative lift "
+        "{{ $value | humanizePercentage }}).",
         AlertTest(
             series=(
                 ('llm_eval_ab_verdict{experiment="prompt-v2",metric="judge_score",variant="b",verdict="worse"}',
                  "0 0 0 0 0 1x20"),
+                ('llm_eval_ab_lift{experiment="prompt-v2",metric="judge_score",variant="b"}',
+                 "-0.02 -0.05 -0.08 -0.1 -0.12 -0.125x20"),
                 ('llm_eval_ab_verdict{experiment="prompt-v2",metric="thumbs_up",variant="b",verdict="better"}',
                  "1x25"),
+                ('llm_eval_ab_lift{experiment="prompt-v2",metric="thumbs_up",variant="b"}', "0.2x25"),
             ),
             active_from_minutes=5,
             expected=(({"experiment": "prompt-v2", "metric": "judge_score", "variant": "b"},
                        "Variant b of experiment prompt-v2 is significantly worse than control on "
-                       "judge_score (after Holm adjustment)."),),
+                       "judge_score after Holm adjustment (relative lift -12.5%)."),),
         ),
     ),
     Alert(

@@ -532,7 +532,8 @@ def to_json(spec: DashboardSpec) -> dict[str, Any]:
             continue
         spec_panel = next(specs)
         defaults = panel["fieldConfig"]["defaults"]
-        # grafanalib only takes integer min/max; set them here.
+        # grafanalib drops the unit of some panel types (BarGauge) and takes only integer min/max.
+        defaults["unit"] = spec_panel.unit
         for key, value in (("min", spec_panel.min_value), ("max", spec_panel.max_value)):
             if value is not None:
                 defaults[key] = value
