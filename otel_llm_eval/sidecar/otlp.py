@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -150,6 +151,9 @@ def _parse(body: bytes, mt: str, message: Any, signal: str) -> None:
             message.ParseFromString(body)
         except (DecodeError, RecursionError, ValueError) as e:
             raise OTLPError(400, "malformed", f"body is not a valid OTLP {signal} protobuf: {e}") from None
+        if body and not message.ListFields() and len(UnknownFieldSet(message)):
+            # parsed, but into nothing we know: another message type
+            raise OTLPError(400, "malformed", f"body is protobuf but not an OTLP {signal} export request")
     else:
         _json_to_message(body, message, signal)
 

@@ -1,0 +1,254 @@
+"""Ingest -> state -> /metrics exposition (exact text, fresh registry), persistence and journal replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from otel_llm_eval.sidecar.collector import SidecarCollector
+from otel_llm_eval.sidecar.server import build
+
+T0 = 1_800_000_000  # unix seconds of the spans
+TRACE_A, SPAN_A = "0a" * 16, "a1" * 8
+TRACE_B, SPAN_B = "0b" * 16, "b1" * 8
+
+
+def _set(span, key, value):
+    kv = span.attributes.add()
+    kv.key = key
+    if isinstance(value, str):
+        kv.value.string_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.int_value = value
+
+
+def llm_span(ss, trace, span_id, variant, tokens, completion, user, cost, error=False, latency=1.5):
+    s = ss.spans.add()
+    s.trace_id, s.span_id, s.name = bytes.fromhex(trace), bytes.fromhex(span_id), "chat gpt-4o"
+    s.start_time_unix_nano = T0 * 10**9
+    s.end_time_unix_nano = int((T0 + latency) * 10**9)
+    if error:
+        s.status.code = 2
+    for k, v in {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                 "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": tokens[0],
+                 "gen_ai.usage.output_tokens": tokens[1], "gen_ai.usage.cost": cost, "user.id": user,
+                 "session.id": "sess-" + user,
+                 "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+                     {"type": "text", "content": completion}], "finish_reason": "stop"}]),
+                 "llm_eval.experiment.id": "e1", "llm_eval.experiment.variant": variant,
+                 "llm_eval.experiments": "e1=" + variant,
+                 "llm_eval.experiment.weights": "e1=control:0.5,treatment:0.5"}.items():
+        _set(s, k, v)
+
+
+def batch() -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "shop"
+    ss = rs.scope_spans.add()
+    # the evaluation comes first in the batch: the join must still find its parent call
+    ev = ss.spans.add()
+    ev.trace_id, ev.span_id, ev.parent_span_id = bytes.fromhex(TRACE_A), b"\xee" * 8, bytes.fromhex(SPAN_A)
+    ev.name = "evaluate helpfulness"
+    for k, v in {"gen_ai.evaluation.name": "helpfulness", "gen_ai.evaluation.score.value": 4.0,
+                 "llm_eval.evaluation.source": "llm_judge", "llm_eval.judge.cost_usd": 0.125}.items():
+        _set(ev, k, v)
+    llm_span(ss, TRACE_A, SPAN_A, "control", (1000, 500), "Hello there, happy to help.", "u1", 0.25)
+    llm_span(ss, TRACE_B, SPAN_B, "treatment", (2000, 100), "Mail me at jane@example.com", "u2", 0.5,
+             error=True, latency=4.0)
+    return req
+
+
+def make(tmp_path, **kw):
+    return build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": [], **kw}, plugins=[],
+                 clock=lambda: T0 + 10.0, environ={})
+
+
+def exposition(sidecar) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SidecarCollector(sidecar))
+    return generate_latest(registry).decode()
+
+
+def family(text: str, name: str) -> str:
+    out, on = [], False
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            on = line.split()[2] == name
+        if on:
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def feed(sc):
+    sc._apply(0, "traces", batch())
+    sc._apply(0, "feedback", {"trace_id": TRACE_B, "name": "user_feedback", "value": -1.0,
+                              "time_unix_nano": (T0 + 5) * 10**9})
+
+
+EXPECTED = {
+    "llm_requests_total": """\
+# HELP llm_requests_total LLM calls seen by the sidecar, by outcome (status=ok|error).
+# TYPE llm_requests_total counter
+llm_requests_total{experiment="e1",model="gpt-4o",service="shop",status="error",variant="treatment"} 1.0
+llm_requests_total{experiment="e1",model="gpt-4o",service="shop",status="ok",variant="control"} 1.0
+""",
+    "llm_cost_usd_total": """\
+# HELP llm_cost_usd_total Cost of LLM calls in US dollars: span attribute when present, else the price table.
+# TYPE llm_cost_usd_total counter
+llm_cost_usd_total{experiment="e1",model="gpt-4o",service="shop",variant="control"} 0.25
+llm_cost_usd_total{experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 0.5
+""",
+    "llm_tokens_total": """\
+# HELP llm_tokens_total Tokens used by LLM calls, direction=input|output.
+# TYPE llm_tokens_total counter
+llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",service="shop",variant="control"} 1000.0
+llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 2000.0
+llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",service="shop",variant="control"} 500.0
+llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 100.0
+""",
+    "llm_check_failures_total": """\
+# HELP llm_check_failures_total Outputs that failed a check (run on 100% of LLM spans that carry text).
+# TYPE llm_check_failures_total counter
+llm_check_failures_total{check="error_status",model="gpt-4o",service="shop"} 1.0
+llm_check_failures_total{check="pii",model="gpt-4o",service="shop"} 1.0
+""",
+    "llm_safety_violations_total": """\
+# HELP llm_safety_violations_total Outputs that failed a check of category safety (PII, toxicity, content filter).
+# TYPE llm_safety_violations_total counter
+llm_safety_violations_total{check="pii",model="gpt-4o",service="shop"} 1.0
+""",
+    "llm_user_feedback_total": """\
+# HELP llm_user_feedback_total User feedback records (feedback_type=positive|negative|neutral|<name>).
+# TYPE llm_user_feedback_total counter
+llm_user_feedback_total{experiment="e1",feedback_type="negative",service="shop",variant="treatment"} 1.0
+""",
+    "llm_eval_judge_cost_usd_total": """\
+# HELP llm_eval_judge_cost_usd_total What the LLM judge itself cost, in US dollars.
+# TYPE llm_eval_judge_cost_usd_total counter
+llm_eval_judge_cost_usd_total{evaluator="helpfulness",service="shop"} 0.125
+""",
+    "llm_active_users": """\
+# HELP llm_active_users Distinct users seen in the trailing window (window=1h|1d). Counted, never a label.
+# TYPE llm_active_users gauge
+llm_active_users{service="shop",window="1d"} 2.0
+llm_active_users{service="shop",window="1h"} 2.0
+""",
+    "llm_eval_ab_samples": """\
+# HELP llm_eval_ab_samples Samples per experiment, metric and variant (metric=exposures counts LLM calls, for SRM).
+# TYPE llm_eval_ab_samples gauge
+llm_eval_ab_samples{experiment="e1",metric="cost_usd",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="cost_usd",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="error",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="error",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="exposures",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="exposures",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="helpfulness",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="input_tokens",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="input_tokens",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="latency_seconds",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="latency_seconds",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="output_tokens",variant="control"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="output_tokens",variant="treatment"} 1.0
+llm_eval_ab_samples{experiment="e1",metric="user_feedback",variant="treatment"} 1.0
+""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_one_batch_produces_exactly_the_expected_exposition(tmp_path, name):
+    sc = make(tmp_path)
+    try:
+        feed(sc)
+        assert family(exposition(sc), name) == EXPECTED[name]
+    finally:
+        sc.stop()
+
+
+def test_latency_histogram_buckets_are_cumulative_with_the_catalog_bounds(tmp_path):
+    sc = make(tmp_path)
+    try:
+        feed(sc)
+        text = family(exposition(sc), "llm_response_latency_seconds")
+    finally:
+        sc.stop()
+    lines = [ln for ln in text.splitlines() if 'variant="treatment"' in ln]
+    assert 'le="3.0"' in lines[9] and lines[9].endswith(" 0.0")
+    assert 'le="5.0"' in lines[10] and lines[10].endswith(" 1.0")
+    assert lines[-2].startswith("llm_response_latency_seconds_count") and lines[-2].endswith(" 1.0")
+    assert lines[-1].startswith("llm_response_latency_seconds_sum") and lines[-1].endswith(" 4.0")
+
+
+def test_experiment_statistics_are_sufficient_and_weights_come_from_the_spans(tmp_path):
+    sc = make(tmp_path)
+    try:
+        feed(sc)
+        snap = sc.state.snapshot()["e1"]
+    finally:
+        sc.stop()
+    assert snap.control == "control" and snap.weights == {"control": 0.5, "treatment": 0.5}
+    lat = snap.metrics["latency_seconds"]["treatment"]
+    assert (lat.n, lat.sum, lat.sum_sq, lat.binary) == (1, 4.0, 16.0, False)
+    err = snap.metrics["error"]
+    assert (err["control"].sum, err["treatment"].sum, err["treatment"].binary) == (0.0, 1.0, True)
+    assert snap.metrics["helpfulness"]["control"].sum == 4.0
+
+
+def test_a_restart_resumes_the_same_statistics_and_series(tmp_path):
+    sc = make(tmp_path)
+    feed(sc)
+    before_text, before_snap = exposition(sc), sc.state.snapshot()
+    sc.stop()  # final flush
+    again = make(tmp_path)
+    try:
+        assert again.state.snapshot() == before_snap
+        after_text = exposition(again)
+        for name in EXPECTED:
+            assert family(after_text, name) == family(before_text, name)
+    finally:
+        again.stop()
+
+
+def test_journaled_requests_that_were_never_applied_are_replayed_once_after_a_crash(tmp_path):
+    sc = make(tmp_path)
+    body = batch().SerializeToString()
+    assert sc.submit("traces", batch(), body, "application/x-protobuf", "") is True
+    assert sc.submit("traces", batch(), body, "application/x-protobuf", "") is False  # same body: dedup
+    sc.store.close()  # "crash": nothing applied, nothing flushed
+    again = make(tmp_path)
+    try:
+        again.start()
+        again.stop()  # drains the replay, flushes
+    finally:
+        again.stop()
+    third = make(tmp_path)
+    try:
+        assert family(exposition(third), "llm_requests_total") == EXPECTED["llm_requests_total"]
+        assert third.store.pending_journal() == []
+    finally:
+        third.stop()
+
+
+def test_label_values_past_the_cap_fold_into_other_and_are_counted(tmp_path):
+    sc = make(tmp_path, labels={"caps": {"model": 2}})
+    try:
+        for i in range(5):
+            req = batch()
+            for s in req.resource_spans[0].scope_spans[0].spans:
+                for kv in s.attributes:
+                    if kv.key == "gen_ai.request.model":
+                        kv.value.string_value = f"model-{i}"
+            sc._apply(0, "traces", req)
+        text = exposition(sc)
+    finally:
+        sc.stop()
+    models = {ln.split('model="')[1].split('"')[0] for ln in text.splitlines()
+              if ln.startswith("llm_requests_total{")}
+    assert models == {"model-0", "model-1", "other"}
+    assert 'llm_eval_label_overflow_total{reason="model"}' in text
