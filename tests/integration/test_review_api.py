@@ -149,3 +149,26 @@ def test_judge_scores_join_the_labels_and_agreement_is_published(sidecar):
     assert 'llm_eval_judge_human_agreement{method="spearman",service="shop"} 0.5' in text
     stored = wait_until(lambda: {r["id"]: r["judge_score"] for r in read_labels(sidecar.db_path)} == judge)
     assert stored
+
+
+def test_the_queue_and_labels_survive_a_sidecar_restart(tmp_path):
+    first = start_sidecar(tmp_path)
+    try:
+        first.send_llm_spans(PII_CALLS[:2])
+        items = first.wait_for_queue(2)
+        assert len(items) == 2
+        status, _ = first.request("POST", f"/v1/review/{items[0]['id']}/label",
+                                  body={"quality": 1, "issues": ["unsafe"]})
+        assert status == 200
+    finally:
+        first.stop()  # drains and flushes
+    second = start_sidecar(tmp_path)
+    try:
+        body = pending(second)
+        assert [i["id"] for i in body["items"]] == [items[1]["id"]]
+        status, again = second.request("POST", f"/v1/review/{items[0]['id']}/label", body={"quality": 3})
+        assert status == 409, again
+        assert 'llm_human_labels_total{issue="unsafe",service="shop"} 1.0' in second.metrics()
+        assert [r["id"] for r in read_labels(second.db_path)] == [items[0]["id"]]
+    finally:
+        second.stop()
