@@ -114,7 +114,23 @@ class ReviewPlugin(SidecarPlugin):
     # --- configuration -------------------------------------------------------------------------
 
     def _configure(self, section: Mapping[str, Any] | None) -> None:
+        """Merge and validate the `review` section; ValueError naming the key when it is wrong."""
         cfg = _merge(CONFIG_DEFAULTS, section)
+        unknown = set(cfg) - set(CONFIG_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown review config keys: {sorted(unknown)}")
+        for key, minimum in (("retention_days", 1e-9), ("max_pending", 1), ("max_text_chars", 100),
+                             ("judge_wait_seconds", 0), ("judge_wait_max_calls", 0)):
+            try:
+                ok = float(cfg[key]) >= minimum
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"review.{key} must be a number >= {minimum:g}, got {cfg[key]!r}")
+        if not (isinstance(cfg["pass_quality"], int) and 1 <= cfg["pass_quality"] <= 5):
+            raise ValueError(f"review.pass_quality must be an integer 1..5, got {cfg['pass_quality']!r}")
+        if not isinstance(cfg.get("issues") or [], list):
+            raise ValueError("review.issues must be a list of issue names")
         self.cfg = cfg
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
         names = list(DEFAULT_ISSUES) + [str(n) for n in cfg.get("issues") or []]

@@ -254,3 +254,17 @@ def test_hooks_never_raise_on_odd_records(tmp_path):
                                           time_unix_nano=0, score=float("nan")))
     flush(plugin, conn, ctx)
     assert plugin.depth() == 0 and plugin.summary()["dropped"]["errors"] == 1
+
+
+@pytest.mark.parametrize("section, needle", [
+    ({"retention_days": 0}, "retention_days"),
+    ({"max_pending": "many"}, "max_pending"),
+    ({"pass_quality": 7}, "pass_quality"),
+    ({"issues": "Too long"}, "issues"),
+    ({"colour": "red"}, "colour"),
+    ({"sampling": {"random_rate": 2}}, "random_rate"),
+])
+def test_bad_review_config_stops_the_plugin_with_the_key_named(section, needle):
+    with pytest.raises(ValueError) as e:
+        ReviewPlugin().attach(Ctx(section))
+    assert needle in str(e.value)
