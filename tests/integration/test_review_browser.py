@@ -1,8 +1,8 @@
 """The labeling page in a real browser: Debian's chromium, headless, driven by Playwright.
 
 Opens /review on a running sidecar that requires a bearer token, enters the token in the page,
-labels one item by clicking and one by keyboard only, then finds both labels in the SQLite store
-and in /metrics.
+labels one item by clicking, skips one and labels another by keyboard only, then finds both labels
+in the SQLite store and in /metrics.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def test_a_reviewer_labels_two_items_by_mouse_and_by_keyboard(tmp_path):
 
     sc = start_sidecar(tmp_path, token=TOKEN)
     try:
-        sc.send_llm_spans(PII_CALLS[:2])
-        assert len(sc.wait_for_queue(2)) == 2
+        sc.send_llm_spans(PII_CALLS)
+        assert len(sc.wait_for_queue(3)) == 3
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             try:
@@ -38,7 +38,7 @@ def test_a_reviewer_labels_two_items_by_mouse_and_by_keyboard(tmp_path):
                 page.fill("#token", TOKEN)
                 page.press("#token", "Tab")
                 expect(page.locator("#item")).to_be_visible()
-                expect(page.locator("#depth")).to_have_text("queue: 2")
+                expect(page.locator("#depth")).to_have_text("queue: 3")
                 first_trace = page.locator("#m-trace").inner_text()
                 expect(page.locator("#completion")).to_contain_text("[")  # redacted text shown
 
@@ -48,9 +48,16 @@ def test_a_reviewer_labels_two_items_by_mouse_and_by_keyboard(tmp_path):
                 page.fill("#comment", "made-up tracking promise")
                 page.click("#submit")
                 expect(page.locator("#message")).to_contain_text("quality 2")
-                expect(page.locator("#depth")).to_have_text("queue: 1")
+                expect(page.locator("#depth")).to_have_text("queue: 2")
                 expect(page.locator("#m-trace")).not_to_have_text(first_trace)
                 page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+
+                # skip with "n": the next item shows, the skipped one waits behind it
+                page.evaluate("document.activeElement && document.activeElement.blur()")
+                skipped_trace = page.locator("#m-trace").inner_text()
+                page.keyboard.press("n")
+                expect(page.locator("#message")).to_contain_text("Skipped")
+                expect(page.locator("#m-trace")).not_to_have_text(skipped_trace)
 
                 # 2) by keyboard only: quality 4, issue key "s" (Irrelevant), Enter submits
                 page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -59,8 +66,8 @@ def test_a_reviewer_labels_two_items_by_mouse_and_by_keyboard(tmp_path):
                 expect(page.locator("#issue-irrelevant")).to_be_checked()
                 page.keyboard.press("Enter")
                 expect(page.locator("#message")).to_contain_text("quality 4")
-                expect(page.locator("#empty")).to_be_visible()
-                expect(page.locator("#depth")).to_have_text("queue: 0")
+                expect(page.locator("#depth")).to_have_text("queue: 1")
+                expect(page.locator("#m-trace")).to_have_text(skipped_trace)
             finally:
                 browser.close()
 
@@ -76,7 +83,8 @@ def test_a_reviewer_labels_two_items_by_mouse_and_by_keyboard(tmp_path):
         text = sc.metrics()
         assert 'llm_human_labels_total{issue="hallucination",service="shop"} 1.0' in text
         assert 'llm_human_labels_total{issue="irrelevant",service="shop"} 1.0' in text
-        assert 'llm_review_queue_depth{service="shop"} 0.0' in text
+        assert 'llm_review_queue_depth{service="shop"} 1.0' in text
+        assert skipped_trace not in {r["trace_id"] for r in labels}
         counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                   if line.startswith("llm_human_quality_score_count{")]
         assert sum(counts) == 2.0

@@ -268,3 +268,24 @@ def test_bad_review_config_stops_the_plugin_with_the_key_named(section, needle):
     with pytest.raises(ValueError) as e:
         ReviewPlugin().attach(Ctx(section))
     assert needle in str(e.value)
+
+
+def test_span_attributes_drive_confidence_sampling_and_strata(tmp_path):
+    plugin, conn, ctx = make(tmp_path, {"sampling": {
+        "window_seconds": 1, "random_rate": 0.0, "confidence_attribute": "llm.confidence",
+        "low_confidence": 0.5, "stratify_by": "tenant", "reservoir_size": 2}})
+
+    def with_attrs(i, **attrs):
+        r = record(i)
+        return CallRecord(call=r.call, service=r.service, error=False,
+                          end_time_unix_nano=r.end_time_unix_nano, attributes=attrs)
+
+    for i in range(10):
+        plugin.on_call(with_attrs(i, **{"llm.confidence": 0.1 + i / 100, "tenant": "big"}))
+    plugin.on_call(with_attrs(50, **{"llm.confidence": 0.3, "tenant": "small"}))
+    plugin.on_call(with_attrs(51, **{"llm.confidence": 0.9, "tenant": "small"}))   # confident
+    plugin.on_call(with_attrs(52, **{"llm.confidence": "n/a", "tenant": "small"}))  # unparseable
+    flush(plugin, conn, ctx)
+    got = sorted((i["reason"], i["trace_id"]) for i in plugin.queue(10))
+    # equal share per tenant: the least confident of "big", the only candidate of "small"
+    assert got == [("low_confidence", f"{0:032x}"), ("low_confidence", f"{50:032x}")]
