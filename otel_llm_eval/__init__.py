@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "JudgeResult": "otel_llm_eval.processor.judges",
     "HeuristicJudge": "otel_llm_eval.processor.judges",
     "OpenAIJudge": "otel_llm_eval.processor.judges",
+    "Bandit": "otel_llm_eval.processor.bandit",
+    "pairwise": "otel_llm_eval.processor.interleaving",
+    "team_draft": "otel_llm_eval.processor.interleaving",
+    "RemoteJudgeRates": "otel_llm_eval.processor.remote",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_llm_eval import Bandit, LLMEvalSpanProcessor, RemoteJudgeRates, pairwise, semconv, team_draft
-from tests.conftest import free_port
+from conftest import free_port
 
 
 @pytest.fixture
