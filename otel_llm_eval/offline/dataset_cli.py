@@ -163,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     except datasets.DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: nothing left to say
+        return 0
     except OSError as e:
         print(f"error: {getattr(e, 'filename', '') or ''}: {e.strerror or e}", file=sys.stderr)
         return 2

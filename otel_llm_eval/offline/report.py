@@ -96,7 +96,8 @@ def text_report(current: Mapping[str, Any], comparison: Comparison | None) -> st
         lines.append("")
         lines.append(f"REGRESSION: {', '.join(m.metric for m in reg)} worse by more than "
                      f"{comparison.threshold * 100:g}% with Holm-adjusted p < {comparison.alpha:g}")
-        for metric, rows in comparison.worst.items():
+        # The first regressed metric's worst samples (the Markdown report has every metric's).
+        for metric, rows in list(comparison.worst.items())[:1]:
             lines.append(f"worst samples for {metric}:")
             lines.append(text_table(["id", "baseline", "current", "query", "current answer"],
                                     [[_clip(r["id"]), _fmt(r["baseline"]), _fmt(r["current"]),

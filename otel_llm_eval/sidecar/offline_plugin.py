@@ -7,7 +7,7 @@ Routes (bearer-token auth applied by the core):
   body is not JSON or no record is valid; 413 past `max_records_per_request` or `max_body_bytes`.
   Same (date, benchmark, model) again replaces the earlier record.
 - `GET /v1/benchmarks`: the latest record per benchmark and model.
-- `POST /v1/regression-runs` `{"status": "pass"|"fail"|"error", ...}` (what `otel-llm-eval
+- `POST /v1/regression-runs` `{"status": "pass"|"fail", ...}` (what `otel-llm-eval
   regress --push URL` sends): counted, and the run's JSON kept (the last `keep_regression_runs`).
 
 Metrics (collect): `llm_benchmark_score{benchmark,model}` = latest score per benchmark and model;
@@ -37,7 +37,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "max_run_body_bytes": 64 * 1024,
 }
 
-RUN_STATUSES = ("pass", "fail", "error")
+RUN_STATUSES = ("pass", "fail")  # as the catalog documents llm_eval_regression_runs_total
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS offline_benchmarks (
