@@ -21,6 +21,7 @@ samples would report differences in the data as differences in the system.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -66,7 +67,8 @@ def load_target(spec: str) -> Callable[[dict], Any]:
             path = Path(mod_name)
             if not path.is_file():
                 raise GateError(f"target file {mod_name} not found")
-            unique = f"_otel_llm_eval_target_{abs(hash(str(path.resolve())))}"
+            digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+            unique = f"_otel_llm_eval_target_{digest}"
             spec_obj = importlib.util.spec_from_file_location(unique, path)
             module = importlib.util.module_from_spec(spec_obj)  # type: ignore[arg-type]
             sys.modules[unique] = module
@@ -167,7 +169,8 @@ def run_dataset(ds: Dataset, target: Callable[[dict], Any], *, scorers: Sequence
                 progress: TextIO | None = None) -> list[SampleResult]:
     """Call the target on every sample (concurrently) and score the answers.
 
-    A call running past `timeout_seconds` is recorded as failed (its thread is left to finish
+    Each worker calls the target and then the scorers (judge included), so judge calls run
+    concurrently too. A sample running past `timeout_seconds` is recorded as failed (its thread is left to finish
     on its own: Python cannot kill a thread). Results come back in dataset order.
     """
     scorers = tuple(scorers)
@@ -179,7 +182,14 @@ def run_dataset(ds: Dataset, target: Callable[[dict], Any], *, scorers: Sequence
     if concurrency < 1:
         raise GateError("--concurrency must be >= 1")
     bar = Progress(len(ds.samples), progress)
-    raw: dict[int, tuple[str | None, str | None, float | None, float | None]] = {}
+    done_results: dict[int, SampleResult] = {}
+
+    def run_one(sample: dict) -> SampleResult:
+        # Target and scorers (the judge is a network call too) run on the worker thread.
+        answer, error, cost, latency = _call_one(target, sample)
+        scores = score_sample(sample, answer, scorers=scorers, latency_seconds=latency, cost_usd=cost, judge=judge)
+        return SampleResult(datasets.sample_id(sample), answer, error, latency, cost, scores)
+
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="regress")
     try:
         futures = {}
@@ -189,7 +199,7 @@ def run_dataset(ds: Dataset, target: Callable[[dict], Any], *, scorers: Sequence
         while pending_idx or futures:
             while pending_idx and len(futures) < concurrency:
                 i = pending_idx.pop(0)
-                fut = pool.submit(_call_one, target, ds.samples[i])
+                fut = pool.submit(run_one, ds.samples[i])
                 futures[fut] = i
                 started[fut] = time.monotonic()
             wait_for = None
@@ -201,23 +211,22 @@ def run_dataset(ds: Dataset, target: Callable[[dict], Any], *, scorers: Sequence
             for fut in list(futures):
                 i = futures[fut]
                 if fut in done:
-                    raw[i] = fut.result()
+                    done_results[i] = fut.result()
                 elif timeout_seconds is not None and now - started[fut] >= timeout_seconds:
-                    raw[i] = (None, f"TimeoutError: no answer within {timeout_seconds:g} s", None, None)
+                    sample = ds.samples[i]
+                    done_results[i] = SampleResult(
+                        datasets.sample_id(sample), None, f"TimeoutError: no answer within {timeout_seconds:g} s",
+                        None, None, score_sample(sample, None, scorers=scorers, latency_seconds=None,
+                                                 cost_usd=None, judge=judge))
                     fut.cancel()
                 else:
                     continue
                 del futures[fut]
                 del started[fut]
-                bar.update(raw[i][0] is None)
+                bar.update(done_results[i].answer is None)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    results = []
-    for i, sample in enumerate(ds.samples):
-        answer, error, cost, latency = raw[i]
-        scores = score_sample(sample, answer, scorers=scorers, latency_seconds=latency, cost_usd=cost, judge=judge)
-        results.append(SampleResult(datasets.sample_id(sample), answer, error, latency, cost, scores))
-    return results
+    return [done_results[i] for i in range(len(ds.samples))]
 
 
 # --------------------------------------------------------------------------- results files
