@@ -196,3 +196,20 @@ def test_cli_info_sample_and_diff_round_trip(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert len(d["removed"]) == 18 and d["added"] == [] and d["changed"] == []
     assert main(["dataset", "diff", str(EXAMPLE), str(EXAMPLE)]) == 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.dictionaries(st.text(min_size=1, max_size=3), st.integers(0, 40), min_size=1, max_size=8),
+       n=st.integers(0, 200))
+def test_allocation_always_sums_to_the_draws_available_and_covers_every_stratum_it_can(sizes, n):
+    alloc = datasets.allocate(sizes, n)
+    total = sum(sizes.values())
+    assert sum(alloc.values()) == min(n, total)
+    assert all(0 <= alloc[k] <= sizes[k] for k in sizes)
+    nonempty = [k for k in sizes if sizes[k] > 0]
+    if n >= len(nonempty):
+        assert all(alloc[k] >= 1 for k in nonempty)

@@ -341,6 +341,8 @@ class _FakeLLM(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append(body)
+        if self.server.barrier is not None:
+            self.server.barrier.wait()  # BrokenBarrierError (-> no reply) unless calls overlap
         user = body["messages"][-1]["content"]
         answer = user.split("Assistant answer:", 1)[1]
         if "garbage" in answer:
@@ -363,6 +365,7 @@ class _FakeLLM(BaseHTTPRequestHandler):
 def fake_llm():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
     server.requests = []
+    server.barrier = None
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
@@ -394,3 +397,13 @@ def test_a_judge_failure_leaves_the_sample_out_of_the_judge_metric_instead_of_fa
     sample = {"id": "x", "query": "capital of France?", "context": [], "expected_answer": "Paris"}
     assert judge_score(judge, sample, "garbage") is None
     assert judge_score(judge, sample, "Paris") == 5.0
+
+
+def test_judge_calls_run_concurrently_on_the_worker_threads(fake_llm):
+    from otel_llm_eval.offline.judging import build_judge
+
+    fake_llm.barrier = threading.Barrier(4, timeout=10)
+    judge = build_judge("openai", base_url=f"http://127.0.0.1:{fake_llm.server_address[1]}", model="g")
+    judge.retries = 0
+    res = regress.run_dataset(make_ds(8), lambda s: "Paris", scorers=("judge",), judge=judge, concurrency=4)
+    assert [r.scores["judge"] for r in res] == [5.0] * 8
