@@ -325,7 +325,10 @@ def compare(baseline: Mapping[str, Any], current: Mapping[str, Any], *, threshol
             alpha: float = 0.05, test: str = "permutation", resamples: int = 10000, seed: int = 0,
             worst_k: int = 5, dataset: Dataset | None = None) -> Comparison:
     """Compare two results documents. Raises BaselineMismatch if the dataset versions differ."""
-    from . import paired  # numpy is needed only when comparing
+    try:
+        from . import paired  # numpy is needed only when comparing
+    except ImportError as e:
+        raise GateError(f"comparing with a baseline needs numpy ({e}): pip install 'otel-llm-eval[sidecar]'") from e
 
     bver, cver = baseline["dataset"].get("version"), current["dataset"].get("version")
     if bver != cver:
