@@ -48,6 +48,10 @@ def make_repo(tmp_path, head_variant):
 
 
 def run_workflow(tmp_path, head_variant):
+    from conftest import require_binary
+
+    require_binary("git")
+    require_binary("bash")
     wf = yaml.safe_load(WORKFLOW.read_text())
     job = wf["jobs"]["regression-gate"]
     repo, base = make_repo(tmp_path, head_variant)
