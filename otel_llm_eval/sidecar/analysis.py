@@ -325,8 +325,11 @@ class AnalysisPlugin(SidecarPlugin):
         results: dict[str, Any] = {"experiments": {}, "bandits": {}, "drift": [], "anomaly": [],
                                    "interleaving": {}, "computed_unix": now}
         new_avp: dict[tuple[str, str, str], float] = {}
+        avp_by_exp: dict[str, dict[tuple[str, str], float]] = {}
+        for (e, m, v), p in avp.items():
+            avp_by_exp.setdefault(e, {})[(m, v)] = p
         for exp_id, snap in snapshot.items():
-            prev = {(m, v): p for (e, m, v), p in avp.items() if e == exp_id}
+            prev = avp_by_exp.get(exp_id, {})
             try:
                 details, exp_avp = analyze_experiment(snap, self.cfg, avp_previous=prev, is_bandit=exp_id in bandits,
                                                       judge_metrics=judge_names, engagement=engagement.get(exp_id),
@@ -456,22 +459,41 @@ class AnalysisPlugin(SidecarPlugin):
                 "first_win_rate": bias.first_win_rate, "p_value": bias.p_value})})
         return out
 
-    def _drift_input(self, now: float) -> list[tuple[str, str, str, list[tuple[int, DriftSlot]], list[tuple[int, DriftSlot]]]]:
+    def _drift_input(self, now: float) -> list[tuple[str, str, str, Any, list[tuple]]]:
+        """Under the lock: per (service, feature) the reference and current windows.
+
+        Current slots are copied (still being written). For numeric features the reference is
+        (ref_id, slots or None): None when the cached sorted reference for that ref_id is still
+        valid; reference slots are closed, so their arrays are passed without copying (a late
+        record changes the count and so the ref_id)."""
         dcfg = self.cfg["drift"]
         width = dcfg["slot_seconds"]
         cur_start = now - dcfg["current_seconds"]
-        ref_start = cur_start - dcfg["reference_seconds"]
+        ref_start = cur_start - dcfg["reference_seconds"] - width
         out = []
         for (service, feature), slots in self.drift.items():
             cur, ref = [], []
+            numeric = False
+            lo = hi = None
+            n_ref = 0
             for s, ds in slots.items():
+                numeric = numeric or len(ds.values) > 0
                 if s + width > cur_start:
-                    cur.append((s, DriftSlot(ds.count, list(ds.values), ds.categories.copy())))
-                elif s >= ref_start - width:
-                    ref.append((s, ds))  # reference slots are closed: no copy needed... except categories
-            ref = [(s, DriftSlot(ds.count, ds.values, ds.categories.copy())) for s, ds in ref]
-            kind = "numeric" if any(ds.values for _, ds in cur + ref) else "categorical"
-            out.append((service, feature, kind, ref, cur))
+                    cur.append((s, ds.count, ds.values[:], dict(ds.categories) if ds.categories else None))
+                elif s >= ref_start:
+                    ref.append((s, ds))
+                    n_ref += ds.count
+                    lo = s if lo is None or s < lo else lo
+                    hi = s if hi is None or s > hi else hi
+            if numeric:
+                ref_id = (lo, hi, n_ref)
+                cached = self._ref_cache.get((service, feature))
+                slots_out = None if cached is not None and cached[0] == ref_id else \
+                    [(s, ds.count, ds.values, None) for s, ds in ref]
+                out.append((service, feature, "numeric", (ref_id, n_ref, slots_out), cur))
+            else:
+                out.append((service, feature, "categorical",
+                            [(s, ds.count, None, dict(ds.categories) if ds.categories else None) for s, ds in ref], cur))
         return out
 
     def _drift(self, items: list[Any]) -> list[tuple[str, str, Any]]:
@@ -481,20 +503,18 @@ class AnalysisPlugin(SidecarPlugin):
         dcfg = self.cfg["drift"]
         out = []
         for service, feature, kind, ref, cur in items:
-            n_ref = sum(ds.count for _, ds in ref)
-            n_cur = sum(ds.count for _, ds in cur)
+            n_ref = ref[1] if kind == "numeric" else sum(x[1] for x in ref)
+            n_cur = sum(x[1] for x in cur)
             if n_ref < dcfg["min_samples"] or n_cur < dcfg["min_samples"]:
                 continue
             try:
                 if kind == "categorical":
                     rc: dict[str, float] = {}
                     cc: dict[str, float] = {}
-                    for _, ds in ref:
-                        for k, v in ds.categories.items():
-                            rc[k] = rc.get(k, 0) + v
-                    for _, ds in cur:
-                        for k, v in ds.categories.items():
-                            cc[k] = cc.get(k, 0) + v
+                    for acc, slots in ((rc, ref), (cc, cur)):
+                        for _, _, _, cats in slots:
+                            for k, v in (cats or {}).items():
+                                acc[k] = acc.get(k, 0) + v
                     results = D.categorical_drift(rc, cc, alpha=dcfg["p_threshold"], js_threshold=dcfg["js_threshold"])
                 else:
                     results = self._numeric_drift(service, feature, ref, cur, np, D)
@@ -507,23 +527,26 @@ class AnalysisPlugin(SidecarPlugin):
             del self._ref_cache[key]
         return out
 
-    def _numeric_drift(self, service: str, feature: str, ref: list[Any], cur: list[Any], np: Any, D: Any) -> list[Any]:
+    def _numeric_drift(self, service: str, feature: str, ref: tuple, cur: list[tuple], np: Any, D: Any) -> list[Any]:
         dcfg = self.cfg["drift"]
         key = (service, feature)
-        ref_id = (min(s for s, _ in ref), max(s for s, _ in ref), sum(ds.count for _, ds in ref))
+        ref_id, _, ref = ref
         cached = self._ref_cache.get(key)
-        if cached is None or cached[0] != ref_id:
-            vals = np.concatenate([np.asarray(ds.values, float) for _, ds in ref if ds.values] or [np.empty(0)])
-            wts = np.concatenate([np.full(len(ds.values), ds.weight) for _, ds in ref if ds.values] or [np.empty(0)])
+        if ref is not None or cached is None:
+            ref = ref or []
+            parts = [(np.asarray(v, float), c / len(v)) for _, c, v, _ in ref if v]
+            vals = np.concatenate([a for a, _ in parts]) if parts else np.empty(0)
+            wts = np.concatenate([np.full(a.size, w) for a, w in parts]) if parts else np.empty(0)
             sv, cw = D.sorted_with_weights(vals, wts)
-            exact = all(ds.count == len(ds.values) for _, ds in ref)
+            exact = all(c == len(v) for _, c, v, _ in ref)
             cached = (ref_id, (sv, cw, exact, vals))
             self._ref_cache[key] = cached
         sv, cw, ref_exact, ref_vals = cached[1]
-        cur_vals = np.concatenate([np.asarray(ds.values, float) for _, ds in cur if ds.values] or [np.empty(0)])
-        cur_w = np.concatenate([np.full(len(ds.values), ds.weight) for _, ds in cur if ds.values] or [np.empty(0)])
-        if sv.size == 0 or cur_vals.size == 0:
+        parts = [(np.asarray(v, float), c / len(v)) for _, c, v, _ in cur if v]
+        if sv.size == 0 or not parts:
             return []
+        cur_vals = np.concatenate([a for a, _ in parts])
+        cur_w = np.concatenate([np.full(a.size, w) for a, w in parts])
         lo, hi = min(sv[0], cur_vals.min()), max(sv[-1], cur_vals.max())
         if lo == hi:
             edges = np.array([lo - 0.5, hi + 0.5])
@@ -534,7 +557,7 @@ class AnalysisPlugin(SidecarPlugin):
         hc, _ = np.histogram(cur_vals, bins=edges, weights=cur_w)
         results = D.drift_from_histograms(hr, hc, js_threshold=dcfg["js_threshold"],
                                           psi_threshold=dcfg["psi_threshold"], epsilon=dcfg["psi_epsilon"])
-        cur_exact = all(ds.count == len(ds.values) for _, ds in cur)
+        cur_exact = all(c == len(v) for _, c, v, _ in cur)
         if ref_exact and cur_exact and ref_vals.size <= dcfg["ks_max_samples"] and cur_vals.size <= dcfg["ks_max_samples"]:
             results.append(D.ks_test(ref_vals, cur_vals, alpha=dcfg["p_threshold"]))
         return results
@@ -751,9 +774,8 @@ class AnalysisPlugin(SidecarPlugin):
                 self.sessions[(e, s)] = Session(e, v, u, m, f, l)
             for svc, feat, slot, count, data in conn.execute("SELECT service, feature, slot, count, data FROM analysis_drift"):
                 d = json.loads(data)
-                from collections import Counter
                 self.drift.setdefault((svc, feat), {})[slot] = DriftSlot(count, d.get("values", []),
-                                                                         Counter(d.get("categories", {})))
+                                                                         d.get("categories") or None)
             for svc, met, slot, n, total, buckets in conn.execute(
                     "SELECT service, metric, slot, n, total, buckets FROM analysis_anomaly"):
                 self.anomaly.setdefault((svc, met), {})[slot] = AnomalySlot(n, total, json.loads(buckets) if buckets else None)
@@ -777,7 +799,7 @@ class AnalysisPlugin(SidecarPlugin):
             for svc, feat, slot in self._dirty_drift:
                 ds = self.drift.get((svc, feat), {}).get(slot)
                 if ds is not None:
-                    data = {"values": ds.values} if ds.values else {"categories": dict(ds.categories)}
+                    data = {"values": ds.values.tolist()} if ds.values else {"categories": dict(ds.categories or {})}
                     drift.append((svc, feat, slot, ds.count, json.dumps(data)))
             anomaly = []
             for svc, met, slot in self._dirty_anomaly:

@@ -6,9 +6,9 @@ the lock, persists them (to_rows/from_rows) and runs the statistics on snapshots
 from __future__ import annotations
 
 import bisect
+from array import array
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -21,14 +21,18 @@ def slot_of(t: float, slot_seconds: float) -> int:
 
 # --- drift -------------------------------------------------------------------------------------
 
-@dataclass
 class DriftSlot:
     """One time slot of one feature: how many values arrived and a uniform reservoir of them
-    (numeric), or counts per category (categorical, capped: extra categories fold into 'other')."""
+    (numeric, an array of doubles), or counts per category (categorical, capped: extra categories
+    fold into 'other'). Compact on purpose: 100 features x 150 slots of these live in the heap,
+    and arrays are invisible to the garbage collector."""
 
-    count: int = 0
-    values: list[float] = field(default_factory=list)
-    categories: Counter = field(default_factory=Counter)
+    __slots__ = ("count", "values", "categories")
+
+    def __init__(self, count: int = 0, values: Iterable[float] = (), categories: dict | None = None) -> None:
+        self.count = count
+        self.values = array("d", values)
+        self.categories = categories
 
     def add_numeric(self, x: float, cap: int, rng: random.Random) -> None:
         self.count += 1
@@ -41,9 +45,11 @@ class DriftSlot:
 
     def add_category(self, c: str, max_categories: int) -> None:
         self.count += 1
+        if self.categories is None:
+            self.categories = {}
         if c not in self.categories and len(self.categories) >= max_categories:
             c = "other"
-        self.categories[c] += 1
+        self.categories[c] = self.categories.get(c, 0) + 1
 
     @property
     def weight(self) -> float:

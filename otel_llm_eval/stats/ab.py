@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
-from ._util import clamp_p, finite
+from ._util import chi2_sf, clamp_p, finite, norm_ppf, t_ppf, t_sf
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def chi_square_proportions(successes: Sequence[float], totals: Sequence[float]) 
         return TestResult(None, None, None)
     stat = float(((table - expected) ** 2 / expected).sum())
     dof = float(s.size - 1)
-    return TestResult(finite(stat), clamp_p(_st.chi2.sf(stat, dof)), dof)
+    return TestResult(finite(stat), clamp_p(chi2_sf(stat, dof)), dof)
 
 
 def welch(a: Summary, b: Summary) -> TestResult:
@@ -133,7 +132,7 @@ def welch(a: Summary, b: Summary) -> TestResult:
         return TestResult(None, None, None)
     t = (b.mean - a.mean) / math.sqrt(se2)
     dof = se2 * se2 / ((sa * sa) / (a.n - 1) + (sb * sb) / (b.n - 1))
-    p = 2.0 * _st.t.sf(abs(t), dof)
+    p = 2.0 * t_sf(abs(t), dof)
     return TestResult(finite(t), clamp_p(p), finite(dof))
 
 
@@ -166,7 +165,7 @@ def compare(control: Summary, variant: Summary, *, binary: bool, alpha: float = 
         se2 = vc / control.n + vv / variant.n
         if se2 > 0:
             se = math.sqrt(se2)
-            crit = float(_st.norm.ppf(1 - alpha / 2) if math.isinf(dof_ci) else _st.t.ppf(1 - alpha / 2, dof_ci))
+            crit = norm_ppf(1 - alpha / 2) if math.isinf(dof_ci) else t_ppf(1 - alpha / 2, dof_ci)
             abs_lo, abs_hi = abs_lift - crit * se, abs_lift + crit * se
             if mc not in (None, 0):
                 rel_var = vv / (mc * mc * variant.n) + vc * mv * mv / (mc ** 4 * control.n)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
-from ._util import clamp_p, finite
+from ._util import clamp_p, finite, norm_sf
 
 Z_THRESHOLD = 3.0
 MAD_THRESHOLD = 3.5
@@ -60,7 +59,7 @@ def zscore(history: Sequence[float], value: float, *, threshold: float = Z_THRES
     mean = float(h.mean())
     sd = max(float(h.std(ddof=1)), sigma_floor(mean, absolute=floor_absolute, relative=floor_relative))
     z = (value - mean) / sd
-    return AnomalyResult("zscore", finite(z), clamp_p(2 * _st.norm.sf(abs(z))), threshold, abs(z) > threshold)
+    return AnomalyResult("zscore", finite(z), clamp_p(2 * norm_sf(abs(z))), threshold, abs(z) > threshold)
 
 
 def mad_score(history: Sequence[float], value: float, *, threshold: float = MAD_THRESHOLD,

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy import stats as _st
 
-from ._util import clamp_p, finite
+from ._util import chi2_sf, clamp_p, finite
 
 JS_THRESHOLD = 0.1
 PSI_THRESHOLD = 0.2
@@ -170,7 +170,7 @@ def categorical_drift(reference: Mapping[str, float], current: Mapping[str, floa
         ref_s = ref + smoothing
         expected = ref_s / ref_s.sum() * cur.sum()
         stat = float(((cur - expected) ** 2 / expected).sum())
-        p = clamp_p(_st.chi2.sf(stat, len(keys) - 1))
+        p = clamp_p(chi2_sf(stat, len(keys) - 1))
         out.append(DriftResult("chi2", finite(stat), p, alpha, None if p is None else p < alpha))
     js = js_distance(ref, cur)
     out.append(DriftResult("js", js, None, js_threshold, None if js is None else js >= js_threshold))

@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as _st
 
-from ._util import finite
+from ._util import finite, norm_ppf
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class PowerResult:
 def _z(alpha: float, power: float) -> float:
     if not 0 < alpha < 1 or not 0 < power < 1:
         raise ValueError("need 0 < alpha < 1 and 0 < power < 1")
-    return float(_st.norm.ppf(1 - alpha / 2) + _st.norm.ppf(power))
+    return norm_ppf(1 - alpha / 2) + norm_ppf(power)
 
 
 def required_per_arm(baseline_mean: float | None, variance: float | None, mde_relative: float, *,

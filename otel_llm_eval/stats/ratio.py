@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as _st
 
-from ._util import clamp_p, finite
+from ._util import clamp_p, finite, norm_ppf, norm_sf
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,8 @@ def compare_ratio(control: RatioSummary, variant: RatioSummary, *, alpha: float 
         rel = diff / rc if rc != 0 else None
     if diff is not None and vc is not None and vv is not None and vc + vv > 0:
         se = math.sqrt(vc + vv)
-        z = float(_st.norm.ppf(1 - alpha / 2))
-        p = clamp_p(2 * _st.norm.sf(abs(diff) / se))
+        z = norm_ppf(1 - alpha / 2)
+        p = clamp_p(2 * norm_sf(abs(diff) / se))
         lo, hi = diff - z * se, diff + z * se
         if rc:
             rel_var = vv / rc ** 2 + vc * rv ** 2 / rc ** 4

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from scipy import stats as _st
 
-from ._util import clamp_p, finite
+from ._util import chi2_sf, clamp_p, finite
 
 SRM_THRESHOLD = 0.001
 
@@ -46,7 +45,7 @@ def srm(counts: Mapping[str, int], weights: Mapping[str, float], *, threshold: f
     exp = [total * weights[v] / wsum for v in arms]
     stat = sum((o - e) ** 2 / e for o, e in zip(obs, exp))
     dof = len(arms) - 1
-    p = clamp_p(_st.chi2.sf(stat, dof))
+    p = clamp_p(chi2_sf(stat, dof))
     return SRMResult(finite(stat), p, threshold, p < threshold, dof)
 
 
