@@ -27,13 +27,16 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    trace_id: str = Field(pattern=r"^[0-9a-fA-F]{32}$", description="trace id of the evaluated call (32 hex)")
-    span_id: Optional[str] = Field(None, pattern=r"^[0-9a-fA-F]{16}$", description="span id of the call (16 hex)")
-    name: str = Field(min_length=1, max_length=128, description="evaluation name, e.g. user_feedback")
-    value: float = Field(description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5")
-    label: Optional[str] = Field(None, max_length=128)
-    comment: Optional[str] = Field(None, max_length=4096)
+    # python-re: the id patterns use a look-ahead (all-zero ids are invalid in OTel)
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    trace_id: str = Field(pattern=r"^(?!0{32})[0-9a-fA-F]{32}$",
+                          description="trace id of the evaluated call (32 hex, not all zero)")
+    span_id: Optional[str] = Field(None, pattern=r"^(?!0{16})[0-9a-fA-F]{16}$",
+                                   description="span id of the call (16 hex, not all zero)")
+    name: str = Field(min_length=1, max_length=128, strict=True, description="evaluation name, e.g. user_feedback")
+    value: float = Field(strict=True, description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5")
+    label: Optional[str] = Field(None, max_length=128, strict=True)
+    comment: Optional[str] = Field(None, max_length=4096, strict=True)
 
     @field_validator("value")
     @classmethod
@@ -42,12 +45,10 @@ class FeedbackIn(BaseModel):
             raise ValueError("value must be a finite number")
         return v
 
-    @field_validator("trace_id")
+    @field_validator("trace_id", "span_id")
     @classmethod
-    def _nonzero(cls, v: str) -> str:
-        if not v.strip("0"):
-            raise ValueError("trace_id must not be all zero")
-        return v.lower()
+    def _lower(cls, v: Optional[str]) -> Optional[str]:
+        return v.lower() if v else v
 
 
 class Accepted(BaseModel):
@@ -198,6 +199,7 @@ def create_app(sidecar: Sidecar) -> FastAPI:
 
     @app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
               responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
+                         400: {"model": Problem, "description": "body is not JSON"},
                          429: {"model": Problem, "description": "queue full; retry after Retry-After"},
                          503: {"model": Problem, "description": "stopping; retry after Retry-After"}})
     def feedback(item: FeedbackIn) -> Response:
