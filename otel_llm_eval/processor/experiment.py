@@ -52,7 +52,7 @@ def _check_name(kind: str, value: Any) -> str:
 class _Active:
     """Immutable state of the active experiments in one context."""
 
-    __slots__ = ("entries", "attributes", "baggage_experiments", "baggage_weights")
+    __slots__ = ("entries", "attributes", "baggage_experiments", "baggage_weights", "count", "longest")
 
     def __init__(self, entries: tuple[tuple[str, str, str | None], ...]) -> None:
         self.entries = entries  # (id, variant, weights string or None), outermost first
@@ -66,6 +66,9 @@ class _Active:
         if len(weights) == len(entries):
             attrs[semconv.EXPERIMENT_WEIGHTS] = weights
         self.attributes = attrs
+        self.count = len(attrs)
+        # longest string value: the processor's fast path must respect the SDK's value length limit
+        self.longest = max(len(x) for v in attrs.values() for x in ((v,) if isinstance(v, str) else v))
         self.baggage_experiments = ";".join(f"{i}={v}" for i, v, _ in entries)
         self.baggage_weights = "|".join(w or "" for _, _, w in entries)
 

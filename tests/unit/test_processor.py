@@ -368,3 +368,18 @@ def test_judging_works_in_a_forked_child(make, tmp_path):
     assert out.read_text() == "True 2"
     p.llm_span()
     assert p.processor.force_flush(5000) and len(p.evaluations()) == 2
+
+
+def test_stamping_respects_the_sdk_attribute_limits():
+    from opentelemetry.sdk.trace import SpanLimits
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=3, max_attribute_length=8))
+    provider.add_span_processor(LLMEvalSpanProcessor(tracer_provider=provider))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with Experiment("long-experiment-name", {"a": 1.0}).activate("u"):
+        provider.get_tracer("t").start_span("s", attributes={"x": 1}).end()
+    (span,) = exporter.get_finished_spans()
+    assert len(span.attributes) == 3  # the SDK's count limit holds
+    assert all(len(v) <= 8 for v in span.attributes.values() if isinstance(v, str))
+    provider.shutdown()
