@@ -11,12 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_llm_eval.bundle.common import JOB_NAME, runbook_url
+from otel_llm_eval.bundle.common import JOB_NAME, NEGATIVE_FEEDBACK, POSITIVE_FEEDBACK, runbook_url
+
+_POS = f'feedback_type=~"{POSITIVE_FEEDBACK}"'
+_ANY_THUMB = f'feedback_type=~"{POSITIVE_FEEDBACK}|{NEGATIVE_FEEDBACK}"'
 
 RULES_FILE = "llm-eval.rules.yml"
 RULES_TEST_FILE = "llm-eval.rules.test.yml"
 
-#: promtool and the rule groups evaluate every minute; tests use the same step.
+#: The promtool tests evaluate every minute (the rules themselves use Prometheus' global interval).
 EVALUATION_INTERVAL = "1m"
 
 #: Share of quality samples at or below 3.0 (bucket le="3.0") over 1 h that counts as low quality.
@@ -70,14 +73,14 @@ RECORDING_RULES: tuple[Recording, ...] = (
               'sum by (service, evaluator) (rate(llm_quality_score_bucket{le="3.0"}[1h]))\n/\n'
               "sum by (service, evaluator) (rate(llm_quality_score_count[1h]))"),
     Recording("service:llm_user_feedback:increase1h",
-              'sum by (service) (increase(llm_user_feedback_total{feedback_type=~"positive|negative"}[1h]))'),
+              f"sum by (service) (increase(llm_user_feedback_total{{{_ANY_THUMB}}}[1h]))"),
     Recording("service:llm_thumbs_up:ratio_rate1h",
-              'sum by (service) (rate(llm_user_feedback_total{feedback_type="positive"}[1h]))\n/\n'
-              'sum by (service) (rate(llm_user_feedback_total{feedback_type=~"positive|negative"}[1h]))'),
+              f"sum by (service) (rate(llm_user_feedback_total{{{_POS}}}[1h]))\n/\n"
+              f"sum by (service) (rate(llm_user_feedback_total{{{_ANY_THUMB}}}[1h]))"),
     # The baselines end an hour ago so the window being judged is not part of its own baseline.
     Recording("service:llm_thumbs_up:ratio_rate1d_offset1h",
-              'sum by (service) (rate(llm_user_feedback_total{feedback_type="positive"}[1d] offset 1h))\n/\n'
-              'sum by (service) (rate(llm_user_feedback_total{feedback_type=~"positive|negative"}[1d] offset 1h))'),
+              f"sum by (service) (rate(llm_user_feedback_total{{{_POS}}}[1d] offset 1h))\n/\n"
+              f"sum by (service) (rate(llm_user_feedback_total{{{_ANY_THUMB}}}[1d] offset 1h))"),
     Recording("service:llm_cost_usd_per_hour:rate1h",
               "sum by (service) (rate(llm_cost_usd_total[1h])) * 3600"),
     Recording("service:llm_cost_usd_per_hour:rate1d_offset1h",
@@ -323,10 +326,12 @@ ALERTS: tuple[Alert, ...] = (
         "below 80% of its share over the day before.",
         AlertTest(
             series=(
-                (f'llm_user_feedback_total{{{_SVC},experiment="",variant="",feedback_type="positive"}}',
+                (f'llm_user_feedback_total{{{_SVC},experiment="",variant="",feedback_type="up"}}',
                  "0+9x60 542+2x60"),
-                (f'llm_user_feedback_total{{{_SVC},experiment="",variant="",feedback_type="negative"}}',
+                (f'llm_user_feedback_total{{{_SVC},experiment="",variant="",feedback_type="down"}}',
                  "0+1x60 68+8x60"),
+                (f'llm_user_feedback_total{{{_SVC},experiment="",variant="",feedback_type="control"}}',
+                 "0+50x120"),  # pairwise choices are not thumbs
             ),
             active_from_minutes=THUMBS_ACTIVE,
             expected=(({"service": "chat"}, THUMBS_DESC),),
@@ -438,7 +443,8 @@ def rule_groups() -> dict[str, Any]:
     rules of the same instant (separate groups run concurrently and would lag by an interval).
     """
     return {"groups": [
-        {"name": "otel-llm-eval", "interval": EVALUATION_INTERVAL,
+        # No group interval: Prometheus' global evaluation_interval applies (15 s in deploy/).
+        {"name": "otel-llm-eval",
          "rules": [r.rule() for r in RECORDING_RULES] + [a.rule() for a in ALERTS]},
     ]}
 

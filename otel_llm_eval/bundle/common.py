@@ -16,6 +16,11 @@ JOB_NAME = "otel-llm-eval"
 DATASOURCE_UID = "prometheus"
 DATASOURCE = {"type": "prometheus", "uid": DATASOURCE_UID}
 
+#: `feedback_type` values that count as a thumbs-up / thumbs-down. The sidecar uses the feedback's
+#: label when given (`record_feedback(span, "thumbs", 1, label="up")`), else the score's sign.
+POSITIVE_FEEDBACK = "positive|up|thumbs_up|like"
+NEGATIVE_FEEDBACK = "negative|down|thumbs_down|dislike"
+
 #: The command that regenerates every generated file.
 COMMAND = "otel-llm-eval bundle"
 

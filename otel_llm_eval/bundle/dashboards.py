@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from otel_llm_eval.bundle.common import COMMAND, DATASOURCE, DO_NOT_EDIT
+from otel_llm_eval.bundle.common import COMMAND, DATASOURCE, DO_NOT_EDIT, NEGATIVE_FEEDBACK, POSITIVE_FEEDBACK
 
 #: Grafana's current classic-model schema version (Grafana 11.x writes 39..41).
 SCHEMA_VERSION = 39
@@ -113,9 +113,9 @@ OVERVIEW = DashboardSpec(
               "percentunit", min_value=0, max_value=1,
               thresholds=(("green", None), ("red", 0.1))),
             P("timeseries", "Thumbs-up share",
-              "Positive / (positive + negative) user feedback.",
-              (Q(_ratio(f'rate(llm_user_feedback_total{{{SVC}, feedback_type="positive"}}[{RI}])',
-                        f'rate(llm_user_feedback_total{{{SVC}, feedback_type=~"positive|negative"}}[{RI}])'),
+              "Positive / (positive + negative) user feedback (feedback_type positive|up|... vs negative|down|...).",
+              (Q(_ratio(f'rate(llm_user_feedback_total{{{SVC}, feedback_type=~"{POSITIVE_FEEDBACK}"}}[{RI}])',
+                        f'rate(llm_user_feedback_total{{{SVC}, feedback_type=~"{POSITIVE_FEEDBACK}|{NEGATIVE_FEEDBACK}"}}[{RI}])'),
                  "{{service}}"),),
               "percentunit", min_value=0, max_value=1),
             P("timeseries", "Safety violations per 1000 outputs",
