@@ -1,0 +1,159 @@
+"""`otel-llm-eval demo` end to end: the report's numbers are the sidecar's numbers.
+
+Runs the real demo in a subprocess for a short duration with `--report-json` and `--hold`, so its
+sidecar stays up after the report; then reads the sidecar's own endpoints and checks that every
+number the report shows for the experiment, SRM, the bandit and the interleaving equals what the
+sidecar serves, that nothing was lost on the wire (calls and feedback the simulated app sent ==
+what the sidecar counted), and that the story's injected effects were found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+DURATION_SECONDS = 25
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as r:  # loopback sidecar started by the demo
+        return r.read()
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(_get(url + "/metrics").decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    report_path = tmp / "report.json"
+    log_path = tmp / "stdout.txt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OTEL_LLM_EVAL_AUTOATTACH", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "otel_llm_eval.cli", "demo", "--duration", str(DURATION_SECONDS),
+             "--seed", "11", "--report-json", str(report_path), "--hold", "120", "--quiet"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + DURATION_SECONDS + 60
+        while not report_path.exists() or "stays up" not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None, "demo exited early:\n" + log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "no report in time:\n" + log_path.read_text(errors="replace")
+            time.sleep(0.5)
+        report = json.loads(report_path.read_text())
+        url = report["sidecar"]["url"]
+        live = {
+            "metrics": _scrape(url),
+            "experiment": json.loads(_get(f"{url}/v1/experiments/{report['experiment']['id']}")),
+            "bandit": json.loads(_get(f"{url}/v1/bandits/{report['bandit']['id']}")),
+        }
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+        yield report, live, rc, log_path.read_text(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_the_demo_exits_zero_and_says_the_traffic_is_simulated(demo_run):
+    report, _, rc, out = demo_run
+    assert rc == 0, out
+    assert report["simulated"] is True
+    assert "SIMULATED traffic" in out and "This was simulated traffic" in out
+
+
+def test_every_call_and_feedback_the_app_sent_reached_the_sidecar(demo_run):
+    report, live, _, _ = demo_run
+    calls = sum(v for (name, labels), v in live["metrics"].items() if name == "llm_requests_total")
+    feedback = sum(v for (name, labels), v in live["metrics"].items()
+                   if name == "llm_user_feedback_total" and dict(labels).get("feedback_type") in ("positive", "negative"))
+    assert calls == report["demo"]["llm_calls_sent"] == report["traffic"]["llm_calls"]
+    assert feedback == report["demo"]["feedback_sent"]
+
+
+GAUGES = {"n": "llm_eval_ab_samples", "mean": "llm_eval_ab_mean", "lift": "llm_eval_ab_lift",
+          "ci_lower": "llm_eval_ab_lift_ci_lower", "ci_upper": "llm_eval_ab_lift_ci_upper",
+          "p_value": "llm_eval_ab_p_value", "always_valid_p_value": "llm_eval_ab_always_valid_p_value"}
+JSON_KEYS = {"mean": "mean", "lift": "rel_lift", "ci_lower": "rel_ci_lower", "ci_upper": "rel_ci_upper",
+             "p_value": "p_value", "always_valid_p_value": "always_valid_p_value", "verdict": "verdict"}
+
+
+def test_the_reported_ab_numbers_are_the_sidecars_metrics_and_json(demo_run):
+    report, live, _, _ = demo_run
+    exp = report["experiment"]
+    analysis = live["experiment"]["analysis"]["metrics"]
+    checked = 0
+    for metric in ("quality", "thumbs_up", "cost_usd", "latency_seconds"):
+        for variant, numbers in exp["metrics"][metric].items():
+            for key, gauge in GAUGES.items():
+                labels = (("experiment", exp["id"]), ("metric", metric), ("variant", variant))
+                assert _close(numbers.get(key), live["metrics"].get((gauge, labels))), (metric, variant, key)
+                checked += 1
+            for key, json_key in JSON_KEYS.items():
+                if key in numbers and key != "verdict":
+                    assert _close(numbers[key], analysis[metric]["variants"][variant][json_key]), (metric, variant, key)
+                elif key == "verdict" and variant != exp["control"]:
+                    assert numbers["verdict"] == analysis[metric]["variants"][variant]["verdict"]
+    assert checked >= 4 * 2 * len(GAUGES)
+    assert _close(exp["srm_p_value"], live["metrics"][("llm_eval_ab_srm_p_value", (("experiment", exp["id"]),))])
+
+
+def test_the_reported_bandit_and_interleaving_numbers_are_the_sidecars(demo_run):
+    report, live, _, _ = demo_run
+    for arm, numbers in report["bandit"]["arms"].items():
+        assert _close(numbers["pulls"], live["bandit"]["pulls"][arm])
+        assert _close(numbers["mean_reward"], live["bandit"]["mean_reward"][arm])
+        assert 0.0 <= numbers["allocation"] <= 1.0
+    il = report["interleaving"]
+    key = ("llm_eval_interleaving_comparisons", (("experiment", il["id"]),))
+    assert _close(il["comparisons"], live["metrics"][key])
+    for variant, numbers in il["variants"].items():
+        labels = (("experiment", il["id"]), ("variant", variant))
+        assert _close(numbers["preference"], live["metrics"][("llm_eval_interleaving_preference", labels)])
+
+
+def test_the_injected_effects_are_found(demo_run):
+    report, _, _, out = demo_run
+    exp = report["experiment"]
+    quality = exp["metrics"]["quality"][exp["treatment"]]
+    assert quality["verdict"] == "better" and quality["ci_lower"] > 0, quality
+    assert exp["srm_p_value"] > 0.001  # assignment is by a stable hash: no mismatch
+    arms = report["bandit"]["arms"]
+    assert min(arms, key=lambda a: arms[a]["mean_reward"]) == "mistral-small"
+    assert report["interleaving"]["variants"]["gpt-4o-mini"]["preference"] > 0
+    drift = {(r["feature"], r["method"]): r for r in report["drift"]["detected"]}
+    assert any(f == "input_length" and r["first_detected_at"] is not None for (f, _), r in drift.items()), drift
+    anomalies = [r for r in report["anomaly"]["detected"]
+                 if r["metric"].startswith("judge_score") and r["first_detected_at"] is not None]
+    assert anomalies and min(r["first_detected_at"] for r in anomalies) >= report["anomaly"]["injected_at_seconds"]
+    fired = {a["name"] for a in report["alerts"]["firing"]}
+    assert "LLMSafetyViolation" in fired, report["alerts"]
+    assert "LLMQualityAnomaly" in fired or "LLMThumbsUpDrop" in fired, fired
+    for name in fired:
+        assert name in out
