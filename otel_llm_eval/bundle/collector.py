@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Pinned image these configs are written for (routing connector with span context: >= v0.114).
-COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.120.0"
+#: Pinned image these configs are written for. Needs the routing connector's span context (v0.114+),
+#: and the load-balancing exporter's `load_balancing` name and `routing_key: service` for logs
+#: (contrib PR #46241, 2026; older releases hash logs by trace id whatever routing_key says).
+COLLECTOR_IMAGE = "otel/opentelemetry-collector-contrib:0.154.0"
 
 SIDECAR_ENDPOINT = "${env:OTEL_LLM_EVAL_SIDECAR_ENDPOINT:-http://sidecar:9318}"
 TRACING_ENDPOINT = "${env:TRACING_BACKEND_ENDPOINT:-jaeger:4317}"
@@ -133,10 +135,10 @@ def loadbalancing_config() -> dict[str, Any]:
         ]}},
     }
     del cfg["exporters"]["otlphttp/sidecar"]
-    cfg["exporters"]["loadbalancing/sidecars"] = lb_exporter
+    cfg["exporters"]["load_balancing/sidecars"] = lb_exporter
     pipelines = cfg["service"]["pipelines"]
-    pipelines["traces/sidecar"]["exporters"] = ["loadbalancing/sidecars"]
-    pipelines["logs/sidecar"]["exporters"] = ["loadbalancing/sidecars"]
+    pipelines["traces/sidecar"]["exporters"] = ["load_balancing/sidecars"]
+    pipelines["logs/sidecar"]["exporters"] = ["load_balancing/sidecars"]
     return cfg
 
 

@@ -16,7 +16,7 @@ FILES = sorted(p.name for p in PROC.glob("*.yaml"))
 KNOWN = {
     "receivers": {"otlp"},
     "processors": {"memory_limiter", "batch"},
-    "exporters": {"otlp", "otlphttp", "loadbalancing"},
+    "exporters": {"otlp", "otlphttp", "load_balancing"},
     "connectors": {"routing"},
     "extensions": {"health_check"},
 }
@@ -134,13 +134,13 @@ def test_all_spans_reach_the_tracing_backend_and_genai_spans_and_logs_also_reach
 
 def test_loadbalancing_variant_shards_by_service_name_over_several_sidecar_collectors():
     cfg = _load("collector-loadbalancing.yaml")
-    lb = cfg["exporters"]["loadbalancing/sidecars"]
+    lb = cfg["exporters"]["load_balancing/sidecars"]
     assert lb["routing_key"] == "service"
     assert "otlp" in lb["protocol"]
     assert len(lb["resolver"]["static"]["hostnames"]) >= 2
     pipes = cfg["service"]["pipelines"]
-    assert pipes["traces/sidecar"]["exporters"] == ["loadbalancing/sidecars"]
-    assert pipes["logs/sidecar"]["exporters"] == ["loadbalancing/sidecars"]
+    assert pipes["traces/sidecar"]["exporters"] == ["load_balancing/sidecars"]
+    assert pipes["logs/sidecar"]["exporters"] == ["load_balancing/sidecars"]
     assert pipes["traces/backend"]["exporters"] == ["otlp/tracing"]
     agent = _load("collector-sidecar-agent.yaml")
     assert set(agent["receivers"]["otlp"]["protocols"]) == {"grpc"}  # what the load-balancer speaks
