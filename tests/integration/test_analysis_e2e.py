@@ -184,7 +184,9 @@ def test_bandit_client_reads_the_sidecar_allocation_which_moves_to_the_rewarded_
         bandit.refresh()
         return bandit.allocation()["large"] > 0.9
     assert _wait(moved), bandit.allocation()
-    s = _samples(url)
-    assert _value(s, "llm_eval_bandit_allocation", bandit="models", arm="large") > 0.9
+    # the route answers at once; /metrics follows at the next analysis tick
+    s = _wait(lambda: (lambda x: x if (_value(x, "llm_eval_bandit_allocation", bandit="models", arm="large") or 0)
+                       > 0.9 else None)(_samples(url)))
+    assert s, "the bandit allocation never reached /metrics"
     assert _value(s, "llm_eval_bandit_pulls", bandit="models", arm="small") == 60
     assert sum(bandit.choose() == "large" for _ in range(1000)) > 850
