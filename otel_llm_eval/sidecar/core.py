@@ -9,6 +9,7 @@ Threads: ingest worker (decoding results -> state, plugins' on_call/on_evaluatio
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import logging
@@ -23,7 +24,8 @@ from .config import merge_plugin_defaults, validate
 from .ingest import Ingestor
 from .labels import LabelBounder
 from .otlp import OTLPError, decode_logs, decode_traces
-from .plugins import ExperimentSnapshot, SidecarPlugin
+from .plugins import EvaluationRecord, ExperimentSnapshot, SidecarPlugin
+from .store import evaluation_from_json
 from .prices import PriceTable
 from .state import State
 from .store import Store
@@ -89,6 +91,12 @@ class SidecarContext:
 
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
         return build_family(metric_name, values, self.bound)
+
+    def submit_evaluation(self, record: EvaluationRecord) -> None:
+        """Hand an evaluation made by a plugin (e.g. a human label) to the core: it is journaled in
+        the next flush transaction (with the caller's own state when called from `flush`) and
+        then counted exactly once like one from OTLP. Never blocks, never raises on load."""
+        self._sidecar.submit_evaluation(record)
 
 
 def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, Any], str]) -> Any:
@@ -163,6 +171,10 @@ class Sidecar:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._replay: list[tuple[int, str, Any]] = []
+        #: journaled items that do not come through the bounded HTTP queue (plugin evaluations)
+        self._internal: collections.deque = collections.deque()
+        self._plugin_evaluations: list[Any] = []
+        self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
         self._rejected: dict[str, int] = {}
         for p in self.plugins:
@@ -225,7 +237,24 @@ class Sidecar:
         if signal == "logs":
             return decode_logs(body, content_type, encoding, max_request_bytes=self.max_request_bytes,
                                max_span_bytes=self.max_span_bytes).message
+        if signal == "evaluation":
+            return evaluation_from_json(body)
         return json.loads(body)
+
+    def submit_evaluation(self, record: EvaluationRecord) -> None:
+        """Count an evaluation made inside the sidecar (a plugin's, e.g. a human label) exactly once.
+
+        Never blocks and never raises for a full queue: the record is journaled in the next
+        flush transaction (together with the calling plugin's own state when called from its
+        `flush`) and applied right after that commit. Thread-safe.
+        """
+        with self._plugin_evaluations_lock:
+            self._plugin_evaluations.append(record)
+
+    def take_plugin_evaluations(self) -> list[Any]:
+        with self._plugin_evaluations_lock:
+            out, self._plugin_evaluations = self._plugin_evaluations, []
+        return out
 
     def count_rejected(self, reason: str, n: int = 1) -> None:
         with self._lock:
@@ -261,8 +290,10 @@ class Sidecar:
                     self.ingestor.apply_logs(payload)
                 elif signal == "feedback":
                     self.ingestor.apply_feedback(payload)
+                elif signal == "evaluation":
+                    self.ingestor.apply_evaluation(payload)
             if seq:
-                self.state.applied_seq = max(self.state.applied_seq, seq)
+                self.state.applied_seqs.append(seq)
 
     def _ingest_loop(self) -> None:
         for seq, signal, payload in self._replay:
@@ -270,14 +301,19 @@ class Sidecar:
         self._replay = []
         self.ready = True
         while True:
-            item = self.queue.get()
+            while self._internal:
+                self._safe_apply(*self._internal.popleft())
+            try:
+                item = self.queue.get(timeout=0.05)
+            except queue.Empty:
+                if self._stopping.is_set() and not self._internal:
+                    break
+                continue
             if item is None:
-                if self._stopping.is_set():
+                if self._stopping.is_set() and not self._internal:
                     break
                 continue
             self._safe_apply(*item)
-            if self._stopping.is_set() and self.queue.empty():
-                break
 
     def _safe_apply(self, seq: int, signal: str, payload: Any) -> None:
         try:
@@ -286,7 +322,7 @@ class Sidecar:
             log.exception("batch %s (%s) failed to apply", seq, signal)
             with self.state.lock:
                 if seq:
-                    self.state.applied_seq = max(self.state.applied_seq, seq)
+                    self.state.applied_seqs.append(seq)
 
     def flush(self) -> bool:
         now = self.clock()
@@ -296,8 +332,14 @@ class Sidecar:
                                                             st["span_index_retention_seconds"])
             with self.state.lock:
                 self.state.inc("llm_eval_state_flush_total", ("ok",))
-            self.store.flush(self.state, self.plugins, now=now, dedup_retention=st["dedup_retention_seconds"],
-                             expired_slots=expired_slots, expired_index=expired_index)
+            with self.state.lock:  # RLock: store.flush takes it too
+                journaled = self.store.flush(self.state, self.plugins, now=now,
+                                             dedup_retention=st["dedup_retention_seconds"],
+                                             expired_slots=expired_slots, expired_index=expired_index,
+                                             take_evaluations=self.take_plugin_evaluations)
+                # committed: count them now, before anyone can read the plugin's new state
+                for seq, record in journaled:
+                    self._safe_apply(seq, "evaluation", record)
             return True
         except Exception:
             self.flush_errors += 1

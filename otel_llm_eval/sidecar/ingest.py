@@ -133,6 +133,10 @@ class Ingestor:
         )
         self._evaluation(ev, dedup_key=None)
 
+    def apply_evaluation(self, record: EvaluationRecord) -> None:
+        """An evaluation a plugin submitted through `ctx.submit_evaluation` (e.g. a human label)."""
+        self._evaluation(record, dedup_key=None)
+
     # --- spans ---
     def _span(self, sv: SpanView) -> None:
         attrs = sv.attributes

@@ -98,7 +98,8 @@ class State:
         self.trace_last: dict[str, str] = {}   # trace id -> span id of its last LLM call
         self.index_new: list[tuple[str, str]] = []
         self.index_max = span_index_max_entries
-        self.applied_seq = 0                    # journal sequence applied to this state
+        #: journal rows applied to this state since the last flush (deleted by the flush)
+        self.applied_seqs: list[int] = []
 
     # --- catalog series (caller holds the lock) ---
     def inc(self, metric: str, labels: tuple[str, ...], value: float = 1.0) -> None:

@@ -18,9 +18,10 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..semconv import ExperimentAssignment
+from .plugins import EvaluationRecord
 from .state import Experiment, IndexEntry, Stat, State
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,21 @@ def _exps_from_json(text: str | None) -> tuple[ExperimentAssignment, ...]:
     if not text:
         return ()
     return tuple(ExperimentAssignment(i, v, w, c) for i, v, w, c in json.loads(text))
+
+
+def evaluation_to_json(r: EvaluationRecord) -> bytes:
+    attrs = {k: v for k, v in r.attributes.items() if isinstance(v, (str, int, float, bool))}
+    return json.dumps({"name": r.name, "source": r.source, "trace_id": r.trace_id, "span_id": r.span_id,
+                       "time_unix_nano": r.time_unix_nano, "score": r.score, "label": r.label,
+                       "explanation": r.explanation, "error": r.error, "service": r.service, "model": r.model,
+                       "experiments": [[a.id, a.variant, a.weights, a.control] for a in r.experiments],
+                       "attributes": attrs}).encode()
+
+
+def evaluation_from_json(body: bytes) -> EvaluationRecord:
+    d = json.loads(body)
+    d["experiments"] = tuple(ExperimentAssignment(*e) for e in d.get("experiments") or ())
+    return EvaluationRecord(**d)
 
 
 class Store:
@@ -145,16 +161,17 @@ class Store:
             for t, sp, service, model, exps, ts in c.execute(
                     "SELECT trace_id, span_id, service, model, experiments, t FROM span_index ORDER BY t"):
                 state.index_put(t, sp, IndexEntry(service, model, _exps_from_json(exps), ts), persist=False)
-            row = c.execute("SELECT value FROM meta WHERE key = 'applied_seq'").fetchone()
-            state.applied_seq = int(row[0]) if row else 0
 
     # --- flush (state thread) ---
     def flush(self, state: State, plugins: Iterable[Any], *, now: float, dedup_retention: float,
-              expired_slots: list, expired_index: list) -> None:
+              expired_slots: list, expired_index: list,
+              take_evaluations: Callable[[], list[Any]] = list) -> list[tuple[int, Any]]:
         """Write dirty state + plugin state + journal consumption in one transaction.
 
-        Holds `state.lock` while copying and while plugins flush, so what is written matches
-        `state.applied_seq` exactly.
+        Holds `state.lock` while copying and while plugins flush, so what is written is exactly
+        the state that contains the journal rows in `state.applied_seqs` (deleted here).
+        Evaluations plugins submitted (`take_evaluations()`, called after their flush) are
+        journaled in the same transaction; returns their (seq, record) for the ingest worker.
         """
         c = self.conn
         with state.lock:
@@ -186,7 +203,7 @@ class Store:
                 e = state.span_index.get(key)
                 if e is not None:
                     index.append((key[0], key[1], e.service, e.model, _exps_to_json(e.experiments), e.time))
-            applied = state.applied_seq
+            applied = [(seq,) for seq in state.applied_seqs]
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", series)
@@ -200,9 +217,8 @@ class Store:
                 c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
-                c.execute("DELETE FROM journal WHERE seq <= ?", (applied,))
+                c.executemany("DELETE FROM journal WHERE seq = ?", applied)
                 c.execute("DELETE FROM request_hashes WHERE t < ?", (now - dedup_retention,))
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('applied_seq', ?)", (str(applied),))
                 for plugin in plugins:
                     # one plugin's failure must not stop the core's state from being saved
                     c.execute("SAVEPOINT plugin_flush")
@@ -214,6 +230,11 @@ class Store:
                         c.execute("RELEASE plugin_flush")
                         log.exception("plugin %s failed to flush; its changes were rolled back",
                                       getattr(plugin, "name", plugin))
+                journaled = []
+                for record in take_evaluations():
+                    cur = c.execute("INSERT INTO journal (signal, content_type, encoding, body, t) VALUES (?, ?, ?, ?, ?)",
+                                    ("evaluation", "application/json", "", evaluation_to_json(record), now))
+                    journaled.append((int(cur.lastrowid), record))
                 c.execute("COMMIT")
             except BaseException:
                 if c.in_transaction:
@@ -226,6 +247,8 @@ class Store:
             state.dirty_request_slots.clear()
             state.dirty_slots.clear()
             state.index_new.clear()
+            del state.applied_seqs[:len(applied)]
+            return journaled
 
 
 def wall_now() -> float:

@@ -252,3 +252,37 @@ def test_label_values_past_the_cap_fold_into_other_and_are_counted(tmp_path):
               if ln.startswith("llm_requests_total{")}
     assert models == {"model-0", "model-1", "other"}
     assert 'llm_eval_label_overflow_total{reason="model"}' in text
+
+
+def test_an_evaluation_a_plugin_submits_is_journaled_with_its_flush_and_counted_once(tmp_path):
+    from otel_llm_eval.sidecar.plugins import EvaluationRecord, SidecarPlugin
+
+    class Labeler(SidecarPlugin):
+        name = "labeler"
+
+        def flush(self, conn):
+            conn.execute("CREATE TABLE IF NOT EXISTS labeler (n INTEGER)")
+            if not conn.execute("SELECT 1 FROM labeler").fetchone():
+                conn.execute("INSERT INTO labeler VALUES (1)")
+                self.ctx.submit_evaluation(EvaluationRecord(
+                    name="human_quality", source="human", trace_id=TRACE_A, span_id=SPAN_A,
+                    time_unix_nano=T0 * 10**9, score=5.0))
+
+    def make_with_plugin():
+        return build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, plugins=[Labeler()],
+                     clock=lambda: T0 + 10.0, environ={})
+
+    sc = make_with_plugin()
+    sc._apply(0, "traces", batch())
+    sc.flush()  # the plugin submits during its flush; the record is journaled in that transaction
+    sc.store.close()  # crash before the worker applied it
+    again = make_with_plugin()
+    again.start()
+    again.stop()
+    third = make_with_plugin()
+    try:
+        snap = third.state.snapshot()["e1"]
+        assert snap.metrics["human_quality"]["control"].n == 1
+        assert third.store.pending_journal() == []
+    finally:
+        third.stop()
