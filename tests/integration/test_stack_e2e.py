@@ -76,16 +76,16 @@ class Proc:
 
 
 class Webhook:
-    """Alertmanager webhook receiver on 127.0.0.1: keeps (path, payload) of every POST."""
+    """Alertmanager webhook receiver on 127.0.0.1: keeps (arrival time, path, payload) of every POST."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
+        self.received: list[tuple[float, str, dict]] = []
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                received.append((self.path, json.loads(body)))
+                received.append((time.time(), self.path, json.loads(body)))
                 self.send_response(200)
                 self.end_headers()
 
@@ -332,13 +332,16 @@ def test_safety_violation_reaches_the_webhook_and_every_panel_query_returns_data
         assert sent["pii"] > 0
 
         def safety_alert():
-            for path, payload in webhook.received:
+            for arrived, path, payload in webhook.received:
                 for alert in payload["alerts"]:
                     if alert["labels"].get("alertname") == "LLMSafetyViolation" and alert["status"] == "firing":
-                        return path, payload, alert
+                        return arrived, path, payload, alert
             return None
 
-        path, payload, alert = _wait("the LLMSafetyViolation notification at the webhook", safety_alert, 60, procs)
+        arrived, path, payload, alert = _wait("the LLMSafetyViolation notification at the webhook", safety_alert,
+                                              60, procs)
+        print(f"LLMSafetyViolation reached the webhook {arrived - start:.1f} s after the first (PII) span "
+              f"({sent['calls']} LLM calls, {sent['pii']} with PII)")
         assert path == "/pager" and payload["receiver"] == "pager"  # critical routes to the pager
         assert alert["labels"]["severity"] == "critical"
         assert alert["labels"]["service"] == SERVICE and alert["labels"]["check"] == "pii"
