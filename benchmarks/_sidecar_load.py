@@ -101,12 +101,14 @@ def free_port() -> int:
 class SidecarProcess:
     """`otel-llm-eval sidecar` in a subprocess on a free port, stopped by PID."""
 
-    def __init__(self, extra_config: str = ""):
+    def __init__(self, extra_config: str = "", *, dedup: bool = False, plugins: bool = False):
         self.dir = tempfile.mkdtemp(prefix="sidecar-bench-")
         self.port = free_port()
         cfg = os.path.join(self.dir, "eval.yaml")
         with open(cfg, "w") as f:
-            f.write("plugins: []\nstate:\n  dedup_retention_seconds: 0\n" + extra_config)
+            # dedup off by default: the throughput benchmark re-sends the same batches
+            f.write(("" if plugins else "plugins: []\n")
+                    + ("" if dedup else "state:\n  dedup_retention_seconds: 0\n") + extra_config)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "otel_llm_eval.cli", "sidecar", "--config", cfg, "--port", str(self.port),
              "--db", os.path.join(self.dir, "state.db")])
