@@ -164,6 +164,12 @@ class AnalysisPlugin(SidecarPlugin):
     def _now(self) -> float:
         return float(self.ctx.now()) if hasattr(self, "ctx") else 0.0
 
+    def _bound(self, label: str, value: str) -> str:
+        """Fold a label value past its cap into "other" (the core's caps), so every dict keyed by
+        service or evaluator stays bounded whatever the spans carry."""
+        bound = getattr(getattr(self, "ctx", None), "bound", None)
+        return bound(label, value) if bound is not None else value
+
     def _drop(self, what: str) -> None:
         self.dropped[what] = self.dropped.get(what, 0) + 1
 
@@ -197,7 +203,7 @@ class AnalysisPlugin(SidecarPlugin):
     def _on_call(self, record: CallRecord) -> None:
         t = record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else self._now()
         dcfg, acfg = self.cfg["drift"], self.cfg["anomaly"]
-        service = record.service or "unknown_service"
+        service = self._bound("service", record.service or "unknown_service")
         call = record.call
         with self.lock:
             for feature, value in self._features(record):
@@ -272,17 +278,20 @@ class AnalysisPlugin(SidecarPlugin):
             return
         if record.error or record.score is None or not math.isfinite(record.score):
             return
-        service = record.service or "unknown_service"
+        service = self._bound("service", record.service or "unknown_service")
+        name = self._bound("evaluator", record.name)
         with self.lock:
             if record.source == "llm_judge":
-                self.judge_names.add(record.name)
+                if len(self.judge_names) < 1000 or record.name in self.judge_names:
+                    self.judge_names.add(record.name)
                 if "judge_score" in self.cfg["drift"]["features"]:
-                    self._add_drift(service, f"judge_score:{record.name}", record.score, t)
-                self._add_anomaly(service, f"judge_score:{record.name}",
+                    self._add_drift(service, f"judge_score:{name}", record.score, t)
+                self._add_anomaly(service, f"judge_score:{name}",
                                   slot_of(t, self.cfg["anomaly"]["slot_seconds"]), float(record.score))
             elif record.source in ("user", "human"):
-                self.feedback_names.add(record.name)
-                self._add_anomaly(service, f"feedback_positive_rate:{record.name}",
+                if len(self.feedback_names) < 1000 or record.name in self.feedback_names:
+                    self.feedback_names.add(record.name)
+                self._add_anomaly(service, f"feedback_positive_rate:{name}",
                                   slot_of(t, self.cfg["anomaly"]["slot_seconds"]),
                                   1.0 if record.score > 0 else 0.0)
 

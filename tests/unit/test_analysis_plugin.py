@@ -363,3 +363,17 @@ def test_bad_records_are_dropped_and_counted_not_raised(tmp_path):
 def test_unknown_bandit_algorithm_is_a_clear_config_error():
     with pytest.raises(ValueError, match="bandits.algorithm"):
         AnalysisPlugin().attach(Ctx({"bandits": {"algorithm": "softmax"}}))
+
+
+def test_service_and_evaluator_names_past_their_caps_fold_into_other(tmp_path):
+    class Capped(Ctx):
+        def bound(self, label, value):
+            return value if value in ("shop", "quality") else "other"
+
+    plugin, _, ctx = make(tmp_path, ctx=Capped())
+    for i in range(200):
+        plugin.on_call(call(i, service=f"svc{i}"))
+        plugin.on_evaluation(EvaluationRecord(name=f"judge{i}", source="llm_judge", trace_id=None, span_id=None,
+                                              time_unix_nano=int(T0 * 1e9), score=3.0, service="shop"))
+    assert {s for s, f in plugin.drift if f == "latency_seconds"} == {"other"}
+    assert {m for s, m in plugin.anomaly if m.startswith("judge_score")} == {"judge_score:other"}
