@@ -10,7 +10,9 @@ bandit allocations, drift, anomalies and judge sample rates, as catalog gauges a
 - `load` / `flush` (state thread): tables `analysis_*` (always-valid p running minimum, bandit
   registry, interleaving counts, sessions, drift slots, anomaly slots), so a restart resumes.
 - Routes: `GET /v1/bandits/{id}[?arms=a,b]` (allocation; the call also registers the bandit),
-  `GET /v1/experiments/{id}/judge-rate`, `GET /v1/judge-rates` (all experiments, for apps).
+  `GET /v1/experiments/{id}/judge-rate`, `GET /v1/judge-rates` (all experiments, for apps),
+  `GET /v1/interleaving`, `GET /v1/drift`, `GET /v1/anomalies`, `GET /v1/analysis/status`
+  (last pass, sizes, what was dropped at its bounds, errors).
   `GET /v1/experiments/{id}` gets an `analysis` key (experiment_details).
 
 Every statistic is published as soon as it is computable; undefined values are omitted.
@@ -679,6 +681,20 @@ class AnalysisPlugin(SidecarPlugin):
                             "threshold": r.threshold, "detected": r.detected})
                 for s, m, r in self.results.get("anomaly", [])]
 
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            return prune_none({
+                "computed_unix": self.results.get("computed_unix"),
+                "experiments": len(self.results.get("experiments", {})),
+                "bandits": sorted(self.bandits),
+                "sessions": len(self.sessions),
+                "drift_features": len(self.drift),
+                "anomaly_series": len(self.anomaly),
+                "interleaving_comparisons": len(self.comparisons),
+                "dropped": dict(self.dropped),
+                "errors": self.errors,
+            })
+
     def bandit_allocation(self, bandit_id: str, arms: list[str] | None = None) -> dict[str, Any] | None:
         """Current allocation; registers the bandit (bounded) so later ticks publish it."""
         now = self._now()
@@ -741,6 +757,16 @@ class AnalysisPlugin(SidecarPlugin):
                                     for e, d in self.results.get("experiments", {}).items()
                                     if "judge_sample_rate" in d},
                     "computed_unix": self.results.get("computed_unix")}
+
+        @r.get("/v1/interleaving")
+        def interleaving() -> dict[str, Any]:
+            """Preference, sign-test p-value and position bias per interleaving/pairwise comparison."""
+            return {"interleaving": self.results.get("interleaving", {})}
+
+        @r.get("/v1/analysis/status")
+        def status() -> dict[str, Any]:
+            """Health of the analysis loop: last pass, what was dropped at its bounds, errors."""
+            return self.status()
 
         @r.get("/v1/drift")
         def drift() -> dict[str, Any]:

@@ -195,8 +195,8 @@ def call(i, *, variant="control", session=None, user=None, t=T0, latency=1.0, se
                       experiments=(ExperimentAssignment(exp, variant),))
 
 
-def test_engagement_messages_per_session_is_a_ratio_metric_per_user(tmp_path):
-    plugin, _, ctx = make(tmp_path)
+def test_engagement_messages_per_session_is_a_ratio_metric_per_user_and_survives_a_restart(tmp_path):
+    plugin, conn, ctx = make(tmp_path)
     rng = np.random.default_rng(1)
     i = 0
     for user in range(600):
@@ -214,6 +214,11 @@ def test_engagement_messages_per_session_is_a_ratio_metric_per_user(tmp_path):
     assert v["mean"] == pytest.approx(6, rel=0.1) and v["p_value"] < 1e-6 and v["verdict"] == "better"
     assert "session_length_seconds" in m
     assert v["n"] == 300  # units are users, not sessions
+    plugin.flush(conn)
+    conn.commit()
+    again, _, _ = make(tmp_path, ctx=ctx)
+    again.tick(ctx.t)
+    assert again.experiment_details("exp")["analysis"]["metrics"]["messages_per_session"] == m["messages_per_session"]
 
 
 def comparison(winner, loser, first, tie=False, cid="pair"):
@@ -237,6 +242,10 @@ def test_interleaving_preference_sign_test_and_position_bias(tmp_path):
     assert get(s, "llm_eval_interleaving_p_value", experiment="pair", variant="a") == pytest.approx(0.092285, abs=1e-5)
     assert get(s, "llm_eval_interleaving_comparisons", experiment="pair") == 14
     assert get(s, "llm_eval_interleaving_first_position_win_rate", experiment="pair") == pytest.approx(8 / 13)
+    app = FastAPI()
+    app.include_router(plugin.router())
+    body = TestClient(app).get("/v1/interleaving").json()["interleaving"]["pair"]
+    assert body["arms"]["b"]["wins"] == 10 and body["position_bias"]["first_wins"] == 8
     plugin.flush(conn)
     conn.commit()
     again, _, _ = make(tmp_path, ctx=ctx)
@@ -358,6 +367,18 @@ def test_bad_records_are_dropped_and_counted_not_raised(tmp_path):
     plugin.on_call(None)  # type: ignore[arg-type]
     assert plugin.dropped["interleaving_malformed"] == 1 and plugin.errors == 1
     plugin.tick(ctx.t)
+    app = FastAPI()
+    app.include_router(plugin.router())
+    status = TestClient(app).get("/v1/analysis/status").json()
+    assert status["dropped"] == {"interleaving_malformed": 1} and status["errors"] == 1
+
+
+def test_sessions_beyond_the_cap_drop_the_oldest_and_count_it(tmp_path):
+    plugin, _, ctx = make(tmp_path, {"engagement": {"max_sessions": 10}})
+    for i in range(25):
+        plugin.on_call(call(i, session=f"s{i}"))
+    assert len(plugin.sessions) == 10 and plugin.dropped["sessions"] == 15
+    assert ("exp", "s24") in plugin.sessions and ("exp", "s0") not in plugin.sessions
 
 
 def test_unknown_bandit_algorithm_is_a_clear_config_error():
