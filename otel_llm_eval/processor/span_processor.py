@@ -135,6 +135,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 raise ValueError(f"variant_sample_rates[{key!r}] must be in [0, 1], got {rate!r}")
             self._variant_thresholds[str(key)] = threshold(rate)
         self._rate_provider = sample_rate_provider
+        # Without a judge or any non-zero rate, LLM spans need no work at all on the hot path.
+        self._may_sample = judge is not None and bool(
+            self._threshold or any(self._variant_thresholds.values()) or sample_rate_provider is not None)
         self.evaluator = evaluation_name or (_judge_name(judge) if judge is not None else "none")
         self._source = getattr(judge, "source", None) or "llm_judge"
         if not isinstance(self._source, str):
@@ -219,8 +222,8 @@ class LLMEvalSpanProcessor(SpanProcessor):
             self.errors.record("on_end", exc)
 
     def _on_llm_end(self, span: ReadableSpan, d: Mapping[str, Any]) -> None:
-        if self._judge is None or _EVALUATION_NAME in d or in_judge_thread():
-            return  # nothing to do, our own evaluation span, or the judge's own call
+        if not self._may_sample or _EVALUATION_NAME in d or in_judge_thread():
+            return  # nothing can be sampled, our own evaluation span, or the judge's own call
         if semconv.detect(d, self._include_embeddings) is None:
             return
         if not sampled(span._context.trace_id, self._threshold_for(d.get(_EXPERIMENT_ID), d.get(_EXPERIMENT_VARIANT))):
