@@ -110,6 +110,8 @@ class Alert:
     description: str
     test: AlertTest
     extra_labels: dict[str, str] = field(default_factory=dict)
+    #: Further cases (a second branch of the expression), tested the same way.
+    more_tests: tuple[tuple[str, AlertTest], ...] = ()
 
     def rule(self) -> dict[str, Any]:
         rule: dict[str, Any] = {
@@ -315,6 +317,14 @@ ALERTS: tuple[Alert, ...] = (
                        "Variant b of experiment prompt-v2 is significantly worse than control on "
                        "judge_score after Holm adjustment (relative lift -12.5%)."),),
         ),
+        more_tests=(("no lift published", AlertTest(
+            series=(('llm_eval_ab_verdict{experiment="zero-base",metric="errors",variant="b",verdict="worse"}',
+                     "0 0 0 1x20"),),
+            active_from_minutes=3,
+            expected=(({"experiment": "zero-base", "metric": "errors", "variant": "b"},
+                       "Variant b of experiment zero-base is significantly worse than control on "
+                       "errors after Holm adjustment (relative lift 100%)."),),
+        )),),
     ),
     Alert(
         "LLMThumbsUpDrop",
@@ -457,26 +467,30 @@ def rule_tests() -> dict[str, Any]:
     """The promtool test file: per alert, silent one step before `for` elapses, firing when it does."""
     tests = []
     for alert in ALERTS:
-        t = alert.test
-        fire_at = t.active_from_minutes + alert.for_minutes
-        expected = []
-        for i, (labels, description) in enumerate(t.expected):
-            summary = t.summaries[i] if t.summaries else _render_summary(alert.summary, labels)
-            expected.append({
-                "exp_labels": {"severity": alert.severity, **alert.extra_labels, **labels},
-                "exp_annotations": {"summary": summary, "description": description,
-                                    "runbook_url": runbook_url(alert.name)},
-            })
-        tests.append({
-            "name": f"{alert.name} ({alert.severity}) is silent at {fire_at - 1}m and fires at {fire_at}m",
-            "interval": EVALUATION_INTERVAL,
-            "input_series": [{"series": s, "values": v} for s, v in t.series],
-            "alert_rule_test": [
-                {"eval_time": _minutes(fire_at - 1), "alertname": alert.name, "exp_alerts": []},
-                {"eval_time": _minutes(fire_at), "alertname": alert.name, "exp_alerts": expected},
-            ],
-        })
+        tests.append(_rule_test(alert, alert.test, ""))
+        tests += [_rule_test(alert, t, f" ({case})") for case, t in alert.more_tests]
     return {"rule_files": [RULES_FILE], "evaluation_interval": EVALUATION_INTERVAL, "tests": tests}
+
+
+def _rule_test(alert: Alert, t: AlertTest, case: str) -> dict[str, Any]:
+    fire_at = t.active_from_minutes + alert.for_minutes
+    expected = []
+    for i, (labels, description) in enumerate(t.expected):
+        summary = t.summaries[i] if t.summaries else _render_summary(alert.summary, labels)
+        expected.append({
+            "exp_labels": {"severity": alert.severity, **alert.extra_labels, **labels},
+            "exp_annotations": {"summary": summary, "description": description,
+                                "runbook_url": runbook_url(alert.name)},
+        })
+    return {
+        "name": f"{alert.name} ({alert.severity}){case} is silent at {fire_at - 1}m and fires at {fire_at}m",
+        "interval": EVALUATION_INTERVAL,
+        "input_series": [{"series": s, "values": v} for s, v in t.series],
+        "alert_rule_test": [
+            {"eval_time": _minutes(fire_at - 1), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": _minutes(fire_at), "alertname": alert.name, "exp_alerts": expected},
+        ],
+    }
 
 
 def _render_summary(template: str, labels: dict[str, str]) -> str:
