@@ -45,8 +45,6 @@ DEFAULTS: dict[str, Any] = {
         "dedup_retention_seconds": 600.0,     # identical request bodies within this window count once
         "span_index_retention_seconds": 86400.0,
         "span_index_max_entries": 200_000,
-        "slot_seconds": 60,                   # per-slot aggregates (anomaly series) granularity
-        "slot_retention_seconds": 7 * 86400,
     },
     "ingest": {
         "max_request_bytes": 16 * 1024 * 1024,   # compressed AND decompressed body
@@ -192,7 +190,6 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _number(cfg, "state", "span_index_retention_seconds", minimum=0)
     _number(cfg, "state", "span_index_max_entries", minimum=1, integer=True)
     _number(cfg, "state", "dedup_retention_seconds", minimum=0)
-    _number(cfg, "state", "slot_seconds", minimum=1, integer=True)
     _number(cfg, "ingest", "max_request_bytes", minimum=1024, integer=True)
     _number(cfg, "ingest", "max_span_bytes", minimum=256, integer=True)
     _number(cfg, "ingest", "queue_max_batches", minimum=1, integer=True)

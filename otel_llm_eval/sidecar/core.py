@@ -76,19 +76,6 @@ class SidecarContext:
     def experiment_snapshot(self) -> dict[str, ExperimentSnapshot]:
         return self._sidecar.state.snapshot()
 
-    def slot_series(self, service: str, metric: str, since: float = 0.0) -> list[tuple[int, int, float, float]]:
-        """Per-slot aggregates [(slot start unix, n, sum, sum_sq)] of a service's series.
-
-        metric is one of latency_seconds, error, cost_usd, output_tokens, check_failures or
-        `quality:<evaluator>`; slots are `state.slot_seconds` wide (default 60 s).
-        """
-        return self._sidecar.state.slot_series(service, metric, since)
-
-    def slot_keys(self) -> list[tuple[str, str]]:
-        """Every (service, metric) pair that has per-slot aggregates."""
-        with self._sidecar.state.lock:
-            return sorted({(s, m) for s, m, _ in self._sidecar.state.slots})
-
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
         return build_family(metric_name, values, self.bound)
 
@@ -153,7 +140,7 @@ class Sidecar:
         st, ing = cfg["state"], cfg["ingest"]
         self.labels = LabelBounder(cfg["labels"].get("caps") or {})
         self.state = State(max_ids_per_service=cfg["usage"]["max_ids_per_service"],
-                           span_index_max_entries=st["span_index_max_entries"], slot_seconds=st["slot_seconds"])
+                           span_index_max_entries=st["span_index_max_entries"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
         self.store = Store(st["db_path"])
@@ -328,14 +315,13 @@ class Sidecar:
         now = self.clock()
         st = self.config["state"]
         try:
-            expired_slots, expired_index = self.state.prune(now, st["slot_retention_seconds"],
-                                                            st["span_index_retention_seconds"])
+            expired_index = self.state.prune(now, st["span_index_retention_seconds"])
             with self.state.lock:
                 self.state.inc("llm_eval_state_flush_total", ("ok",))
             with self.state.lock:  # RLock: store.flush takes it too
                 journaled = self.store.flush(self.state, self.plugins, now=now,
                                              dedup_retention=st["dedup_retention_seconds"],
-                                             expired_slots=expired_slots, expired_index=expired_index,
+                                             expired_index=expired_index,
                                              take_evaluations=self.take_plugin_evaluations)
                 # committed: count them now, before anyone can read the plugin's new state
                 for seq, record in journaled:

@@ -254,11 +254,6 @@ class Ingestor:
                 v = values[metric]
                 if v is not None:
                     st.exp_add(e, metric, a.variant, float(v), t)
-        for metric in ("latency_seconds", "error", "cost_usd", "output_tokens"):
-            v = values[metric]
-            if v is not None:
-                st.slot_add(service, metric, float(v), t)
-        st.slot_add(service, "check_failures", float(len(failed)), t)
         if call.trace_id and call.span_id:
             st.index_put(call.trace_id, call.span_id, IndexEntry(service, call.model, exps, t))
         if self.plugins:
@@ -311,7 +306,6 @@ class Ingestor:
             st.inc("llm_user_feedback_total", (svc, exp_l, var_l, b("feedback_type", feedback_type(ev))))
         if ev.score is not None and not ev.error:
             st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), ev.score)
-            st.slot_add(svc, "quality:" + evaluator, ev.score, t)
             for a in exps:
                 e = st.experiment(a, t)
                 st.exp_add(e, ev.name, a.variant, ev.score, t)

@@ -1,11 +1,12 @@
-"""The sidecar's in-memory state: catalog series, experiment sufficient statistics, usage, slots.
+"""The sidecar's in-memory state: catalog series, experiment sufficient statistics, usage, span index.
 
 Mutated by the ingest thread, read by /metrics, the HTTP API and the state (flush) thread. Every
 public method takes `self.lock` or documents that the caller holds it. Everything that must
 survive a restart is tracked in `dirty_*` sets and written by `store.Store.flush`.
 
 Bounded: series by label caps, usage ids by `usage.max_ids_per_service` per service and kind,
-the span index by `state.span_index_max_entries` (oldest evicted), slots by retention.
+the span index by `state.span_index_max_entries` (oldest evicted). Per-slot drift and anomaly
+series belong to the analysis plugin (its own tables), not to the core.
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ class IndexEntry:
 
 
 class State:
-    def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000,
-                 slot_seconds: int = 60):
+    def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000):
         self.lock = threading.RLock()
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
         #: histogram series -> [per-bucket counts (len(buckets)+1, last is +Inf), sum]
@@ -90,10 +90,6 @@ class State:
         #: service -> {minute slot start: calls}
         self.request_slots: dict[str, dict[int, int]] = {}
         self.dirty_request_slots: set[tuple[str, int]] = set()
-        self.slot_seconds = slot_seconds
-        #: (service, metric, slot start) -> [n, sum, sum_sq]  (anomaly series)
-        self.slots: dict[tuple[str, str, int], list[float]] = {}
-        self.dirty_slots: set[tuple[str, str, int]] = set()
         self.span_index: OrderedDict[tuple[str, str], IndexEntry] = OrderedDict()
         self.trace_last: dict[str, str] = {}   # trace id -> span id of its last LLM call
         self.index_new: list[tuple[str, str]] = []
@@ -200,33 +196,9 @@ class State:
                         out.append(("llm_requests_per_user", service, window, requests / n_users))
         return out
 
-    # --- per-slot aggregates (caller holds the lock) ---
-    def slot_add(self, service: str, metric: str, value: float, t: float) -> None:
-        slot = int(t // self.slot_seconds) * self.slot_seconds
-        key = (service, metric, slot)
-        agg = self.slots.get(key)
-        if agg is None:
-            agg = self.slots[key] = [0, 0.0, 0.0]
-        agg[0] += 1
-        agg[1] += value
-        agg[2] += value * value
-        self.dirty_slots.add(key)
-
-    def slot_series(self, service: str, metric: str, since: float = 0.0) -> list[tuple[int, int, float, float]]:
-        """[(slot start, n, sum, sum_sq)] oldest first, for anomaly detection."""
+    def prune(self, now: float, index_retention: float) -> list:
+        """Drop expired usage ids, request slots and index entries; returns the expired index keys."""
         with self.lock:
-            rows = [(slot, int(a[0]), a[1], a[2]) for (s, m, slot), a in self.slots.items()
-                    if s == service and m == metric and slot >= since]
-        rows.sort()
-        return rows
-
-    def prune(self, now: float, slot_retention: float, index_retention: float) -> tuple[list, list]:
-        """Drop expired slots, usage ids and index entries; returns (expired slot keys, expired index keys)."""
-        with self.lock:
-            old_slots = [k for k in self.slots if k[2] < now - slot_retention]
-            for k in old_slots:
-                del self.slots[k]
-                self.dirty_slots.discard(k)
             for service, slots in self.request_slots.items():
                 for slot in [s for s in slots if s < now - DAY - REQUEST_SLOT_SECONDS]:
                     del slots[slot]
@@ -241,7 +213,7 @@ class State:
                 if self.trace_last.get(key[0]) == key[1]:
                     del self.trace_last[key[0]]
                 old_index.append(key)
-            return old_slots, old_index
+            return old_index
 
     # --- span index (caller holds the lock) ---
     def index_put(self, trace_id: str, span_id: str, entry: IndexEntry, persist: bool = True) -> None:

@@ -42,8 +42,6 @@ CREATE TABLE IF NOT EXISTS usage_ids (service TEXT, kind TEXT, id INTEGER, last_
     PRIMARY KEY (service, kind, id));
 CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
     PRIMARY KEY (service, slot));
-CREATE TABLE IF NOT EXISTS slot_agg (service TEXT, metric TEXT, slot INTEGER, n INTEGER, sum REAL,
-    sum_sq REAL, PRIMARY KEY (service, metric, slot));
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, signal TEXT,
     content_type TEXT, encoding TEXT, body BLOB, t REAL);
 CREATE TABLE IF NOT EXISTS request_hashes (hash BLOB PRIMARY KEY, t REAL);
@@ -155,16 +153,13 @@ class Store:
                 state.usage.setdefault((service, kind), {})[h] = seen
             for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
                 state.request_slots.setdefault(service, {})[slot] = n
-            for service, metric, slot, n, s, ss in c.execute(
-                    "SELECT service, metric, slot, n, sum, sum_sq FROM slot_agg"):
-                state.slots[(service, metric, slot)] = [n, s, ss]
             for t, sp, service, model, exps, ts in c.execute(
                     "SELECT trace_id, span_id, service, model, experiments, t FROM span_index ORDER BY t"):
                 state.index_put(t, sp, IndexEntry(service, model, _exps_from_json(exps), ts), persist=False)
 
     # --- flush (state thread) ---
     def flush(self, state: State, plugins: Iterable[Any], *, now: float, dedup_retention: float,
-              expired_slots: list, expired_index: list,
+              expired_index: list,
               take_evaluations: Callable[[], list[Any]] = list) -> list[tuple[int, Any]]:
         """Write dirty state + plugin state + journal consumption in one transaction.
 
@@ -196,8 +191,6 @@ class Store:
                     usage.append((service, kind, h, seen))
             req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
                          for s, slot in state.dirty_request_slots]
-            slots = [(s, m, slot, *state.slots[(s, m, slot)]) for s, m, slot in state.dirty_slots
-                     if (s, m, slot) in state.slots]
             index = []
             for key in state.index_new:
                 e = state.span_index.get(key)
@@ -211,9 +204,7 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO exp_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
                 c.executemany("INSERT OR REPLACE INTO usage_ids VALUES (?, ?, ?, ?)", usage)
                 c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
-                c.executemany("INSERT OR REPLACE INTO slot_agg VALUES (?, ?, ?, ?, ?, ?)", slots)
                 c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?)", index)
-                c.executemany("DELETE FROM slot_agg WHERE service = ? AND metric = ? AND slot = ?", expired_slots)
                 c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
@@ -245,7 +236,6 @@ class Store:
             state.dirty_stats.clear()
             state.dirty_usage.clear()
             state.dirty_request_slots.clear()
-            state.dirty_slots.clear()
             state.index_new.clear()
             del state.applied_seqs[:len(applied)]
             return journaled
