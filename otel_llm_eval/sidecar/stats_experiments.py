@@ -110,7 +110,8 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
     if engagement and control is not None and control in engagement.get(ENGAGEMENT_METRICS[0], {}):
         for metric in ENGAGEMENT_METRICS:
             arms = engagement.get(metric, {})
-            m_out = {"binary": False, "higher_is_better": True, "kind": "ratio",
+            hib = _higher_is_better(metric, cfg)  # more engagement is better unless configured
+            m_out = {"binary": False, "higher_is_better": hib, "kind": "ratio",
                      "unit": "user (session when no user id)", "variants": {}}
             for v, r in sorted(arms.items()):
                 m_out["variants"][v] = {"n": r.n, "mean": r.ratio, "sessions": r.sy}
@@ -124,7 +125,7 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
                                     None, rc.p_value, rc.abs_lift, rc.abs_ci_lower, rc.abs_ci_upper,
                                     rc.rel_lift, rc.rel_ci_lower, rc.rel_ci_upper, rc.std_error, alpha)
                 cvar = c.variance_of_ratio()
-                rows.append({"metric": metric, "variant": v, "cmp": cmp, "binary": False, "hib": True,
+                rows.append({"metric": metric, "variant": v, "cmp": cmp, "binary": False, "hib": hib,
                              "control_var": cvar * c.n if cvar is not None else None,
                              "control_mean": rc.ratio_control})
 
