@@ -102,7 +102,7 @@ class Webhook:
         self.server.server_close()
 
 
-def _get_json(url: str, timeout: float = 5.0) -> dict:
+def _get_json(url: str, timeout: float = 5.0) -> dict | list:
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -362,4 +362,60 @@ def test_safety_violation_reaches_the_webhook_and_every_panel_query_returns_data
             p.stop()
         if sidecar is not None:
             sidecar.stop()
+        webhook.stop()
+
+
+def test_alertmanager_routes_by_severity_and_a_critical_alert_inhibits_its_warning(tmp_path):
+    """The committed alertmanager.yml on the real Alertmanager: alerts posted to its API arrive at
+    the receiver for their severity, and LLMHighErrorRate critical silences its warning twin for
+    the same service (but not for another service)."""
+    alertmanager = require_binary("prometheus-alertmanager", "alertmanager")
+    webhook = Webhook()
+    procs: list[Proc] = []
+    try:
+        port = free_port()
+        cfg = tmp_path / "alertmanager.yml"
+        cfg.write_text(yaml.safe_dump(_alertmanager_config(webhook.url)))
+        procs.append(Proc("alertmanager", [
+            alertmanager, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="], tmp_path))
+        am = f"http://127.0.0.1:{port}"
+        _wait("Alertmanager to be ready", lambda: urllib.request.urlopen(f"{am}/-/ready", timeout=2).status == 200,
+              30, procs)
+
+        def alert(name: str, severity: str, service: str) -> dict:
+            return {"labels": {"alertname": name, "severity": severity, "service": service},
+                    "annotations": {"summary": f"{name} {severity} {service}"}}
+
+        posted = [
+            alert("LLMHighErrorRate", "critical", "chat"),
+            alert("LLMHighErrorRate", "warning", "chat"),      # inhibited by the critical one
+            alert("LLMHighErrorRate", "warning", "search"),    # no critical for search: notified
+            alert("LLMJudgeBudgetExhausted", "info", "chat"),
+        ]
+        assert _post_json(f"{am}/api/v2/alerts", posted[:1]) == 200
+        assert _post_json(f"{am}/api/v2/alerts", posted[1:]) == 200
+
+        def notified() -> dict[str, set[tuple[str, str, str]]] | None:
+            got: dict[str, set[tuple[str, str, str]]] = {}
+            for _, path, payload in webhook.received:
+                for a in payload["alerts"]:
+                    got.setdefault(path, set()).add((a["labels"]["alertname"], a["labels"]["severity"],
+                                                     a["labels"]["service"]))
+            return got if {"/pager", "/tickets", "/info"} <= set(got) else None
+
+        got = _wait("notifications for every severity", notified, 30, procs)
+        time.sleep(2)  # give a wrongly routed or uninhibited notification time to show up
+        got = notified()
+        assert got == {
+            "/pager": {("LLMHighErrorRate", "critical", "chat")},
+            "/tickets": {("LLMHighErrorRate", "warning", "search")},
+            "/info": {("LLMJudgeBudgetExhausted", "info", "chat")},
+        }
+        state = _get_json(f"{am}/api/v2/alerts?inhibited=true")
+        inhibited = [a["labels"] for a in state if a["status"]["inhibitedBy"]]
+        assert inhibited == [{"alertname": "LLMHighErrorRate", "severity": "warning", "service": "chat"}]
+    finally:
+        for p in procs:
+            p.stop()
         webhook.stop()

@@ -76,3 +76,18 @@ def test_ports_are_published_on_loopback_only():
     for name, svc in SERVICES.items():
         for port in svc.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_promtool_accepts_the_compose_prometheus_config_with_its_rules(tmp_path):
+    import subprocess
+
+    from conftest import require_binary
+
+    promtool = require_binary("promtool")
+    text = (ROOT / "deploy" / "prometheus.yml").read_text()
+    # the container path of the rules, pointed at the repository's alerts/ for the check
+    (tmp_path / "prometheus.yml").write_text(text.replace("/etc/prometheus/alerts/", f"{ROOT / 'alerts'}/"))
+    r = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 1 rule files found" in r.stdout
