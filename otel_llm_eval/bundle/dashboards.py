@@ -227,8 +227,8 @@ _AB = f'{EXP}, metric=~"$metric"'
 _METRIC_VAR = Variable("metric", "Metric", 'label_values(llm_eval_ab_samples{experiment=~"$experiment"}, metric)')
 
 
-def _ab_table_query(name: str) -> Q:
-    return Q(f"max by (experiment, metric, variant) (llm_eval_{name}{{{_AB}}})", instant=True)
+def _ab_table_query(name: str, column: str) -> Q:
+    return Q(f"max by (experiment, metric, variant) (llm_eval_{name}{{{_AB}}})", column, instant=True)
 
 
 EXPERIMENTS = DashboardSpec(
@@ -240,9 +240,11 @@ EXPERIMENTS = DashboardSpec(
             P("table", "Variants vs control",
               "n, mean, relative lift with its confidence interval, p-value (fixed horizon, Holm-adjusted, "
               "always-valid) per variant. Look at the always-valid p-value when checking continuously.",
-              tuple(_ab_table_query(n) for n in (
-                  "ab_samples", "ab_mean", "ab_lift", "ab_lift_ci_lower", "ab_lift_ci_upper",
-                  "ab_p_value", "ab_p_value_adjusted", "ab_always_valid_p_value")),
+              tuple(_ab_table_query(n, c) for n, c in (
+                  ("ab_samples", "n"), ("ab_mean", "mean"), ("ab_lift", "lift"),
+                  ("ab_lift_ci_lower", "lift CI lower"), ("ab_lift_ci_upper", "lift CI upper"),
+                  ("ab_p_value", "p"), ("ab_p_value_adjusted", "p (Holm)"),
+                  ("ab_always_valid_p_value", "always-valid p"))),
               "none", width=24, height=9),
             P("table", "Verdict",
               "Current verdict per variant: collecting, no_difference, better, worse or srm (do not trust).",
@@ -389,7 +391,7 @@ OFFLINE = DashboardSpec(
               "none", width=12),
             P("table", "Latest benchmark scores",
               "Latest score per benchmark and model.",
-              (Q("max by (benchmark, model) (llm_benchmark_score)", instant=True),),
+              (Q("max by (benchmark, model) (llm_benchmark_score)", "score", instant=True),),
               "none", width=12),
             P("bars", "Regression runs per day",
               "Regression gate runs by status (pass, fail).",
@@ -437,9 +439,14 @@ def _panel(panel: P, pos: Any) -> Any:
         return g.Stat(format=panel.unit, thresholds=_thresholds(panel.thresholds), reduceCalc="lastNotNull",
                       graphMode="none", **common)
     if panel.kind == "table":
+        # One row per label set; each query's value column is named by its legend (a table query's
+        # value column is "Value #<refId>" once several are merged, plain "Value" for one query).
+        names = {(f"Value #{t.refId}" if len(panel.queries) > 1 else "Value"): q.legend
+                 for t, q in zip(common["targets"], panel.queries) if q.legend}
+        exclude = {"Time": True} if names or len(panel.queries) > 1 else {"Time": True, "Value": True}
         return g.Table(unit=panel.unit, thresholds=_thresholds(panel.thresholds), transformations=[
             {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}}},
+            {"id": "organize", "options": {"excludeByName": exclude, "renameByName": names}},
         ], **common)
     if panel.kind == "bargauge":
         return g.BarGauge(format=panel.unit, thresholds=_thresholds(panel.thresholds), calc="lastNotNull",
