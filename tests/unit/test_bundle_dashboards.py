@@ -189,3 +189,17 @@ def test_dashboard_provisioning_points_at_where_compose_mounts_the_json():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./dashboards:{dashboards.GRAFANA_DASHBOARDS_PATH}:ro" in mounts
+
+
+def test_lint_tables_keep_their_value_columns_and_name_them():
+    for name, d in _dashboards().items():
+        for p in _panels(d):
+            if p["type"] != "table":
+                continue
+            organize = next(t["options"] for t in p["transformations"] if t["id"] == "organize")
+            hidden = {k for k, v in organize["excludeByName"].items() if v}
+            state_filter = len(p["targets"]) == 1 and p["targets"][0]["expr"].rstrip().endswith("== 1")
+            if not state_filter:  # a `== 1` state table shows its labels; its value is always 1
+                assert hidden == {"Time"}, (name, p["title"])
+                assert len(organize["renameByName"]) == len(p["targets"]), (name, p["title"])
+            assert all(t["instant"] and t["format"] == "table" for t in p["targets"]), (name, p["title"])
