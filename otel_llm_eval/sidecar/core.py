@@ -143,7 +143,7 @@ class Sidecar:
                            span_index_max_entries=st["span_index_max_entries"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
-        self.store = Store(st["db_path"])
+        self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock())
         self.ingestor = Ingestor(self.state, self.labels, self.checks, self.prices, self.plugins, cfg, clock)
         self.queue: queue.Queue = queue.Queue(maxsize=ing["queue_max_batches"])
         self.max_request_bytes = ing["max_request_bytes"]
@@ -279,8 +279,16 @@ class Sidecar:
                     self.ingestor.apply_feedback(payload)
                 elif signal == "evaluation":
                     self.ingestor.apply_evaluation(payload)
-            if seq:
-                self.state.applied_seqs.append(seq)
+            self._mark_applied(seq, signal)
+
+    def _mark_applied(self, seq: int, signal: str) -> None:
+        """Caller holds state.lock."""
+        if not seq:
+            return
+        if signal == "evaluation":  # SQLite journal rows (plugin evaluations)
+            self.state.applied_seqs.append(seq)
+        elif seq > self.state.applied_file_seq:
+            self.state.applied_file_seq = seq
 
     def _ingest_loop(self) -> None:
         for seq, signal, payload in self._replay:
@@ -308,8 +316,7 @@ class Sidecar:
         except Exception:
             log.exception("batch %s (%s) failed to apply", seq, signal)
             with self.state.lock:
-                if seq:
-                    self.state.applied_seqs.append(seq)
+                self._mark_applied(seq, signal)
 
     def flush(self) -> bool:
         now = self.clock()

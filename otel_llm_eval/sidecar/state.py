@@ -96,6 +96,8 @@ class State:
         self.index_max = span_index_max_entries
         #: journal rows applied to this state since the last flush (deleted by the flush)
         self.applied_seqs: list[int] = []
+        #: last file-journal seq applied to this state (records are applied in seq order)
+        self.applied_file_seq = 0
 
     # --- catalog series (caller holds the lock) ---
     def inc(self, metric: str, labels: tuple[str, ...], value: float = 1.0) -> None:

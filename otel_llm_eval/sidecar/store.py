@@ -1,13 +1,15 @@
-"""SQLite (WAL) persistence for the sidecar's state, plus the ingest journal.
+"""SQLite (WAL) persistence for the sidecar's state, plus the ingest journals.
 
-Two connections: `journal` (HTTP handlers append accepted requests before answering 200) and
-`conn` (the state thread: `load` at start, `flush` every `state.flush_interval_seconds`). A flush
-writes every dirty piece of state, lets plugins write theirs, and deletes the journal rows the
-state now contains, all in ONE transaction: after a kill -9, state + remaining journal = exactly
-what was acknowledged, so a restart replays the rest and nothing is counted twice or lost.
+HTTP handlers append accepted requests to the file journal (journal.py) before answering 200.
+The state thread (`conn`: `load` at start, `flush` every `state.flush_interval_seconds`) writes
+every dirty piece of state, lets plugins write theirs, and records the last applied journal seq,
+all in ONE transaction: after a kill -9, state + the journal after that seq = exactly what was
+acknowledged, so a restart replays the rest and nothing is counted twice or lost. Evaluations
+that plugins submit are journaled in the SQLite `journal` table inside that same transaction.
 
 Request bodies are deduplicated by SHA-256 within `state.dedup_retention_seconds`: an exporter
 that retries a request whose 200 it never saw (the sidecar died in between) does not double count.
+The digests live in memory, in each journal record, and (after a flush) in `request_hashes`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..semconv import ExperimentAssignment
+from .journal import FileJournal
 from .plugins import EvaluationRecord
 from .state import Experiment, IndexEntry, Stat, State
 
@@ -82,20 +85,30 @@ def evaluation_from_json(body: bytes) -> EvaluationRecord:
     return EvaluationRecord(**d)
 
 
+_NO_DIGEST = b"\0" * 32
+
+
 class Store:
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
         self.path = path
         self.conn = connect(path)
         self.conn.executescript(SCHEMA)
-        self.journal_conn = connect(path)
         self.journal_lock = threading.Lock()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
+        self.journal_applied_seq = int(row[0]) if row else 0
+        self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq)
+        now = time.time() if now is None else now
+        #: digest -> first seen (unix); new ones are written to request_hashes by the next flush
+        self.hashes: dict[bytes, float] = dict(self.conn.execute(
+            "SELECT hash, t FROM request_hashes WHERE t >= ?", (now - dedup_retention_seconds,)).fetchall())
+        self.new_hashes: list[tuple[bytes, float]] = []
 
     def close(self) -> None:
-        for c in (self.journal_conn, self.conn):
-            try:
-                c.close()
-            except sqlite3.Error:
-                pass
+        self.file_journal.close()
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
 
     # --- journal (HTTP threads) ---
     def journal_append(self, signal: str, content_type: str, encoding: str, body: bytes,
@@ -104,33 +117,28 @@ class Store:
 
         Caller holds `journal_lock` (so seq order equals ingest queue order).
         """
-        c = self.journal_conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            if dedup:
-                digest = hashlib.sha256(signal.encode() + b"\0" + body).digest()
-                try:
-                    c.execute("INSERT INTO request_hashes (hash, t) VALUES (?, ?)", (digest, now))
-                except sqlite3.IntegrityError:
-                    c.execute("ROLLBACK")
-                    return None
-            cur = c.execute(
-                "INSERT INTO journal (signal, content_type, encoding, body, t) VALUES (?, ?, ?, ?, ?)",
-                (signal, content_type, encoding, body, now))
-            c.execute("COMMIT")
-            return int(cur.lastrowid)
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-
-    def is_duplicate(self, signal: str, body: bytes) -> bool:
-        digest = hashlib.sha256(signal.encode() + b"\0" + body).digest()
-        row = self.journal_conn.execute("SELECT 1 FROM request_hashes WHERE hash = ?", (digest,)).fetchone()
-        return row is not None
+        digest = _NO_DIGEST
+        if dedup:
+            digest = hashlib.sha256(signal.encode() + b"\0" + body).digest()
+            if digest in self.hashes:
+                return None
+        seq = self.file_journal.append(digest, signal, content_type, encoding, body)
+        if dedup:
+            self.hashes[digest] = now
+            self.new_hashes.append((digest, now))
+        return seq
 
     def pending_journal(self) -> list[tuple[int, str, str, str, bytes]]:
-        return self.conn.execute(
+        """What to replay at start: file journal records after the applied seq, then plugin
+        evaluations (their own seqs) that were journaled but not applied."""
+        out = []
+        for seq, digest, signal, ctype, enc, body in self.file_journal.records_after(self.journal_applied_seq):
+            if digest != _NO_DIGEST:
+                self.hashes.setdefault(digest, time.time())
+            out.append((seq, signal, ctype, enc, body))
+        out += self.conn.execute(
             "SELECT seq, signal, content_type, encoding, body FROM journal ORDER BY seq").fetchall()
+        return out
 
     # --- load (state thread, at start) ---
     def load(self, state: State) -> None:
@@ -197,6 +205,12 @@ class Store:
                 if e is not None:
                     index.append((key[0], key[1], e.service, e.model, _exps_to_json(e.experiments), e.time))
             applied = [(seq,) for seq in state.applied_seqs]
+            file_applied = max(state.applied_file_seq, self.journal_applied_seq)
+            with self.journal_lock:
+                hashes, self.new_hashes = self.new_hashes, []
+                cutoff = now - dedup_retention
+                if self.hashes and min(self.hashes.values()) < cutoff:
+                    self.hashes = {h: t for h, t in self.hashes.items() if t >= cutoff}
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", series)
@@ -209,7 +223,9 @@ class Store:
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
                 c.executemany("DELETE FROM journal WHERE seq = ?", applied)
+                c.executemany("INSERT OR IGNORE INTO request_hashes VALUES (?, ?)", hashes)
                 c.execute("DELETE FROM request_hashes WHERE t < ?", (now - dedup_retention,))
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('journal_applied_seq', ?)", (str(file_applied),))
                 for plugin in plugins:
                     # one plugin's failure must not stop the core's state from being saved
                     c.execute("SAVEPOINT plugin_flush")
@@ -230,7 +246,11 @@ class Store:
             except BaseException:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
+                with self.journal_lock:
+                    self.new_hashes[:0] = hashes  # written by the next flush
                 raise
+            self.journal_applied_seq = file_applied
+            self.file_journal.prune(file_applied)
             state.dirty_series.clear()
             state.dirty_experiments.clear()
             state.dirty_stats.clear()
