@@ -80,6 +80,7 @@ class Ingestor:
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
         self.plugin_errors = 0
+        self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
         self.span_errors = 0
 
     # --- entry points ---
@@ -211,7 +212,7 @@ class Ingestor:
         st = self.state
         attrs = sv.attributes
         t = (sv.end or sv.start) / 1e9 or self.clock()
-        exps = tuple(parse_experiments(attrs))
+        exps = self._experiments(attrs)
         inner = exps[-1] if exps else None
         b = self.labels.bound
         service = b("service", sv.service)
@@ -245,15 +246,15 @@ class Ingestor:
         if session:
             st.see_id(service, "session", session, t)
         st.count_request(service, t)
-        values = {"latency_seconds": latency, "input_tokens": call.input_tokens,
-                  "output_tokens": call.output_tokens, "cost_usd": cost, "error": 1.0 if error else 0.0}
-        for a in exps:
-            e = st.experiment(a, t)
-            st.exp_add(e, EXPOSURES, a.variant, 1.0, t)
-            for metric in CALL_METRICS:
-                v = values[metric]
-                if v is not None:
-                    st.exp_add(e, metric, a.variant, float(v), t)
+        if exps:
+            values = (latency, call.input_tokens, call.output_tokens, cost, 1.0 if error else 0.0)
+            add = st.exp_add
+            for a in exps:
+                e = st.experiment(a, t)
+                add(e, EXPOSURES, a.variant, 1.0, t)
+                for metric, v in zip(CALL_METRICS, values):
+                    if v is not None:
+                        add(e, metric, a.variant, float(v), t)
         if call.trace_id and call.span_id:
             st.index_put(call.trace_id, call.span_id, IndexEntry(service, call.model, exps, t))
         if self.plugins:
@@ -265,6 +266,24 @@ class Ingestor:
                     p.on_call(record)
                 except Exception:
                     self._plugin_failed(p, "on_call")
+
+    def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
+        """parse_experiments, memoized on the raw attribute values: the same few experiment
+        stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
+        raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
+               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS))
+        if raw == (None, None, None, None):
+            return ()
+        try:
+            key = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
+            hit = self._exp_cache.get(key)
+        except TypeError:  # unhashable odd values: parse without the cache
+            return tuple(parse_experiments(attrs))
+        if hit is None:
+            if len(self._exp_cache) >= 10_000:
+                self._exp_cache.clear()
+            hit = self._exp_cache[key] = tuple(parse_experiments(attrs))
+        return hit
 
     # --- evaluations ---
     def _evaluation(self, ev: EvaluationRecord, dedup_key: tuple | None) -> None:

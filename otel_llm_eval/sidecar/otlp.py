@@ -307,7 +307,7 @@ class SpanView:
         self.end = span.end_time_unix_nano
         self.attributes = attributes(span.attributes)
         self.error = span.status.code == STATUS_CODE_ERROR or "error.type" in self.attributes
-        self.events = [(e.name, e.attributes, e.time_unix_nano) for e in span.events]
+        self.events = [(e.name, e.attributes, e.time_unix_nano) for e in span.events] if span.events else ()
         self.service = service
 
 

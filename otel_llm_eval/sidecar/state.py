@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment
@@ -64,8 +64,9 @@ class Experiment:
     stats: dict[tuple[str, str], Stat] = field(default_factory=dict)  # (metric, variant) -> Stat
 
 
-@dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
+    """What an evaluation needs from the call it evaluates (a NamedTuple: 200k of them are cheap)."""
+
     service: str
     model: str | None
     experiments: tuple[ExperimentAssignment, ...]
@@ -86,6 +87,7 @@ class State:
         self.usage: dict[tuple[str, str], dict[int, float]] = {}
         self.dirty_usage: set[tuple[str, str, int]] = set()
         self.usage_dropped = 0
+        self._hash_cache: dict[str, int] = {}
         self.max_ids = max_ids_per_service
         #: service -> {minute slot start: calls}
         self.request_slots: dict[str, dict[int, int]] = {}
@@ -140,7 +142,14 @@ class State:
         s = e.stats.get(key)
         if s is None:
             s = e.stats[key] = Stat()
-        s.add(value, t)
+            s.first_seen = t
+        s.n += 1
+        s.sum += value
+        s.sum_sq += value * value
+        if s.binary and value != 0.0 and value != 1.0:
+            s.binary = False
+        if t > s.last_seen:
+            s.last_seen = t
         self.dirty_stats.add((e.id, metric, variant))
 
     def snapshot(self) -> dict[str, ExperimentSnapshot]:
@@ -159,7 +168,11 @@ class State:
         ids = self.usage.get((service, kind))
         if ids is None:
             ids = self.usage[(service, kind)] = {}
-        h = id_hash(raw_id)
+        h = self._hash_cache.get(raw_id)
+        if h is None:
+            if len(self._hash_cache) >= 50_000:
+                self._hash_cache.clear()  # bounded; recomputing is cheap
+            h = self._hash_cache[raw_id] = id_hash(raw_id)
         if h not in ids and len(ids) >= self.max_ids:
             self._prune_usage(ids, t)
             if len(ids) >= self.max_ids:
