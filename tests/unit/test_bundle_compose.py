@@ -4,8 +4,11 @@ configs are the generated ones."""
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 
+import jsonschema
 import yaml
 
 from bundle_helpers import ROOT
@@ -14,6 +17,18 @@ from otel_llm_eval.bundle.common import JOB_NAME
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
+COMPOSE_SCHEMA = json.loads((ROOT / "tests" / "schema" / "compose.schema.json").read_text())
+
+
+def test_compose_file_validates_against_the_compose_specification_schema():
+    errors = list(jsonschema.Draft7Validator(COMPOSE_SCHEMA).iter_errors(COMPOSE))
+    assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors[:10])
+
+
+def test_compose_schema_rejects_a_misspelled_service_key():
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["sidecar"]["healtcheck"] = broken["services"]["sidecar"].pop("healthcheck")
+    assert list(jsonschema.Draft7Validator(COMPOSE_SCHEMA).iter_errors(broken))
 
 
 def test_compose_has_the_whole_stack():
@@ -32,10 +47,10 @@ def test_every_bind_mounted_path_exists_and_named_volumes_are_declared():
 
 def test_images_are_pinned_to_a_version_tag():
     for name, svc in SERVICES.items():
-        image = svc.get("image")
-        assert image, f"{name} has no image"
-        if svc.get("build") or image == SERVICES["sidecar"]["image"]:
+        if svc.get("build"):
+            assert "image" not in svc, f"{name}: build and image together"
             continue
+        image = svc["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image else ""
         assert re.fullmatch(r"v?\d+\.\d+\.\d+", tag), f"{name}: {image} is not pinned"
     assert SERVICES["collector"]["image"] == COLLECTOR_IMAGE
@@ -51,7 +66,7 @@ def test_sidecar_image_builds_from_the_dockerfile_with_the_sidecar_extra():
     assert SERVICES["sidecar"]["build"] == "."
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r'pip install "\.\[sidecar[,\]]', dockerfile)
-    assert SERVICES["app"]["image"] == SERVICES["sidecar"]["image"]
+    assert SERVICES["app"]["build"] == "."  # same Dockerfile, same image
     assert "examples/app.py" in SERVICES["app"]["entrypoint"]
 
 
