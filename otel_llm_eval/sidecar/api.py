@@ -161,6 +161,10 @@ def create_app(sidecar: Sidecar) -> FastAPI:
             sidecar.count_rejected("queue_full")
             status = 503 if not sidecar.ready or "stopping" in str(e) else 429
             return _error_response(status, f"{e}; retry later", mt, sidecar.retry_after_seconds)
+        except OSError as e:  # the journal could not be written (disk full): nothing was accepted
+            sidecar.count_rejected("journal_error")
+            return _error_response(503, f"cannot journal the request ({e.strerror}); retry later", mt,
+                                   sidecar.retry_after_seconds)
         if decoded.rejected:
             sidecar.count_rejected("invalid_item", decoded.rejected)
         if mt == JSON:
