@@ -26,7 +26,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.runbook_base_url:
         set_runbook_base(args.runbook_base_url)
-    files = render_all()
+    try:
+        files = render_all()
+    except ImportError as e:  # grafanalib / PyYAML come with the `bundle` extra
+        print(f"otel-llm-eval bundle needs the bundle extra ({e.name} is missing): "
+              "pip install 'otel-llm-eval[bundle]'", file=sys.stderr)
+        return 2
     out: Path = args.out
     if args.check:
         problems = stale(out, files)

@@ -108,3 +108,19 @@ def test_console_script_check_exits_nonzero_naming_the_file(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert "stale: deploy/prometheus.yml" in r.stderr
+
+
+def test_a_missing_bundle_extra_gives_a_clear_error(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_grafanalib(name, *args, **kwargs):
+        if name.startswith("grafanalib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_grafanalib)
+    assert cli.run(_args(tmp_path)) == 2
+    assert "pip install 'otel-llm-eval[bundle]'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing half-written
