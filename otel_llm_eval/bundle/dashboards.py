@@ -523,6 +523,10 @@ def to_json(spec: DashboardSpec) -> dict[str, Any]:
     raw = _strip_nulls(raw)
     raw["schemaVersion"] = SCHEMA_VERSION
     raw["version"] = 1
+    # A dropdown to the other otel-llm-eval dashboards, keeping the time range and variables.
+    raw["links"] = [{"asDropdown": True, "icon": "external link", "includeVars": True, "keepTime": True,
+                     "tags": ["otel-llm-eval"], "targetBlank": False, "title": "otel-llm-eval",
+                     "tooltip": "", "type": "dashboards", "url": ""}]
     specs = iter(_specs_in_order(spec))
     for panel in raw["panels"]:
         for key in _LEGACY_PANEL_KEYS:
