@@ -129,11 +129,8 @@ class Alert:
         return rule
 
 
-def _counter(values: list[float | None]) -> str:
-    return " ".join("_" if v is None else f"{v:g}" for v in values)
-
-
 def _ramp(start: float, step: float, n: int) -> str:
+    """promtool's expanding notation: start, start+step, ... (n+1 samples)."""
     return f"{start:g}+{step:g}x{n}"
 
 
