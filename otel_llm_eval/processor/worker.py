@@ -194,6 +194,8 @@ class _Runner:
             self._cv.notify_all()
             deadline = time.monotonic() + timeout
             while self._result is None:
+                if self.abandoned:  # stopped by close(): give up now instead of at the deadline
+                    return None
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._registry._hung_add()  # under our lock: counted before the runner can finish

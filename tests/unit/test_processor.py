@@ -383,3 +383,17 @@ def test_stamping_respects_the_sdk_attribute_limits():
     assert len(span.attributes) == 3  # the SDK's count limit holds
     assert all(len(v) <= 8 for v in span.attributes.values() if isinstance(v, str))
     provider.shutdown()
+
+
+def test_the_in_app_import_path_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, otel_llm_eval as o\n"
+            "o.LLMEvalSpanProcessor, o.Experiment, o.record_feedback, o.HeuristicJudge, o.OpenAIJudge\n"
+            "import otel_llm_eval.processor.autoattach\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('numpy', 'scipy', 'prometheus_client', 'fastapi', 'starlette', 'uvicorn')]\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
