@@ -1,13 +1,19 @@
 """Ingest: turn decoded OTLP batches into catalog series, experiment statistics and plugin calls.
 
-`Ingestor.apply(item)` runs on the ingest worker thread only. For each span it decides:
-- an evaluation span (`gen_ai.evaluation.name` set): one EvaluationRecord for its parent span;
-- the processor's judge stats span (`semconv.JUDGE_STATS_SPAN`): judge dropped/skipped deltas;
-- an LLM span (`semconv.normalize` returns an LLMCall): checks, cost, usage, experiments, index;
-- any span's `gen_ai.evaluation.result` events: EvaluationRecords for that span.
-Log records carrying `gen_ai.evaluation.name` are evaluations of the record's trace/span ids.
-Evaluations without experiment/service/model are joined through the span index. The same
-id-less evaluation seen twice (OpenLIT sends a span event AND a log record) counts once.
+Two stages, so the expensive per-span work can run in worker processes (`ingest.workers`):
+
+`Preparer.prepare_traces(req)` / `prepare_logs(req)` (pure, no shared state; in a worker process
+or on the ingest thread) walk a validated message and return a list of operations:
+- an LLM span (`semconv.normalize` returns an LLMCall): ("call", ...) with its checks, cost,
+  experiments, user and session already computed;
+- an evaluation span (`gen_ai.evaluation.name` set), a `gen_ai.evaluation.result` span event or
+  log record: ("eval", EvaluationRecord, dedup) — evaluation spans after the batch's calls,
+  because children end (and are exported) before their parent;
+- the processor's judge stats span (`semconv.JUDGE_STATS_SPAN`): ("judge", ...).
+
+`Ingestor.apply(prepared)` (the ingest thread only, caller holds `state.lock`) bounds label
+values, updates the state, joins evaluations through the span index and calls the plugins. The
+same id-less evaluation seen twice (OpenLIT sends a span event AND a log record) counts once.
 Never raises on data: a span that breaks a rule is skipped and counted.
 """
 
@@ -34,6 +40,9 @@ USER_KEYS = ("user.id", "enduser.id", "langfuse.user.id", "traceloop.association
              "gen_ai.user", "llm.user", "gen_ai.request.user")
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                 "traceloop.association.properties.session_id")
+
+#: (signal, items seen, operations, spans that raised while preparing)
+Prepared = tuple
 
 
 def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
@@ -65,60 +74,182 @@ def feedback_type(ev: EvaluationRecord) -> str:
     return ev.name
 
 
+def evaluation_from_attrs(attrs: Mapping[str, Any], trace_id: str | None, span_id: str | None,
+                          t: int, service: str) -> EvaluationRecord | None:
+    name = attrs.get(semconv.EVALUATION_NAME)
+    if not isinstance(name, str) or not name:
+        return None
+    label = attrs.get(semconv.EVALUATION_SCORE_LABEL)
+    error = attrs.get("error.type")
+    return EvaluationRecord(
+        name=name, source=str(attrs.get(semconv.EVALUATION_SOURCE) or "unknown"),
+        trace_id=trace_id, span_id=span_id, time_unix_nano=int(t or 0),
+        score=_score(attrs.get(semconv.EVALUATION_SCORE_VALUE)),
+        label=str(label) if label not in (None, "") else None,
+        explanation=attrs.get(semconv.EVALUATION_EXPLANATION),
+        error=str(error) if error not in (None, "") else None,
+        service=service, experiments=tuple(parse_experiments(attrs)), attributes=attrs,
+    )
+
+
+class Preparer:
+    """The per-span work that needs no shared state. Not thread-safe (one per thread/process)."""
+
+    def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str):
+        self.checks = checks
+        self.prices = prices
+        self.default_service = default_service
+        self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
+        self.span_errors = 0
+
+    def prepare_traces(self, req: Any) -> Prepared:
+        ops: list[tuple] = []
+        deferred: list[SpanView] = []
+        n = errors = 0
+        for sv in walk_spans(req, self.default_service):
+            n += 1
+            if semconv.EVALUATION_NAME in sv.attributes:
+                deferred.append(sv)  # join after the batch's calls (children end first)
+                continue
+            errors += self._guarded(sv, ops)
+        for sv in deferred:
+            errors += self._guarded(sv, ops)
+        return ("traces", n, ops, errors)
+
+    def prepare_logs(self, req: Any) -> Prepared:
+        ops: list[tuple] = []
+        n = errors = 0
+        for lv in walk_logs(req, self.default_service):
+            n += 1
+            try:
+                self._log(lv, ops)
+            except Exception:
+                errors += 1
+                self._log_error("log record of %s could not be ingested", lv.trace_id)
+        return ("logs", n, ops, errors)
+
+    def _log_error(self, msg: str, *args: Any) -> None:
+        self.span_errors += 1
+        if self.span_errors <= 3:
+            log.exception(msg, *args)
+
+    def _guarded(self, sv: SpanView, ops: list) -> int:
+        try:
+            self._span(sv, ops)
+            return 0
+        except Exception:  # one odd span must not lose the rest of the batch
+            self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
+            return 1
+
+    def _span(self, sv: SpanView, ops: list) -> None:
+        attrs = sv.attributes
+        if semconv.EVALUATION_NAME in attrs:
+            ev = evaluation_from_attrs(attrs, sv.trace_id, sv.parent_span_id, sv.end, sv.service)
+            if ev is not None:
+                ops.append(("eval", ev, False))
+            return
+        if sv.name == semconv.JUDGE_STATS_SPAN:
+            a = attrs
+            ops.append(("judge", sv.service, a.get(semconv.JUDGE_EVALUATOR) or "judge",
+                        _score(a.get(semconv.JUDGE_DROPPED)), _score(a.get(semconv.JUDGE_SKIPPED_RATE)),
+                        _score(a.get(semconv.JUDGE_SKIPPED_COST))))
+            return
+        # raw id bytes: normalize turns them into hex without re-validating a hex string
+        call = semconv.normalize(attrs, name=sv.name, trace_id=sv.raw_trace_id, span_id=sv.raw_span_id,
+                                 start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
+        if call is not None:
+            ops.append(self._prepare_call(sv, call))
+        for name, ev_kvs, t in sv.events:
+            if name == semconv.EVALUATION_EVENT:
+                ev = evaluation_from_attrs(kv_attributes(ev_kvs), sv.trace_id, sv.span_id, t or sv.end, sv.service)
+                if ev is not None:
+                    ops.append(("eval", ev, True))
+
+    def _log(self, lv: LogView, ops: list) -> None:
+        attrs = lv.attributes
+        if semconv.EVALUATION_NAME not in attrs and isinstance(lv.body, dict) \
+                and semconv.EVALUATION_NAME in lv.body:
+            attrs = {**lv.body, **attrs}  # some emitters put the evaluation in the body
+        if semconv.EVALUATION_NAME not in attrs:
+            return
+        ev = evaluation_from_attrs(attrs, lv.trace_id, lv.span_id, lv.time, lv.service)
+        if ev is not None:
+            ops.append(("eval", ev, True))
+
+    def _prepare_call(self, sv: SpanView, call: LLMCall) -> tuple:
+        attrs = sv.attributes
+        error = sv.error
+        latency = call.latency_seconds
+        if latency is None and sv.end and sv.start and sv.end >= sv.start:
+            latency = (sv.end - sv.start) / 1e9
+        cost = self.prices.cost_usd(call.model, call.input_tokens, call.output_tokens, attrs)
+        failed, safety = self.checks.run(call, attrs, error)
+        user = call.user_id or _first_str(attrs, USER_KEYS)
+        session = call.session_id or _first_str(attrs, SESSION_KEYS)
+        return ("call", sv.service, call, error, sv.start, sv.end, self._experiments(attrs), latency, cost,
+                failed, safety, user, session, attrs)
+
+    def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
+        """parse_experiments, memoized on the raw attribute values: the same few experiment
+        stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
+        raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
+               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS))
+        if raw == (None, None, None, None):
+            return ()
+        try:
+            key = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
+            hit = self._exp_cache.get(key)
+        except TypeError:  # unhashable odd values: parse without the cache
+            return tuple(parse_experiments(attrs))
+        if hit is None:
+            if len(self._exp_cache) >= 10_000:
+                self._exp_cache.clear()
+            hit = self._exp_cache[key] = tuple(parse_experiments(attrs))
+        return hit
+
+
 class Ingestor:
-    """Applies batches to `State` and calls plugins. Single-threaded (the ingest worker)."""
+    """Applies prepared batches to `State` and calls plugins. The ingest thread only."""
 
     def __init__(self, state: State, labels: LabelBounder, checks: CheckRunner, prices: PriceTable,
                  plugins: list[Any], cfg: Mapping[str, Any], clock=time.time):
         self.state = state
         self.labels = labels
-        self.checks = checks
-        self.prices = prices
         self.plugins = plugins
         self.default_service = str(cfg["labels"]["default_service"])
+        self.preparer = Preparer(checks, prices, self.default_service)
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
         self.plugin_errors = 0
-        self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
         self.span_errors = 0
 
-    # --- entry points ---
+    # --- entry points (caller holds state.lock) ---
     def apply_traces(self, req: Any) -> int:
-        """Apply one validated ExportTraceServiceRequest; returns spans seen. Caller holds state.lock."""
-        n = 0
-        deferred: list[SpanView] = []
-        for sv in walk_spans(req, self.default_service):
-            n += 1
-            if semconv.EVALUATION_NAME in sv.attributes:
-                # children end (and are exported) before their parent: join after the batch's calls
-                deferred.append(sv)
-                continue
-            self._guarded(sv)
-        for sv in deferred:
-            self._guarded(sv)
-        self.state.inc("llm_eval_ingest_spans_total", ("traces",), n)
-        return n
-
-    def _guarded(self, sv: SpanView) -> None:
-        try:
-            self._span(sv)
-        except Exception:  # one odd span must not lose the rest of the batch
-            self.span_errors += 1
-            if self.span_errors <= 3:
-                log.exception("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
+        """Prepare (on this thread) and apply one validated ExportTraceServiceRequest."""
+        return self.apply(self.preparer.prepare_traces(req))
 
     def apply_logs(self, req: Any) -> int:
-        n = 0
-        for lv in walk_logs(req, self.default_service):
-            n += 1
+        return self.apply(self.preparer.prepare_logs(req))
+
+    def apply(self, prepared: Prepared) -> int:
+        signal, n, ops, errors = prepared
+        self.span_errors += errors
+        for op in ops:
             try:
-                self._log(lv)
+                kind = op[0]
+                if kind == "call":
+                    self._call(op)
+                elif kind == "eval":
+                    ev = op[1]
+                    self._evaluation(ev, dedup_key=self._dedup_key(ev) if op[2] else None)
+                elif kind == "judge":
+                    self._judge_stats(op)
             except Exception:
                 self.span_errors += 1
                 if self.span_errors <= 3:
-                    log.exception("log record of %s could not be ingested", lv.trace_id)
-        self.state.inc("llm_eval_ingest_spans_total", ("logs",), n)
+                    log.exception("prepared %s could not be applied", op[0])
+        self.state.inc("llm_eval_ingest_spans_total", (signal,), n)
         return n
 
     def apply_feedback(self, body: Mapping[str, Any]) -> None:
@@ -138,109 +269,49 @@ class Ingestor:
         """An evaluation a plugin submitted through `ctx.submit_evaluation` (e.g. a human label)."""
         self._evaluation(record, dedup_key=None)
 
-    # --- spans ---
-    def _span(self, sv: SpanView) -> None:
-        attrs = sv.attributes
-        if semconv.EVALUATION_NAME in attrs:
-            ev = self._evaluation_from_attrs(attrs, sv.trace_id, sv.parent_span_id, sv.end, sv.service)
-            if ev is not None:
-                self._evaluation(ev, dedup_key=None)
-            return
-        if sv.name == semconv.JUDGE_STATS_SPAN:
-            self._judge_stats(sv)
-            return
-        call = semconv.normalize(attrs, name=sv.name, trace_id=sv.trace_id, span_id=sv.span_id,
-                                 start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
-        if call is not None:
-            self._call(sv, call)
-        for name, ev_kvs, t in sv.events:
-            if name == semconv.EVALUATION_EVENT:
-                ev_attrs = kv_attributes(ev_kvs)
-                ev = self._evaluation_from_attrs(ev_attrs, sv.trace_id, sv.span_id, t or sv.end, sv.service)
-                if ev is not None:
-                    self._evaluation(ev, dedup_key=self._dedup_key(ev))
-
-    def _log(self, lv: LogView) -> None:
-        attrs = lv.attributes
-        if semconv.EVALUATION_NAME not in attrs and isinstance(lv.body, dict) \
-                and semconv.EVALUATION_NAME in lv.body:
-            attrs = {**lv.body, **attrs}  # some emitters put the evaluation in the body
-        if semconv.EVALUATION_NAME not in attrs:
-            return
-        ev = self._evaluation_from_attrs(attrs, lv.trace_id, lv.span_id, lv.time, lv.service)
-        if ev is not None:
-            self._evaluation(ev, dedup_key=self._dedup_key(ev))
-
     @staticmethod
     def _dedup_key(ev: EvaluationRecord) -> tuple | None:
         if not ev.trace_id:
             return None
         return (ev.trace_id, ev.span_id, ev.name, ev.score, ev.label)
 
-    def _evaluation_from_attrs(self, attrs: Mapping[str, Any], trace_id: str | None, span_id: str | None,
-                               t: int, service: str) -> EvaluationRecord | None:
-        name = attrs.get(semconv.EVALUATION_NAME)
-        if not isinstance(name, str) or not name:
-            return None
-        label = attrs.get(semconv.EVALUATION_SCORE_LABEL)
-        error = attrs.get("error.type")
-        return EvaluationRecord(
-            name=name, source=str(attrs.get(semconv.EVALUATION_SOURCE) or "unknown"),
-            trace_id=trace_id, span_id=span_id, time_unix_nano=int(t or 0),
-            score=_score(attrs.get(semconv.EVALUATION_SCORE_VALUE)),
-            label=str(label) if label not in (None, "") else None,
-            explanation=attrs.get(semconv.EVALUATION_EXPLANATION),
-            error=str(error) if error not in (None, "") else None,
-            service=service, experiments=tuple(parse_experiments(attrs)), attributes=attrs,
-        )
-
-    def _judge_stats(self, sv: SpanView) -> None:
-        a = sv.attributes
-        service = self.labels.bound("service", sv.service)
-        evaluator = self.labels.bound("evaluator", a.get(semconv.JUDGE_EVALUATOR) or "judge")
+    def _judge_stats(self, op: tuple) -> None:
+        _, service, evaluator, dropped, skipped_rate, skipped_cost = op
+        b = self.labels.bound
+        svc, ev_l = b("service", service), b("evaluator", evaluator)
         st = self.state
-        for key, metric, extra in ((semconv.JUDGE_DROPPED, "llm_eval_judge_dropped_total", ()),
-                                   (semconv.JUDGE_SKIPPED_RATE, "llm_eval_judge_skipped_total", ("rate",)),
-                                   (semconv.JUDGE_SKIPPED_COST, "llm_eval_judge_skipped_total", ("cost",))):
-            v = _score(a.get(key))
-            if v and v > 0:
-                labels = (service, evaluator) + tuple(self.labels.bound("reason", r) for r in extra)
-                st.inc(metric, labels, v)
+        if dropped and dropped > 0:
+            st.inc("llm_eval_judge_dropped_total", (svc, ev_l), dropped)
+        for value, reason in ((skipped_rate, "rate"), (skipped_cost, "cost")):
+            if value and value > 0:
+                st.inc("llm_eval_judge_skipped_total", (svc, ev_l, b("reason", reason)), value)
 
     # --- LLM calls ---
-    def _call(self, sv: SpanView, call: LLMCall) -> None:
+    def _call(self, op: tuple) -> None:
+        (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user, session,
+         attrs) = op
         st = self.state
-        attrs = sv.attributes
-        t = (sv.end or sv.start) / 1e9 or self.clock()
-        exps = self._experiments(attrs)
+        t = (end or start) / 1e9 or self.clock()
         inner = exps[-1] if exps else None
         b = self.labels.bound
-        service = b("service", sv.service)
+        service = b("service", raw_service)
         model = b("model", call.model or "")
         exp_l = b("experiment", inner.id) if inner else ""
         var_l = b("variant", inner.variant) if inner else ""
         base = (service, model, exp_l, var_l)
-        error = sv.error
         st.inc("llm_requests_total", base + ("error" if error else "ok",))
-        latency = call.latency_seconds
-        if latency is None and sv.end and sv.start and sv.end >= sv.start:
-            latency = (sv.end - sv.start) / 1e9
         if latency is not None and latency >= 0:
             st.observe("llm_response_latency_seconds", base, latency)
         if call.input_tokens:
             st.inc("llm_tokens_total", base + ("input",), call.input_tokens)
         if call.output_tokens:
             st.inc("llm_tokens_total", base + ("output",), call.output_tokens)
-        cost = self.prices.cost_usd(call.model, call.input_tokens, call.output_tokens, attrs)
         if cost is not None:
             st.inc("llm_cost_usd_total", base, cost)
-        failed, safety = self.checks.run(call, attrs, error)
         for name in failed:
             st.inc("llm_check_failures_total", (service, model, b("check", name)))
         for name in safety:
             st.inc("llm_safety_violations_total", (service, model, b("check", name)))
-        user = call.user_id or _first_str(attrs, USER_KEYS)
-        session = call.session_id or _first_str(attrs, SESSION_KEYS)
         if user:
             st.see_id(service, "user", user, t)
         if session:
@@ -258,7 +329,7 @@ class Ingestor:
         if call.trace_id and call.span_id:
             st.index_put(call.trace_id, call.span_id, IndexEntry(service, call.model, exps, t))
         if self.plugins:
-            record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=sv.end,
+            record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=end,
                                 experiments=exps, failed_checks=failed, safety_checks=safety,
                                 cost_usd=cost, attributes=attrs)
             for p in self.plugins:
@@ -266,24 +337,6 @@ class Ingestor:
                     p.on_call(record)
                 except Exception:
                     self._plugin_failed(p, "on_call")
-
-    def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
-        """parse_experiments, memoized on the raw attribute values: the same few experiment
-        stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
-        raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
-               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS))
-        if raw == (None, None, None, None):
-            return ()
-        try:
-            key = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
-            hit = self._exp_cache.get(key)
-        except TypeError:  # unhashable odd values: parse without the cache
-            return tuple(parse_experiments(attrs))
-        if hit is None:
-            if len(self._exp_cache) >= 10_000:
-                self._exp_cache.clear()
-            hit = self._exp_cache[key] = tuple(parse_experiments(attrs))
-        return hit
 
     # --- evaluations ---
     def _evaluation(self, ev: EvaluationRecord, dedup_key: tuple | None) -> None:

@@ -296,11 +296,13 @@ class SpanView:
     """A decoded span: hex ids, dict attributes, events as (name, attributes, time)."""
 
     __slots__ = ("trace_id", "span_id", "parent_span_id", "name", "start", "end", "error",
-                 "attributes", "events", "service")
+                 "attributes", "events", "service", "raw_trace_id", "raw_span_id")
 
     def __init__(self, span: Any, service: str):
-        self.trace_id = span.trace_id.hex()
-        self.span_id = span.span_id.hex()
+        self.raw_trace_id = span.trace_id
+        self.raw_span_id = span.span_id
+        self.trace_id = self.raw_trace_id.hex()
+        self.span_id = self.raw_span_id.hex()
         self.parent_span_id = span.parent_span_id.hex() or None
         self.name = span.name
         self.start = span.start_time_unix_nano
