@@ -162,6 +162,7 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 entries.append((exp.id, variant, exp.weights_attribute))
             self._default_state = _Active(tuple(entries))
         self._is_shutdown = False
+        self._llm_parents: dict[int, bool] = {}  # span ids of parents of sampled LLM spans (bounded)
         self._stats_lock = threading.Lock()
         self._delta = {"dropped": 0, "rate": 0, "cost": 0}
         #: cumulative counters (tests, debugging): sampled, judged, errors, dropped, skipped_rate, skipped_cost
@@ -228,6 +229,22 @@ class LLMEvalSpanProcessor(SpanProcessor):
             return
         if not sampled(span._context.trace_id, self._threshold_for(d.get(_EXPERIMENT_ID), d.get(_EXPERIMENT_VARIANT))):
             return
+        # Frameworks wrap the provider's LLM span in their own (OpenInference/LangChain over
+        # openai-v2): judge the innermost call once. Children end first, so remember parents.
+        wrappers = self._llm_parents
+        if wrappers.pop(span._context.span_id, False):
+            wrappers_parent = span._parent
+            if wrappers_parent is not None:  # a wrapper of a wrapper is skipped too
+                wrappers[wrappers_parent.span_id] = True
+            return
+        parent = span._parent
+        if parent is not None and not parent.is_remote:
+            wrappers[parent.span_id] = True
+            if len(wrappers) > 4096:
+                try:
+                    del wrappers[next(iter(wrappers))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
         if self._is_shutdown:
             self._count_drop("shutdown")
             return

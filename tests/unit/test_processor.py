@@ -397,3 +397,17 @@ def test_the_in_app_import_path_stays_light():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == ""
+
+
+def test_a_framework_span_wrapping_a_provider_span_is_judged_once_on_the_innermost(make):
+    calls = []
+    p = make(judge=lambda c: calls.append(c.model) or 4.0, judge_sample_rate=1.0)
+    with p.tracer.start_as_current_span("agent run"):
+        with p.tracer.start_as_current_span("LangChain LLM", attributes={
+                "openinference.span.kind": "LLM", "llm.model_name": "outer"}):
+            with p.tracer.start_as_current_span("chat inner", attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": "inner"}):
+                pass
+        p.llm_span()  # a sibling call in the same trace is judged too
+    assert p.processor.force_flush(5000)
+    assert sorted(calls) == ["inner", "m"]
