@@ -59,11 +59,12 @@ class Timeline:
         self.slot_seconds = max(1, int(round(d / 30.0)))
         #: analysis pass interval: at least one pass per slot
         self.analysis_interval_seconds = max(0.5, min(2.0, self.slot_seconds / 2.0))
-        #: drift: current window = last 15% of the run
-        self.drift_current_seconds = max(3.0, round(0.15 * d, 1))
+        #: drift: current window = last 25% of the run (JS distance on a few hundred calls is noisy;
+        #: a shorter window raises false alarms before the injection, a longer one delays detection)
+        self.drift_current_seconds = round(0.25 * d, 2)
         #: the reference reaches back to the start, so it keeps baseline traffic to the end
         self.drift_reference_seconds = d
-        self.drift_min_samples = max(50, int(d * 2.5))
+        self.drift_min_samples = max(60, int(d * 5))
         #: /metrics poll interval (progress line, detection times, alert evaluation)
         self.scrape_interval_seconds = 1.0 if d >= 30 else 0.5
         #: production durations are divided by this in the time-compressed alert rules
@@ -231,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
             print(stack.status_line())
 
         t0 = time.monotonic()
+        if stack is not None and stack.webhook is not None:
+            stack.webhook.t0 = t0  # notification times on the demo's clock
         poller = Poller(sidecar.url, t0, timeline.scrape_interval_seconds, evaluator)
         app = SimulatedApp(sidecar.url, story, judge_sample_rate=0.6,
                            bandit_refresh_seconds=timeline.bandit_refresh_seconds)

@@ -183,7 +183,7 @@ class SimulatedApp:
     def _pairwise(self, req: sim.Request) -> None:
         from otel_llm_eval.processor import interleaving
 
-        variant = sim.CONTROL  # both sides get the same prompt; only the model differs
+        variant = sim.TREATMENT  # both sides get the same (new) prompt; only the model differs
         with self.tracer.start_as_current_span("POST /compare", kind=trace.SpanKind.SERVER,
                                                attributes={"user.id": req.user_id}) as root:
             pair = interleaving.pairwise(sim.PAIRWISE_ID, *sim.PAIRWISE_MODELS,

@@ -33,7 +33,7 @@ SERVICE = "support-bot"
 
 #: Chance that an answer is good, by prompt variant; model adds a delta.
 PROMPT_QUALITY = {CONTROL: 0.50, TREATMENT: 0.85}
-MODEL_QUALITY_DELTA = {"gpt-4o-mini": 0.0, "claude-3-5-haiku": 0.12, "mistral-small": -0.25}
+MODEL_QUALITY_DELTA = {"gpt-4o-mini": 0.0, "claude-3-5-haiku": 0.12, "mistral-small": -0.30}
 #: During the incident every answer's chance of being good is multiplied by this.
 INCIDENT_QUALITY_FACTOR = 0.25
 #: Extra system-prompt tokens of each variant (the better prompt is longer, so it costs more).
