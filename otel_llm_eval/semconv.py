@@ -413,35 +413,25 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
         finish = _to_str(_first(get, "gen_ai.completion.0.finish_reason", "llm.response.finish_reason",
                                 "llm.finish_reason"))
 
-    prompt = None
-    for source in (
-        lambda: _text_of_messages(get("gen_ai.input.messages")),
-        lambda: _indexed(get, "gen_ai.prompt.", ".content"),
-        lambda: _indexed(get, "llm.input_messages.", ".message.content"),
-        lambda: _indexed(get, "llm.prompts.", ".prompt.text"),
-        lambda: _text_of_messages(get("input.value")),
-        lambda: _text_of_messages(get("langfuse.observation.input")),
-        lambda: _text_of_messages(get("gen_ai.prompt")),
-        lambda: _text_of_messages(_json_get(logfire_req, "messages")) if logfire_req is not None else None,
-    ):
-        prompt = source()
-        if prompt:
-            break
-    completion = None
-    for source in (
-        lambda: _text_of_messages(output_messages),
-        lambda: _indexed(get, "gen_ai.completion.", ".content"),
-        lambda: _indexed(get, "llm.output_messages.", ".message.content"),
-        lambda: _indexed(get, "llm.choices.", ".completion.text"),
-        lambda: _text_of_messages(get("output.value")),
-        lambda: _text_of_messages(get("langfuse.observation.output")),
-        lambda: _text_of_messages(get("gen_ai.completion")),
-        lambda: (_text_of_messages(_json_get(logfire_resp, "message", "content"))
-                 if logfire_resp is not None else None),
-    ):
-        completion = source()
-        if completion:
-            break
+    prompt = _text_of_messages(get("gen_ai.input.messages"))
+    if not prompt:
+        prompt = (_indexed(get, "gen_ai.prompt.", ".content")
+                  or _indexed(get, "llm.input_messages.", ".message.content")
+                  or _indexed(get, "llm.prompts.", ".prompt.text")
+                  or _text_of_messages(get("input.value"))
+                  or _text_of_messages(get("langfuse.observation.input"))
+                  or _text_of_messages(get("gen_ai.prompt"))
+                  or (_text_of_messages(_json_get(logfire_req, "messages")) if logfire_req is not None else None))
+    completion = _text_of_messages(output_messages)
+    if not completion:
+        completion = (_indexed(get, "gen_ai.completion.", ".content")
+                      or _indexed(get, "llm.output_messages.", ".message.content")
+                      or _indexed(get, "llm.choices.", ".completion.text")
+                      or _text_of_messages(get("output.value"))
+                      or _text_of_messages(get("langfuse.observation.output"))
+                      or _text_of_messages(get("gen_ai.completion"))
+                      or (_text_of_messages(_json_get(logfire_resp, "message", "content"))
+                          if logfire_resp is not None else None))
 
     latency = None
     s, e = _to_int(start), _to_int(end)
