@@ -203,3 +203,18 @@ def test_lint_tables_keep_their_value_columns_and_name_them():
                 assert hidden == {"Time"}, (name, p["title"])
                 assert len(organize["renameByName"]) == len(p["targets"]), (name, p["title"])
             assert all(t["instant"] and t["format"] == "table" for t in p["targets"]), (name, p["title"])
+
+
+def test_provisioning_files_have_what_grafana_requires():
+    ds = yaml.safe_load(DATASOURCES.read_text())
+    assert ds["apiVersion"] == 1
+    (source,) = ds["datasources"]
+    assert {"name", "type", "access", "url", "uid"} <= set(source)
+    assert source["type"] == "prometheus" and source["access"] == "proxy"
+    assert source["url"] == "$PROMETHEUS_URL"  # Grafana expands env vars in provisioning files
+    providers = yaml.safe_load((DASH_DIR / "provisioning" / "dashboards" / "otel-llm-eval.yaml").read_text())
+    assert providers["apiVersion"] == 1
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["name"] and provider["options"]["path"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["grafana"]
+    assert compose["environment"]["PROMETHEUS_URL"].startswith("http://prometheus:")
