@@ -8,7 +8,9 @@ Built in:
   a malformed reply becomes a `JudgeResult` with `error` set, never an exception; token usage is
   priced into `cost_usd`. Source "llm_judge".
 
-A judge may raise; the processor turns that into an error record. Judges run on worker threads
+A judge may raise; the processor turns that into an error record. A judge class may set
+`runs_inline = True` when it is pure CPU with bounded time (no I/O): the processor then calls it on
+its worker thread directly instead of through the timeout runner thread. Judges run on worker threads
 with instrumentation suppressed, so their own HTTP/LLM calls are not traced as app traffic.
 """
 
@@ -82,6 +84,7 @@ class HeuristicJudge:
     """
 
     source = "code"
+    runs_inline = True  # pure CPU and bounded: the processor calls it without a timeout thread
 
     def __init__(self, *, name: str = "heuristic", min_chars: int = 1, max_chars: int = 8000,
                  expect_json: bool = False) -> None:

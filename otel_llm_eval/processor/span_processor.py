@@ -144,6 +144,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
             self._source = "llm_judge"
         self._tracer_provider = tracer_provider
         self._timeout = float(judge_timeout_seconds)
+        # Judges with `runs_inline = True` (pure CPU, bounded time, no I/O) run on the worker thread
+        # itself: no timeout thread hand-off per call. Everything else gets the timeout runner.
+        self._inline = getattr(judge, "runs_inline", False) is True
         self._budget = (JudgeBudget(max_judge_calls_per_minute, max_judge_usd_per_hour)
                         if (max_judge_calls_per_minute is not None or max_judge_usd_per_hour is not None) else None)
         self._budget_args = (max_judge_calls_per_minute, max_judge_usd_per_hour)
@@ -305,7 +308,10 @@ class LLMEvalSpanProcessor(SpanProcessor):
         if call is None:
             return
         try:
-            result = coerce_result(self._caller.call(self._judge, call, self._timeout))
+            if self._inline:  # a judge that declares itself fast and I/O-free skips the runner hop
+                result = coerce_result(self._judge(call))
+            else:
+                result = coerce_result(self._caller.call(self._judge, call, self._timeout))
         except JudgeCallTimeout as exc:
             result = JudgeResult(None, error="timeout", explanation=str(exc))
         except JudgeHung as exc:

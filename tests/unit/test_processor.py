@@ -411,3 +411,26 @@ def test_a_framework_span_wrapping_a_provider_span_is_judged_once_on_the_innermo
         p.llm_span()  # a sibling call in the same trace is judged too
     assert p.processor.force_flush(5000)
     assert sorted(calls) == ["inner", "m"]
+
+
+def test_an_inline_judge_runs_on_the_worker_and_its_errors_are_records_too(make):
+    class Inline:
+        runs_inline = True
+        name = "inline"
+
+        def __init__(self):
+            self.threads = []
+
+        def __call__(self, call):
+            self.threads.append(threading.current_thread().name)
+            if len(self.threads) == 2:
+                raise KeyError("boom")
+            return 5.0
+
+    judge = Inline()
+    p = make(judge=judge, judge_sample_rate=1.0)
+    p.llm_span()
+    p.llm_span()
+    assert p.processor.force_flush(5000)
+    assert set(judge.threads) == {"otel-llm-eval-judge"}
+    assert sorted(e.attributes.get("error.type", "ok") for e in p.evaluations()) == ["KeyError", "ok"]
