@@ -57,6 +57,9 @@ class Timeline:
         d = self.duration_seconds = float(duration_seconds)
         #: anomaly slot length (the sidecar needs whole seconds); ~30 slots per run
         self.slot_seconds = max(1, int(round(d / 30.0)))
+        #: slots of history an anomaly verdict needs: the default 12, fewer when a short run has
+        #: fewer whole slots before the quality drop
+        self.anomaly_min_history = max(5, min(12, int(sim.INCIDENT_AT * d / self.slot_seconds) - 3))
         #: analysis pass interval: at least one pass per slot
         self.analysis_interval_seconds = max(0.5, min(2.0, self.slot_seconds / 2.0))
         #: drift: current window = last 25% of the run (JS distance on a few hundred calls is noisy;
@@ -95,8 +98,8 @@ def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
                 "features": ["input_length", "input_tokens", "judge_score"],
                 "attributes": ["app.topic"],
             },
-            "anomaly": {"slot_seconds": d.slot_seconds, "min_history": 12, "history_slots": 40,
-                        "min_slot_samples": 5},
+            "anomaly": {"slot_seconds": d.slot_seconds, "min_history": d.anomaly_min_history,
+                        "history_slots": 40, "min_slot_samples": 5},
             "bandits": {"ids": [sim.BANDIT_ID], "reward": "thumbs_up", "algorithm": "thompson",
                         "burn_in": 20, "floor": 0.05},
         },

@@ -107,3 +107,28 @@ def test_compressed_rules_divide_every_duration_and_keep_thresholds():
             if "alert" in rule:
                 assert rule["labels"][alerts.TIMESCALE_LABEL] == "1/120"
             promql.parse(rule["expr"])  # still parses
+
+
+def test_the_same_seed_gives_the_same_story_and_another_seed_another():
+    from otel_llm_eval.demo import simulation as sim
+
+    first = list(sim.Story(3, 20, 30).requests())
+    again = list(sim.Story(3, 20, 30).requests())
+    other = list(sim.Story(4, 20, 30).requests())
+    assert first == again
+    assert [r.question for r in first] != [r.question for r in other]
+    phases = [r.phase for r in first]
+    assert phases.index("drift") < phases.index("incident")  # the story keeps its order
+
+
+@pytest.mark.parametrize("duration", [15, 20, 60, 300], ids=lambda d: f"a {d} s run keeps its windows inside the run")
+def test_the_timeline_scales_with_the_duration(duration):
+    from otel_llm_eval.demo import Timeline
+    from otel_llm_eval.demo import simulation as sim
+
+    t = Timeline(duration)
+    slots_before_drop = sim.INCIDENT_AT * duration / t.slot_seconds
+    assert t.anomaly_min_history < slots_before_drop  # an anomaly verdict is possible before the end
+    assert t.drift_current_seconds < (1 - sim.DRIFT_AT) * duration  # the current window can fill with drift
+    assert t.analysis_interval_seconds <= t.slot_seconds
+    assert 1.0 <= 3600 / t.alert_timescale <= duration  # a compressed hour fits in the run
