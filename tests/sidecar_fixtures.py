@@ -88,20 +88,43 @@ class SidecarSubprocess:
         self.stop()
         raise RuntimeError(f"sidecar not ready after {timeout}s: {self.log_path.read_text()[-2000:]}")
 
+    def _children(self) -> list[int]:
+        """PIDs of the sidecar's child processes (ingest workers), from /proc."""
+        pids: list[int] = []
+        if not self.proc:
+            return pids
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*"):
+            try:
+                pids += [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    def _reap(self, pids: list[int]) -> None:
+        for pid in pids:  # children orphaned by a SIGKILL (a worker caught mid-start), stopped by PID
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def kill9(self) -> None:
         """SIGKILL by PID: no drain, no final flush (what a crash looks like)."""
         if self.proc and self.proc.poll() is None:
+            children = self._children()
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+            self._reap(children)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            children = self._children()
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+            self._reap(children)
 
     def metrics(self) -> str:
         status, body = http_get(self.url + "/metrics")

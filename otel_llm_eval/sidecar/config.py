@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "max_request_bytes": 16 * 1024 * 1024,   # compressed AND decompressed body
         "max_span_bytes": 1024 * 1024,           # a span or log record larger than this is rejected
         "queue_max_batches": 64,
+        "workers": 0,                            # processes for decode/normalize/checks (0 = ingest thread)
         "retry_after_seconds": 1,
         "evaluation_dedup_entries": 100_000,     # same evaluation as span event and log record counts once
     },
@@ -194,6 +195,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _number(cfg, "ingest", "max_span_bytes", minimum=256, integer=True)
     _number(cfg, "ingest", "queue_max_batches", minimum=1, integer=True)
     _number(cfg, "ingest", "retry_after_seconds", minimum=0, integer=True)
+    _number(cfg, "ingest", "workers", minimum=0, integer=True)
     _number(cfg, "usage", "max_ids_per_service", minimum=1, integer=True)
     _number(cfg, "checks", "min_output_chars", minimum=0, integer=True)
     _number(cfg, "checks", "max_output_chars", minimum=1, integer=True)

@@ -157,9 +157,9 @@ class Sidecar:
         self.flush_errors = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._replay: list[tuple[int, str, Any]] = []
-        #: journaled items that do not come through the bounded HTTP queue (plugin evaluations)
-        self._internal: collections.deque = collections.deque()
+        self._replay: list[tuple[int, str, Any, Any]] = []
+        self.workers = int(ing["workers"])
+        self.pool: Any = None  # workers.WorkerPool when ingest.workers >= 1 (created in start)
         self._plugin_evaluations: list[Any] = []
         self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
@@ -184,11 +184,15 @@ class Sidecar:
             except OTLPError as e:  # cannot happen for rows we validated; keep going regardless
                 log.warning("journal row %s no longer decodes (%s); skipped", seq, e.message)
                 payload = None
-            self._replay.append((seq, signal, payload))
+            self._replay.append((seq, signal, payload, (body, content_type, encoding)))
         if self._replay:
             log.info("replaying %d journaled requests from the previous run", len(self._replay))
 
     def start(self) -> None:
+        if self.workers > 0 and self.pool is None:
+            from .workers import WorkerPool
+
+            self.pool = WorkerPool(self.workers, self.config)
         self._threads = [
             threading.Thread(target=self._ingest_loop, name="sidecar-ingest", daemon=True),
             threading.Thread(target=self._flush_loop, name="sidecar-state", daemon=True),
@@ -209,6 +213,8 @@ class Sidecar:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         self.flush()
+        if self.pool is not None:
+            self.pool.shutdown()
         for p in self.plugins:
             try:
                 p.close()
@@ -264,7 +270,7 @@ class Sidecar:
                 if got is None:
                     return False
                 seq = got
-            self.queue.put_nowait((seq, signal, payload))
+            self.queue.put_nowait((seq, signal, payload, (body, content_type, encoding)))
         return True
 
     # --- worker threads ---
@@ -291,24 +297,79 @@ class Sidecar:
             self.state.applied_file_seq = seq
 
     def _ingest_loop(self) -> None:
-        for seq, signal, payload in self._replay:
-            self._safe_apply(seq, signal, payload)
+        """Apply queued requests in order. With worker processes, up to 2 x workers requests are
+        being prepared at once; their results are still applied strictly in queue order."""
+        pending: collections.deque = collections.deque()  # (future, item)
+        max_inflight = max(1, 2 * self.workers)
+
+        def finish_oldest() -> None:
+            fut, item = pending.popleft()
+            self._finish(fut, item)
+
+        for item in self._replay:
+            self._dispatch(item, pending, finish_oldest)
+            while len(pending) >= max_inflight:
+                finish_oldest()
         self._replay = []
+        while pending:
+            finish_oldest()
         self.ready = True
         while True:
-            while self._internal:
-                self._safe_apply(*self._internal.popleft())
+            while pending and pending[0][0].done():
+                finish_oldest()
+            if len(pending) >= max_inflight:
+                finish_oldest()
+                continue
             try:
-                item = self.queue.get(timeout=0.05)
+                item = self.queue.get(timeout=0.002 if pending else 0.05)
             except queue.Empty:
-                if self._stopping.is_set() and not self._internal:
+                if pending:
+                    finish_oldest()
+                elif self._stopping.is_set():
                     break
                 continue
             if item is None:
-                if self._stopping.is_set() and not self._internal:
-                    break
                 continue
-            self._safe_apply(*item)
+            self._dispatch(item, pending, finish_oldest)
+
+    def _dispatch(self, item: tuple, pending: collections.deque, finish_oldest: Callable[[], None]) -> None:
+        seq, signal, payload, raw = item
+        if self.pool is not None and signal in ("traces", "logs") and raw is not None and payload is not None:
+            try:
+                pending.append((self.pool.submit(signal, *raw), item))
+                return
+            except Exception:  # a broken pool: prepare here, and get a new pool
+                log.exception("worker pool unavailable; preparing on the ingest thread")
+                self._restart_pool()
+        while pending:  # everything before this item is applied first
+            finish_oldest()
+        self._safe_apply(seq, signal, payload)
+
+    def _finish(self, fut: Any, item: tuple) -> None:
+        seq, signal, payload, _ = item
+        try:
+            prepared = fut.result()
+        except Exception:
+            log.exception("a worker failed on batch %s; preparing it on the ingest thread", seq)
+            self._restart_pool()
+            self._safe_apply(seq, signal, payload)
+            return
+        try:
+            with self.state.lock:
+                self.ingestor.apply(prepared)
+                self._mark_applied(seq, signal)
+        except Exception:
+            log.exception("batch %s (%s) failed to apply", seq, signal)
+            with self.state.lock:
+                self._mark_applied(seq, signal)
+
+    def _restart_pool(self) -> None:
+        if self.pool is not None:
+            try:
+                self.pool.restart()
+            except Exception:
+                log.exception("could not restart the worker pool; continuing on the ingest thread")
+                self.pool = None
 
     def _safe_apply(self, seq: int, signal: str, payload: Any) -> None:
         try:

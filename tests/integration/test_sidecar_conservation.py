@@ -48,9 +48,11 @@ def make_batches():
     return batches, expected
 
 
-def test_every_span_counts_exactly_once_across_sigkill_and_restart(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2], ids=["on the ingest thread", "with worker processes"])
+def test_every_span_counts_exactly_once_across_sigkill_and_restart(tmp_path, workers):
     batches, expected = make_batches()
-    sc = SidecarSubprocess(tmp_path, {"plugins": [], "state": {"flush_interval_seconds": 0.2}})
+    sc = SidecarSubprocess(tmp_path, {"plugins": [], "state": {"flush_interval_seconds": 0.2},
+                                      "ingest": {"workers": workers}})
     exporter = None
     try:
         sc.start()

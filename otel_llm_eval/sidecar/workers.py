@@ -1,0 +1,98 @@
+"""Worker processes for the per-span work: decode, walk, normalize, checks, cost (`ingest.workers`).
+
+With `ingest.workers: N` (N >= 1) the ingest thread hands each OTLP request body to one of N
+spawned processes, which returns the prepared operations (ingest.Preparer); the ingest thread
+applies them in request order, so state, journal bookkeeping and plugins behave exactly as with
+`ingest.workers: 0` (everything on the ingest thread). It pays off on machines with cores to
+spare: Python runs one thread at a time per process, and normalizing and checking spans is most
+of the sidecar's CPU.
+
+Contract: `WorkerPool.submit` never blocks for long; `Future.result()` raises when a worker died
+(the caller then prepares on its own thread and calls `restart()`). User check functions
+(`checks.custom`) must be importable by module path in the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Mapping
+
+from .checks import CheckRunner, build_checks
+from .ingest import Preparer
+from .otlp import decode_logs, decode_traces
+from .prices import PriceTable
+
+log = logging.getLogger(__name__)
+
+_PREPARER: Preparer | None = None
+_LIMITS: tuple[int, int] = (0, 0)
+
+
+def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_service: str,
+          max_request_bytes: int, max_span_bytes: int) -> None:
+    global _PREPARER, _LIMITS
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    _watch_parent(os.getppid())
+    _PREPARER = Preparer(CheckRunner(build_checks(checks_cfg)), PriceTable.from_config(prices_cfg),
+                         default_service)
+    _LIMITS = (max_request_bytes, max_span_bytes)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the sidecar is gone (kill -9 leaves workers blocked on their queue otherwise)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str) -> tuple:
+    assert _PREPARER is not None
+    decode = decode_traces if signal_name == "traces" else decode_logs
+    msg = decode(body, content_type, encoding, max_request_bytes=_LIMITS[0], max_span_bytes=_LIMITS[1]).message
+    if signal_name == "traces":
+        return _PREPARER.prepare_traces(msg)
+    return _PREPARER.prepare_logs(msg)
+
+
+class WorkerPool:
+    def __init__(self, workers: int, cfg: Mapping[str, Any]):
+        self.workers = workers
+        self._initargs = (dict(cfg["checks"]), dict(cfg["prices"]), str(cfg["labels"]["default_service"]),
+                          int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]))
+        self.restarts = 0
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the sidecar has threads (HTTP, state, analysis) that fork would copy mid-flight
+        ex = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init, initargs=self._initargs)
+        for _ in range(self.workers):  # start them now, not under the first burst of traffic
+            ex.submit(_ping)
+        return ex
+
+    def submit(self, signal_name: str, body: bytes, content_type: str, encoding: str) -> Future:
+        return self._executor.submit(_prepare, signal_name, body, content_type, encoding)
+
+    def restart(self) -> None:
+        self.restarts += 1
+        old, self._executor = self._executor, self._new()
+        old.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

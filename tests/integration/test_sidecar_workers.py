@@ -1,0 +1,49 @@
+"""`ingest.workers`: preparing spans in worker processes gives exactly the in-thread result."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sidecar_fixtures import metric_value
+from test_sidecar_http import llm_batch, wait_for
+
+from otel_llm_eval.sidecar.server import start_in_thread
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+PB = {"Content-Type": "application/x-protobuf"}
+
+
+def _series(text: str) -> list[str]:
+    keep = ("llm_requests_total", "llm_eval_ab_samples", "llm_tokens_total", "llm_quality_score_count",
+            "llm_check_failures_total", "llm_eval_ingest_spans_total")
+    return sorted(ln for ln in text.splitlines() if ln.startswith(keep))
+
+
+def test_two_worker_processes_produce_the_same_metrics_as_the_ingest_thread(tmp_path):
+    bodies = []
+    for i in range(12):
+        req = llm_batch(n=50, model=lambda k, i=i: f"m{(i + k) % 3}")
+        s = req.resource_spans[0].scope_spans[0].spans[0]
+        ev = s.events.add()
+        ev.name = "gen_ai.evaluation.result"
+        a = ev.attributes.add()
+        a.key, a.value.string_value = "gen_ai.evaluation.name", "relevance"
+        a = ev.attributes.add()
+        a.key, a.value.double_value = "gen_ai.evaluation.score.value", 0.5
+        bodies.append(req.SerializeToString())
+    texts = []
+    for workers in (0, 2):
+        sc = start_in_thread({"state": {"db_path": str(tmp_path / f"w{workers}.db")}, "plugins": [],
+                              "ingest": {"workers": workers}}, environ={})
+        try:
+            for body in bodies:
+                assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
+            assert wait_for(sc.url, "llm_eval_ingest_spans_total", 600, timeout=60) == 600
+            texts.append(httpx.get(sc.url + "/metrics").text)
+            if workers:
+                assert sc.sidecar.pool is not None and sc.sidecar.pool.restarts == 0
+        finally:
+            sc.stop()
+    assert _series(texts[0]) == _series(texts[1])
+    assert metric_value(texts[1], "llm_quality_score_count", evaluator="relevance") == 12
