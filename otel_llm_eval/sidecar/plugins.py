@@ -25,6 +25,10 @@ The SidecarContext the core passes to `attach` offers at least:
 - `ctx.bound(label, value) -> str`: fold a label value into `other` past the label's cap.
 - `ctx.experiment_snapshot() -> dict[str, ExperimentSnapshot]`: a consistent copy.
 - `ctx.now() -> float`: unix seconds (tests may replace the clock).
+- `ctx.submit_evaluation(record: EvaluationRecord)`: count an evaluation made inside the sidecar
+  (e.g. a human label) like one from OTLP, exactly once: it is journaled in the next flush
+  transaction (with the caller's own tables when called from `flush`). Never blocks or raises.
+- `ctx.db_path`: the SQLite file (for read-only side connections).
 - `CONFIG_DEFAULTS` (module or class attribute): the plugin's config section with defaults; the
   config loader merges it so the README reference and env overrides cover it.
 """
