@@ -234,3 +234,33 @@ def test_normalize_span_reads_an_sdk_span():
     assert call.span_id == f"{span.context.span_id:016x}"
     assert call.latency_seconds is not None and call.latency_seconds >= 0
     assert semconv.normalize_span(object()) is None
+
+
+# --- property: arbitrary attribute values never raise ----------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_KEYS = sorted(semconv.DETECTION_KEYS | {
+    "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+    "gen_ai.response.finish_reasons", "gen_ai.prompt.0.content", "gen_ai.completion.0.content",
+    "llm.input_messages.0.message.content", "input.value", "output.value", "langfuse.observation.input",
+    "langfuse.observation.usage_details", "request_data", "response_data", "traceloop.span.kind",
+    "gen_ai.system", "user.id", "session.id", semconv.EXPERIMENT_ID,
+})
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=40), st.binary(max_size=20),
+    st.sampled_from(["chat", "LLM", "generation", "completion", "[", "{\"a\":", "[{\"parts\": 3}]", "-1", "1e400"]),
+    st.lists(st.one_of(st.text(max_size=10), st.integers()), max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8))
+def test_normalize_never_raises_on_arbitrary_values(attrs):
+    call = normalize(attrs, trace_id=attrs.get("user.id"), span_id=attrs.get("session.id"),
+                     start_time_unix_nano=attrs.get("gen_ai.usage.input_tokens"), end_time_unix_nano=5)
+    assert call is None or isinstance(call, LLMCall)
+    if semconv.DETECTION_KEYS.isdisjoint(attrs.keys()):
+        assert call is None  # the processor's fast path may skip such spans
+    if call is not None:
+        assert call.input_tokens is None or call.input_tokens >= 0
