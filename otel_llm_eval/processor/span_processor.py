@@ -401,7 +401,10 @@ class LLMEvalSpanProcessor(SpanProcessor):
             self.errors.record("shutdown", exc)
 
     def _after_fork(self) -> None:
+        # Locks held by the parent's threads at fork time would never be released in the child.
         self._stats_lock = threading.Lock()
+        self.errors._lock = threading.Lock()
+        self._caller = JudgeCaller()
         self._delta = {"dropped": 0, "rate": 0, "cost": 0}
         self._worker.after_fork_in_child()
         if self._budget is not None:
