@@ -219,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     sidecar = start_sidecar(sidecar_overrides(timeline, db_path))
     stack = None
     app = None
+    app_closed = False
     poller = None
     try:
         print(f"sidecar listening on {sidecar.url} (state {db_path})")
@@ -257,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
         if interactive:
             print()
         print("traffic done; flushing the exporter and waiting for the sidecar's last analysis pass ...")
+        app_closed = True
         app.shutdown()
         # wait until the sidecar counted every LLM call we sent (bounded), then two analysis passes
         deadline = time.monotonic() + 20
@@ -314,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
             _hold(args.hold)
         return 0
     finally:
+        if app is not None and not app_closed:  # interrupted mid-traffic: flush briefly, sidecar still up
+            app.shutdown(timeout_seconds=3)
         if poller is not None:
             poller.stop_event.set()
         if stack is not None:
