@@ -383,9 +383,12 @@ def _alerts_section(evaluator, stack, rules, timeline: Timeline) -> dict[str, An
     notes = []
     if evaluator.errors:
         notes.append("not evaluated (unsupported PromQL): " + ", ".join(sorted(evaluator.errors)))
-    notes.append("Run with --stack to see them fire in a real Prometheus + Alertmanager"
-                 + ("" if shutil.which("prometheus") else
-                    " (install: apt-get install -y prometheus prometheus-alertmanager)") + ".")
+    if stack is not None:  # --stack was asked for but could not run
+        notes.append(stack.status_line())
+    else:
+        notes.append("Run with --stack to see them fire in a real Prometheus + Alertmanager"
+                     + ("" if shutil.which("prometheus") else
+                        " (install: apt-get install -y prometheus prometheus-alertmanager)") + ".")
     return {
         "mode": "evaluated",
         "mode_text": (f"The generated alert rules (alerts/), time-compressed 1/{scale} to fit the demo "
