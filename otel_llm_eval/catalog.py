@@ -287,5 +287,6 @@ def markdown_table() -> str:
     rows = ["| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
     for m in METRICS:
         labels = ", ".join(m.labels) or "—"
-        rows.append(f"| `{m.name}` | {m.type} | {m.unit} | {labels} | {m.help} |")
+        # a bare "|" (as in "status=ok|error") would split the Markdown cell
+        rows.append(f"| `{m.name}` | {m.type} | {m.unit} | {labels} | {m.help.replace('|', chr(92) + '|')} |")
     return "\n".join(rows) + "\n"

@@ -58,3 +58,9 @@ def test_a_stale_table_is_detected():
     stale = fresh.replace(f"| `{catalog.METRICS[0].name}` |", "| `renamed_metric_total` |")
     assert readme_catalog_block(fresh) == catalog.markdown_table()
     assert readme_catalog_block(stale) != catalog.markdown_table()
+
+
+def test_every_row_of_the_table_has_exactly_five_cells():
+    # a bare "|" inside a help text (e.g. "status=ok|error") would split a cell in rendered Markdown
+    for row in catalog.markdown_table().splitlines():
+        assert len(re.findall(r"(?<!\\)\|", row)) == 6, row
