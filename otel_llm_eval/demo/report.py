@@ -271,7 +271,9 @@ def render(report: dict[str, Any]) -> str:
         first = min(rows, key=lambda r: r.get("fired_at") or 0)
         extra = f" (+{len(rows) - 1} more label sets)" if len(rows) > 1 else ""
         when = f"since t={first['fired_at']:.0f}s" if first.get("fired_at") is not None else "firing"
-        add(f"  FIRING  {name} [{first['severity']}] {when}{extra}")
+        scales = sorted({r["timescale"] for r in rows if r.get("timescale")})
+        scale = f" (rules: {', '.join('as generated' if x == 'production' else 'compressed ' + x for x in scales)})" if scales else ""
+        add(f"  FIRING  {name} [{first['severity']}] {when}{extra}{scale}")
         add(f"          {first['description'] or first['summary']}")
     pend = sorted({(a["name"], a["severity"]) for a in al.get("pending", [])} - {(n, r[0]["severity"]) for n, r in groups.items()})
     for name, severity in pend:

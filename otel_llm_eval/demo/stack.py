@@ -218,7 +218,9 @@ def start(sidecar_url: str, rules: dict[str, Any] | None, compressed: dict[str, 
     with open(os.path.join(base, "alertmanager.yml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(_demo_alertmanager_config(webhook_url), f, sort_keys=True)
     target = urlparse(sidecar_url).netloc
-    scrape = f"{timeline.scrape_interval_seconds:g}s"
+    from .promql import format_duration
+
+    scrape = format_duration(timeline.scrape_interval_seconds)  # Prometheus wants "500ms", not "0.5s"
     prom_cfg = {
         "global": {"scrape_interval": scrape, "evaluation_interval": scrape},
         "rule_files": ["llm-eval.rules.yml", "llm-eval.demo-timescale.rules.yml"],
@@ -247,7 +249,12 @@ def start(sidecar_url: str, rules: dict[str, Any] | None, compressed: dict[str, 
           and _wait_ready(stack.prometheus_url + "/-/ready", stack.procs[1], 20))
     if not ok:
         stack.stop()
-        stack.message = f"--stack: Prometheus or Alertmanager did not start (log: {base}/stack.log)"
+        try:
+            with open(os.path.join(base, "stack.log"), encoding="utf-8", errors="replace") as f:
+                tail = " | ".join(line.strip() for line in f.readlines()[-3:])
+        except OSError:
+            tail = ""
+        stack.message = f"--stack: Prometheus or Alertmanager did not start: {tail}"
         return stack
     stack.running = True
     stack.message = (f"--stack: Prometheus {stack.prometheus_url} (scraping the sidecar every {scrape}, "
