@@ -1,6 +1,6 @@
 """Sidecar ingest throughput over real HTTP vs bare protobuf decode + attribute walk (same run).
 
-    python benchmarks/bench_sidecar_ingest.py [--batches 40]
+    python benchmarks/bench_sidecar_ingest.py [--batches 40] [--workers 2]
 
 Prints spans/s for: the baseline (ParseFromString + walking every attribute of the same
 batches, in this process), the sidecar without text, and the sidecar with 1 KB prompt and
@@ -42,8 +42,8 @@ def bare_decode_walk(bodies: list[bytes]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def sidecar_rate(bodies: list[bytes], threads: int) -> tuple[float, int]:
-    sc = SidecarProcess()
+def sidecar_rate(bodies: list[bytes], threads: int, workers: int) -> tuple[float, int]:
+    sc = SidecarProcess(f"ingest:\n  workers: {workers}\n")
     try:
         post_all(sc.url, bodies[:2], threads=1)  # warm-up (imports, first SQLite pages)
         base = sc.metric("llm_eval_ingest_spans_total")
@@ -62,14 +62,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="ingest.workers of the sidecar (0 = ingest thread)")
     args = ap.parse_args()
     plain = [make_batch(i, SPANS_PER_BATCH, text_bytes=0) for i in range(args.batches)]
     texts = [make_batch(10_000 + i, SPANS_PER_BATCH, text_bytes=1024) for i in range(args.batches)]
     base_plain = max(bare_decode_walk(plain) for _ in range(3))
     base_text = max(bare_decode_walk(texts) for _ in range(3))
-    rate_plain, r1 = sidecar_rate(plain, args.threads)
-    rate_text, r2 = sidecar_rate(texts, args.threads)
-    print(f"batches: {args.batches} x {SPANS_PER_BATCH} spans, {args.threads} client threads, real HTTP")
+    rate_plain, r1 = sidecar_rate(plain, args.threads, args.workers)
+    rate_text, r2 = sidecar_rate(texts, args.threads, args.workers)
+    print(f"batches: {args.batches} x {SPANS_PER_BATCH} spans, {args.threads} client threads, real HTTP, "
+          f"ingest.workers={args.workers}, {os.cpu_count()} CPUs")
     print(f"bare decode+walk, no text : {base_plain:10.0f} spans/s")
     print(f"bare decode+walk, 1KB text: {base_text:10.0f} spans/s")
     print(f"sidecar, no text          : {rate_plain:10.0f} spans/s  ratio {rate_plain / base_plain:.2f}x "

@@ -160,6 +160,7 @@ class Sidecar:
         self._replay: list[tuple[int, str, Any, Any]] = []
         self.workers = int(ing["workers"])
         self.pool: Any = None  # workers.WorkerPool when ingest.workers >= 1 (created in start)
+        self._pool_failures = 0
         self._plugin_evaluations: list[Any] = []
         self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
@@ -192,7 +193,7 @@ class Sidecar:
         if self.workers > 0 and self.pool is None:
             from .workers import WorkerPool
 
-            self.pool = WorkerPool(self.workers, self.config)
+            self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.plugins))
         self._threads = [
             threading.Thread(target=self._ingest_loop, name="sidecar-ingest", daemon=True),
             threading.Thread(target=self._flush_loop, name="sidecar-state", daemon=True),
@@ -354,6 +355,7 @@ class Sidecar:
             self._restart_pool()
             self._safe_apply(seq, signal, payload)
             return
+        self._pool_failures = 0
         try:
             with self.state.lock:
                 self.ingestor.apply(prepared)
@@ -364,12 +366,22 @@ class Sidecar:
                 self._mark_applied(seq, signal)
 
     def _restart_pool(self) -> None:
-        if self.pool is not None:
-            try:
-                self.pool.restart()
-            except Exception:
-                log.exception("could not restart the worker pool; continuing on the ingest thread")
-                self.pool = None
+        """A new pool after a failure; after 3 failures in a row, stay on the ingest thread."""
+        if self.pool is None:
+            return
+        self._pool_failures += 1
+        if self._pool_failures >= 3:
+            log.error("ingest worker processes failed %d times in a row; preparing spans on the ingest "
+                      "thread from now on (is the main module importable by spawned processes?)",
+                      self._pool_failures)
+            pool, self.pool = self.pool, None
+            threading.Thread(target=pool.shutdown, daemon=True).start()
+            return
+        try:
+            self.pool.restart()
+        except Exception:
+            log.exception("could not restart the worker pool; continuing on the ingest thread")
+            self.pool = None
 
     def _safe_apply(self, seq: int, signal: str, payload: Any) -> None:
         try:

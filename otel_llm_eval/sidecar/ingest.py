@@ -41,6 +41,9 @@ USER_KEYS = ("user.id", "enduser.id", "langfuse.user.id", "traceloop.association
 SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                 "traceloop.association.properties.session_id")
 
+#: With worker processes, longer string attributes are not sent back with a call (see Preparer).
+SHORT_ATTRIBUTE_CHARS = 256
+
 #: (signal, items seen, operations, spans that raised while preparing)
 Prepared = tuple
 
@@ -95,10 +98,15 @@ def evaluation_from_attrs(attrs: Mapping[str, Any], trace_id: str | None, span_i
 class Preparer:
     """The per-span work that needs no shared state. Not thread-safe (one per thread/process)."""
 
-    def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str):
+    def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str,
+                 attributes: str = "all"):
+        """attributes: what CallRecord.attributes carries — "all" (in-thread), "short" (worker
+        processes with plugins: string values over SHORT_ATTRIBUTE_CHARS are left out, the texts
+        are in call.prompt/call.completion) or "none" (worker processes, no plugins)."""
         self.checks = checks
         self.prices = prices
         self.default_service = default_service
+        self.attributes = attributes
         self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
         self.span_errors = 0
 
@@ -186,8 +194,15 @@ class Preparer:
         failed, safety = self.checks.run(call, attrs, error)
         user = call.user_id or _first_str(attrs, USER_KEYS)
         session = call.session_id or _first_str(attrs, SESSION_KEYS)
+        if self.attributes == "all":
+            out_attrs = attrs
+        elif self.attributes == "none":
+            out_attrs = {}
+        else:
+            out_attrs = {k: v for k, v in attrs.items()
+                         if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
         return ("call", sv.service, call, error, sv.start, sv.end, self._experiments(attrs), latency, cost,
-                failed, safety, user, session, attrs)
+                failed, safety, user, session, out_attrs)
 
     def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
         """parse_experiments, memoized on the raw attribute values: the same few experiment

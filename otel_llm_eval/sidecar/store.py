@@ -200,10 +200,14 @@ class Store:
             req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
                          for s, slot in state.dirty_request_slots]
             index = []
+            exps_json: dict[int, str] = {}  # experiment tuples are shared between calls: encode each once
             for key in state.index_new:
                 e = state.span_index.get(key)
                 if e is not None:
-                    index.append((key[0], key[1], e.service, e.model, _exps_to_json(e.experiments), e.time))
+                    j = exps_json.get(id(e.experiments))
+                    if j is None:
+                        j = exps_json[id(e.experiments)] = _exps_to_json(e.experiments)
+                    index.append((key[0], key[1], e.service, e.model, j, e.time))
             applied = [(seq,) for seq in state.applied_seqs]
             file_applied = max(state.applied_file_seq, self.journal_applied_seq)
             with self.journal_lock:

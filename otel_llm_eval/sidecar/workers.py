@@ -9,7 +9,10 @@ of the sidecar's CPU.
 
 Contract: `WorkerPool.submit` never blocks for long; `Future.result()` raises when a worker died
 (the caller then prepares on its own thread and calls `restart()`). User check functions
-(`checks.custom`) must be importable by module path in the workers.
+(`checks.custom`) must be importable by module path in the workers, and so must the main module
+(spawned workers import it: guard scripts with `if __name__ == "__main__"`). Plugins get
+`CallRecord.attributes` without string values over 256 characters (the prompt and completion are
+in `record.call`).
 """
 
 from __future__ import annotations
@@ -34,14 +37,14 @@ _LIMITS: tuple[int, int] = (0, 0)
 
 
 def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_service: str,
-          max_request_bytes: int, max_span_bytes: int) -> None:
+          max_request_bytes: int, max_span_bytes: int, attributes: str) -> None:
     global _PREPARER, _LIMITS
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     _watch_parent(os.getppid())
     _PREPARER = Preparer(CheckRunner(build_checks(checks_cfg)), PriceTable.from_config(prices_cfg),
-                         default_service)
+                         default_service, attributes)
     _LIMITS = (max_request_bytes, max_span_bytes)
 
 
@@ -71,10 +74,12 @@ def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str) ->
 
 
 class WorkerPool:
-    def __init__(self, workers: int, cfg: Mapping[str, Any]):
+    def __init__(self, workers: int, cfg: Mapping[str, Any], *, plugins: bool = True):
+        """plugins: whether CallRecords go to plugins (else no span attributes are sent back)."""
         self.workers = workers
         self._initargs = (dict(cfg["checks"]), dict(cfg["prices"]), str(cfg["labels"]["default_service"]),
-                          int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]))
+                          int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]),
+                          "short" if plugins else "none")
         self.restarts = 0
         self._executor = self._new()
 
