@@ -82,7 +82,7 @@ def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
     d = timeline
     return {
         "server": {"host": "127.0.0.1", "port": 0},
-        "state": {"db_path": db_path, "flush_interval_seconds": 0.5, "slot_seconds": d.slot_seconds},
+        "state": {"db_path": db_path, "flush_interval_seconds": 0.5},
         "analysis": {
             "interval_seconds": d.analysis_interval_seconds,
             "min_samples": 30,
