@@ -47,11 +47,21 @@ class SidecarCollector:
         # experiment ids, metric names and variants come from spans: bound them like any label
         by_metric["llm_eval_ab_samples"] = [
             ({k: sc.labels.bound(k, v) for k, v in lbl.items()}, n) for lbl, n in ab]
-        by_metric["llm_eval_ingest_rejected_total"] = [
-            ({"reason": r}, n) for r, n in sorted(sc.rejected_snapshot().items())]
+        rejected = sc.rejected_snapshot()
+        # spans that broke a rule inside ingest (counted, skipped) and user checks that raised
+        if sc.ingestor.span_errors:
+            rejected["span_error"] = sc.ingestor.span_errors
+        if sc.checks.errors:
+            rejected["check_error"] = sc.checks.errors
+        by_metric["llm_eval_ingest_rejected_total"] = [({"reason": r}, n) for r, n in sorted(rejected.items())]
         by_metric["llm_eval_ingest_queue_depth"] = [({}, sc.queue_depth())]
-        by_metric["llm_eval_label_overflow_total"] = [
-            ({"reason": label}, n) for label, n in sorted(sc.labels.overflow_snapshot().items())]
+        overflow = sc.labels.overflow_snapshot()
+        # other bounded sets: distinct-id sets per service, the span index size cap
+        if st.usage_dropped:
+            overflow["usage_ids"] = st.usage_dropped
+        if st.index_evicted:
+            overflow["span_index"] = st.index_evicted
+        by_metric["llm_eval_label_overflow_total"] = [({"reason": k}, n) for k, n in sorted(overflow.items())]
         if sc.analysis_duration_seconds is not None and sc.plugins:
             by_metric["llm_eval_analysis_duration_seconds"] = [({}, sc.analysis_duration_seconds)]
         fams = []

@@ -96,6 +96,7 @@ class State:
         self.trace_last: dict[str, str] = {}   # trace id -> span id of its last LLM call
         self.index_new: list[tuple[str, str]] = []
         self.index_max = span_index_max_entries
+        self.index_evicted = 0                  # entries dropped by the size cap (before retention)
         #: journal rows applied to this state since the last flush (deleted by the flush)
         self.applied_seqs: list[int] = []
         #: last file-journal seq applied to this state (records are applied in seq order)
@@ -238,6 +239,7 @@ class State:
         if persist:
             self.index_new.append(key)
         while len(self.span_index) > self.index_max:
+            self.index_evicted += 1
             old, _ = self.span_index.popitem(last=False)
             if self.trace_last.get(old[0]) == old[1]:
                 del self.trace_last[old[0]]

@@ -286,3 +286,16 @@ def test_an_evaluation_a_plugin_submits_is_journaled_with_its_flush_and_counted_
         assert third.store.pending_journal() == []
     finally:
         third.stop()
+
+
+def test_capped_user_sets_and_span_index_count_what_they_drop(tmp_path):
+    sc = make(tmp_path, usage={"max_ids_per_service": 1}, state={"db_path": str(tmp_path / "s.db"),
+                                                                  "span_index_max_entries": 1})
+    try:
+        feed(sc)
+        text = exposition(sc)
+    finally:
+        sc.stop()
+    assert 'llm_active_users{service="shop",window="1h"} 1.0' in text
+    assert 'llm_eval_label_overflow_total{reason="usage_ids"} 2.0' in text  # u2 and sess-u2
+    assert 'llm_eval_label_overflow_total{reason="span_index"} 1.0' in text
