@@ -32,7 +32,7 @@ from .labels import LabelBounder
 from .otlp import LogView, SpanView, attributes as kv_attributes, walk_logs, walk_spans
 from .plugins import CALL_METRICS, EXPOSURES, CallRecord, EvaluationRecord
 from .prices import PriceTable
-from .state import IndexEntry, State
+from .state import State
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ class Ingestor:
                     if v is not None:
                         add(e, metric, a.variant, float(v), t)
         if call.trace_id and call.span_id:
-            st.index_put(call.trace_id, call.span_id, IndexEntry(service, call.model, exps, t))
+            st.index_put(call.trace_id, call.span_id, service, call.model, exps, t)
         if self.plugins:
             record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=end,
                                 experiments=exps, failed_checks=failed, safety_checks=safety,

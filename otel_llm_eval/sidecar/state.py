@@ -71,6 +71,7 @@ class IndexEntry(NamedTuple):
     model: str | None
     experiments: tuple[ExperimentAssignment, ...]
     time: float
+    seq: int = 0  # insertion order (the persisted index is trimmed by it)
 
 
 class State:
@@ -97,6 +98,7 @@ class State:
         self.index_new: list[tuple[str, str]] = []
         self.index_max = span_index_max_entries
         self.index_evicted = 0                  # entries dropped by the size cap (before retention)
+        self.index_seq = 0                      # last insertion seq handed out
         #: journal rows applied to this state since the last flush (deleted by the flush)
         self.applied_seqs: list[int] = []
         #: last file-journal seq applied to this state (records are applied in seq order)
@@ -232,9 +234,19 @@ class State:
             return old_index
 
     # --- span index (caller holds the lock) ---
-    def index_put(self, trace_id: str, span_id: str, entry: IndexEntry, persist: bool = True) -> None:
+    def index_put(self, trace_id: str, span_id: str, service: str, model: str | None,
+                  experiments: tuple[ExperimentAssignment, ...], t: float, seq: int = 0,
+                  persist: bool = True) -> None:
+        """Remember a call for evaluation joins; `seq` 0 assigns the next insertion seq."""
         key = (trace_id, span_id)
-        self.span_index[key] = entry
+        if not seq:
+            self.index_seq += 1
+            seq = self.index_seq
+        elif seq > self.index_seq:
+            self.index_seq = seq
+        if key in self.span_index:
+            self.span_index.move_to_end(key)  # keep dict order == seq order (trimming relies on it)
+        self.span_index[key] = IndexEntry(service, model, experiments, t, seq)
         self.trace_last[trace_id] = span_id
         if persist:
             self.index_new.append(key)
@@ -243,6 +255,12 @@ class State:
             old, _ = self.span_index.popitem(last=False)
             if self.trace_last.get(old[0]) == old[1]:
                 del self.trace_last[old[0]]
+
+    def index_oldest_seq(self) -> int:
+        """Seq of the oldest entry still indexed (persisted rows below it are gone from memory)."""
+        for entry in self.span_index.values():
+            return entry.seq
+        return self.index_seq + 1
 
     def index_get(self, trace_id: str | None, span_id: str | None) -> IndexEntry | None:
         if not trace_id:

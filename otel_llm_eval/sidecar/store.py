@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from ..semconv import ExperimentAssignment
 from .journal import FileJournal
 from .plugins import EvaluationRecord
-from .state import Experiment, IndexEntry, Stat, State
+from .state import Experiment, Stat, State
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ CREATE TABLE IF NOT EXISTS exp_stats (experiment TEXT, metric TEXT, variant TEXT
     sum REAL, sum_sq REAL, binary INTEGER, first_seen REAL, last_seen REAL,
     PRIMARY KEY (experiment, metric, variant));
 CREATE TABLE IF NOT EXISTS span_index (trace_id TEXT, span_id TEXT, service TEXT, model TEXT,
-    experiments TEXT, t REAL, PRIMARY KEY (trace_id, span_id));
-CREATE INDEX IF NOT EXISTS span_index_t ON span_index (t);
+    experiments TEXT, t REAL, seq INTEGER, PRIMARY KEY (trace_id, span_id));
+CREATE INDEX IF NOT EXISTS span_index_seq ON span_index (seq);
 CREATE TABLE IF NOT EXISTS usage_ids (service TEXT, kind TEXT, id INTEGER, last_seen REAL,
     PRIMARY KEY (service, kind, id));
 CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
@@ -92,6 +92,9 @@ class Store:
     def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
         self.path = path
         self.conn = connect(path)
+        columns = [r[1] for r in self.conn.execute("PRAGMA table_info(span_index)")]
+        if columns and "seq" not in columns:  # an older layout: the index is a cache, rebuild it
+            self.conn.execute("DROP TABLE span_index")
         self.conn.executescript(SCHEMA)
         self.journal_lock = threading.Lock()
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
@@ -161,9 +164,13 @@ class Store:
                 state.usage.setdefault((service, kind), {})[h] = seen
             for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
                 state.request_slots.setdefault(service, {})[slot] = n
-            for t, sp, service, model, exps, ts in c.execute(
-                    "SELECT trace_id, span_id, service, model, experiments, t FROM span_index ORDER BY t"):
-                state.index_put(t, sp, IndexEntry(service, model, _exps_from_json(exps), ts), persist=False)
+            exps_cache: dict[str, tuple] = {}
+            for t, sp, service, model, exps, ts, seq in c.execute(
+                    "SELECT trace_id, span_id, service, model, experiments, t, seq FROM span_index ORDER BY seq"):
+                e = exps_cache.get(exps)
+                if e is None:
+                    e = exps_cache[exps] = _exps_from_json(exps)
+                state.index_put(t, sp, service, model, e, ts, seq=seq, persist=False)
 
     # --- flush (state thread) ---
     def flush(self, state: State, plugins: Iterable[Any], *, now: float, dedup_retention: float,
@@ -207,7 +214,7 @@ class Store:
                     j = exps_json.get(id(e.experiments))
                     if j is None:
                         j = exps_json[id(e.experiments)] = _exps_to_json(e.experiments)
-                    index.append((key[0], key[1], e.service, e.model, j, e.time))
+                    index.append((key[0], key[1], e.service, e.model, j, e.time, e.seq))
             applied = [(seq,) for seq in state.applied_seqs]
             file_applied = max(state.applied_file_seq, self.journal_applied_seq)
             with self.journal_lock:
@@ -222,8 +229,10 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO exp_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
                 c.executemany("INSERT OR REPLACE INTO usage_ids VALUES (?, ?, ?, ?)", usage)
                 c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
-                c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?)", index)
+                c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?, ?)", index)
                 c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
+                # rows of entries the size cap evicted from memory: the file stays bounded too
+                c.execute("DELETE FROM span_index WHERE seq < ?", (state.index_oldest_seq(),))
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
                 c.executemany("DELETE FROM journal WHERE seq = ?", applied)

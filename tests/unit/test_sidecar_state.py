@@ -299,3 +299,28 @@ def test_capped_user_sets_and_span_index_count_what_they_drop(tmp_path):
     assert 'llm_active_users{service="shop",window="1h"} 1.0' in text
     assert 'llm_eval_label_overflow_total{reason="usage_ids"} 2.0' in text  # u2 and sess-u2
     assert 'llm_eval_label_overflow_total{reason="span_index"} 1.0' in text
+
+
+def test_the_persisted_span_index_is_trimmed_with_the_in_memory_cap_and_restored_in_order(tmp_path):
+    import sqlite3
+
+    def make_capped():
+        return make(tmp_path, state={"db_path": str(tmp_path / "s.db"), "span_index_max_entries": 2})
+
+    sc = make_capped()
+    for i in range(5):
+        req = batch()
+        for s in req.resource_spans[0].scope_spans[0].spans:
+            s.trace_id = bytes([i + 1]) * 16
+        sc._apply(0, "traces", req)
+        sc.flush()
+    sc.stop()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        rows = conn.execute("SELECT trace_id FROM span_index ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == [("05" * 16)] * 2  # the newest call pair only
+    again = make_capped()
+    try:
+        assert again.state.index_get("05" * 16, SPAN_B).service == "shop"
+        assert again.state.index_get("01" * 16, SPAN_A) is None
+    finally:
+        again.stop()
