@@ -61,6 +61,8 @@ class SidecarCollector:
             overflow["usage_ids"] = st.usage_dropped
         if st.index_evicted:
             overflow["span_index"] = st.index_evicted
+        if st.experiments_dropped:
+            overflow["experiments"] = st.experiments_dropped
         by_metric["llm_eval_label_overflow_total"] = [({"reason": k}, n) for k, n in sorted(overflow.items())]
         if sc.analysis_duration_seconds is not None and sc.plugins:
             by_metric["llm_eval_analysis_duration_seconds"] = [({}, sc.analysis_duration_seconds)]

@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
         "dedup_retention_seconds": 600.0,     # identical request bodies within this window count once
         "span_index_retention_seconds": 86400.0,
         "span_index_max_entries": 200_000,
+        "max_experiments": 200,               # experiments with sufficient statistics (more: counted, skipped)
+        "max_stats_per_experiment": 1000,     # (metric, variant) pairs per experiment
     },
     "ingest": {
         "max_request_bytes": 16 * 1024 * 1024,   # compressed AND decompressed body
@@ -190,6 +192,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _number(cfg, "state", "flush_interval_seconds", minimum=0.01)
     _number(cfg, "state", "span_index_retention_seconds", minimum=0)
     _number(cfg, "state", "span_index_max_entries", minimum=1, integer=True)
+    _number(cfg, "state", "max_experiments", minimum=1, integer=True)
+    _number(cfg, "state", "max_stats_per_experiment", minimum=1, integer=True)
     _number(cfg, "state", "dedup_retention_seconds", minimum=0)
     _number(cfg, "ingest", "max_request_bytes", minimum=1024, integer=True)
     _number(cfg, "ingest", "max_span_bytes", minimum=256, integer=True)

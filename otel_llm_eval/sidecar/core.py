@@ -140,7 +140,9 @@ class Sidecar:
         st, ing = cfg["state"], cfg["ingest"]
         self.labels = LabelBounder(cfg["labels"].get("caps") or {})
         self.state = State(max_ids_per_service=cfg["usage"]["max_ids_per_service"],
-                           span_index_max_entries=st["span_index_max_entries"])
+                           span_index_max_entries=st["span_index_max_entries"],
+                           max_experiments=st["max_experiments"],
+                           max_stats_per_experiment=st["max_stats_per_experiment"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
         self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock())

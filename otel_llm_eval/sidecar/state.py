@@ -75,13 +75,17 @@ class IndexEntry(NamedTuple):
 
 
 class State:
-    def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000):
+    def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000,
+                 max_experiments: int = 200, max_stats_per_experiment: int = 1000):
         self.lock = threading.RLock()
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
         #: histogram series -> [per-bucket counts (len(buckets)+1, last is +Inf), sum]
         self.hists: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
         self.dirty_series: set[tuple[str, tuple[str, ...]]] = set()
         self.experiments: dict[str, Experiment] = {}
+        self.max_experiments = max_experiments
+        self.max_stats_per_experiment = max_stats_per_experiment
+        self.experiments_dropped = 0            # samples not tracked because a cap was reached
         self.dirty_stats: set[tuple[str, str, str]] = set()
         self.dirty_experiments: set[str] = set()
         #: (service, kind) -> {id hash: last seen unix}, kind in user|session
@@ -127,9 +131,13 @@ class State:
         self.dirty_series.add(key)
 
     # --- experiments (caller holds the lock) ---
-    def experiment(self, a: ExperimentAssignment, t: float) -> Experiment:
+    def experiment(self, a: ExperimentAssignment, t: float) -> Experiment | None:
+        """The experiment's state, or None past `state.max_experiments` (counted, not tracked)."""
         e = self.experiments.get(a.id)
         if e is None:
+            if len(self.experiments) >= self.max_experiments:
+                self.experiments_dropped += 1
+                return None
             e = self.experiments[a.id] = Experiment(a.id, first_seen=t, last_seen=t)
             self.dirty_experiments.add(a.id)
         if a.weights and (e.weights != a.weights or e.control != a.control):
@@ -140,10 +148,15 @@ class State:
             self.dirty_experiments.add(a.id)
         return e
 
-    def exp_add(self, e: Experiment, metric: str, variant: str, value: float, t: float) -> None:
+    def exp_add(self, e: Experiment | None, metric: str, variant: str, value: float, t: float) -> None:
+        if e is None:
+            return
         key = (metric, variant)
         s = e.stats.get(key)
         if s is None:
+            if len(e.stats) >= self.max_stats_per_experiment:  # odd metric names or variants
+                self.experiments_dropped += 1
+                return
             s = e.stats[key] = Stat()
             s.first_seen = t
         s.n += 1

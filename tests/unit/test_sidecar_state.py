@@ -324,3 +324,22 @@ def test_the_persisted_span_index_is_trimmed_with_the_in_memory_cap_and_restored
         assert again.state.index_get("01" * 16, SPAN_A) is None
     finally:
         again.stop()
+
+
+def test_experiments_past_the_cap_are_counted_not_tracked(tmp_path):
+    sc = make(tmp_path, state={"db_path": str(tmp_path / "s.db"), "max_experiments": 1})
+    try:
+        sc._apply(0, "traces", batch())  # e1 is tracked
+        req = batch()
+        for s in req.resource_spans[0].scope_spans[0].spans:
+            for kv in s.attributes:
+                if kv.key in ("llm_eval.experiment.id",):
+                    kv.value.string_value = "e2"
+                if kv.key == "llm_eval.experiments":
+                    kv.value.string_value = kv.value.string_value.replace("e1=", "e2=")
+        sc._apply(0, "traces", req)
+        assert set(sc.state.snapshot()) == {"e1"}
+        text = exposition(sc)
+    finally:
+        sc.stop()
+    assert 'llm_eval_label_overflow_total{reason="experiments"}' in text
