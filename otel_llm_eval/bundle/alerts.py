@@ -227,8 +227,8 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "LLMInputDrift",
-        'max by (service, feature) (\n  llm_eval_drift_score{feature=~"input.*"}\n'
-        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature=~"input.*"} == 1\n)',
+        'max by (service, feature) (\n  llm_eval_drift_score{feature=~"input.*|attr:.*"}\n'
+        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature=~"input.*|attr:.*"} == 1\n)',
         15, "warning",
         "Input drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
@@ -250,8 +250,8 @@ ALERTS: tuple[Alert, ...] = (
     ),
     Alert(
         "LLMOutputDrift",
-        'max by (service, feature) (\n  llm_eval_drift_score{feature!~"input.*|latency.*"}\n'
-        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature!~"input.*|latency.*"} == 1\n)',
+        'max by (service, feature) (\n  llm_eval_drift_score{feature!~"input.*|attr:.*|latency.*"}\n'
+        '  and on (service, feature, method)\n  llm_eval_drift_detected{feature!~"input.*|attr:.*|latency.*"} == 1\n)',
         15, "warning",
         "Output drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
@@ -264,6 +264,8 @@ ALERTS: tuple[Alert, ...] = (
                 (f'llm_eval_drift_score{{{_SVC},feature="input_tokens",method="js"}}', "0.3x35"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="latency_seconds",method="js"}}', "1x35"),
                 (f'llm_eval_drift_score{{{_SVC},feature="latency_seconds",method="js"}}', "0.3x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="attr:app.topic",method="chi2"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="attr:app.topic",method="chi2"}}', "0.001x35"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "feature": "judge_score"},
