@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-from ..catalog import BY_NAME, OVERFLOW_VALUE
+from ..catalog import BY_NAME
 from .checks import CheckRunner, build_checks
 from .config import merge_plugin_defaults, validate
 from .ingest import Ingestor
@@ -446,5 +446,3 @@ class Sidecar:
         with self._lock:
             return dict(self._rejected)
 
-    def overflow_value(self) -> str:
-        return OVERFLOW_VALUE

@@ -343,3 +343,34 @@ def test_experiments_past_the_cap_are_counted_not_tracked(tmp_path):
     finally:
         sc.stop()
     assert 'llm_eval_label_overflow_total{reason="experiments"}' in text
+
+
+def test_judge_stats_spans_and_failed_judge_evaluations_land_in_the_judge_counters(tmp_path):
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "shop"
+    ss = rs.scope_spans.add()
+    stats = ss.spans.add()
+    stats.trace_id, stats.span_id, stats.name = b"\x07" * 16, b"\x08" * 8, "llm_eval.judge.stats"
+    for k, v in {"llm_eval.judge.evaluator": "helpfulness", "llm_eval.judge.dropped": 3,
+                 "llm_eval.judge.skipped.rate": 2, "llm_eval.judge.skipped.cost": 0}.items():
+        _set(stats, k, v)
+    failed = ss.spans.add()
+    failed.trace_id, failed.span_id, failed.parent_span_id = bytes.fromhex(TRACE_A), b"\x09" * 8, bytes.fromhex(SPAN_A)
+    failed.name = "evaluate helpfulness"
+    for k, v in {"gen_ai.evaluation.name": "helpfulness", "llm_eval.evaluation.source": "llm_judge",
+                 "error.type": "timeout", "gen_ai.evaluation.score.value": 1.0}.items():
+        _set(failed, k, v)
+    sc = make(tmp_path)
+    try:
+        sc._apply(0, "traces", req)
+        text = exposition(sc)
+    finally:
+        sc.stop()
+    assert 'llm_eval_judge_dropped_total{evaluator="helpfulness",service="shop"} 3.0' in text
+    assert 'llm_eval_judge_skipped_total{evaluator="helpfulness",reason="rate",service="shop"} 2.0' in text
+    assert 'reason="cost"' not in family(text, "llm_eval_judge_skipped_total")
+    assert 'llm_eval_judge_sampled_total{evaluator="helpfulness",service="shop"} 1.0' in text
+    assert 'llm_eval_judge_errors_total{evaluator="helpfulness",service="shop"} 1.0' in text
+    assert "llm_quality_score" not in text  # a failed evaluation has no score to count
