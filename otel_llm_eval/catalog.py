@@ -116,11 +116,11 @@ METRICS: tuple[Metric, ...] = (
            "LLM calls per distinct user in the trailing window (window=1h|1d).",
            ("service", "window"), "usage"),
     Metric("llm_user_feedback_total", "counter", "1",
-           "User feedback records (feedback_type=positive|negative|neutral|<name>).",
+           "User feedback records (feedback_type=label, else positive|negative|neutral, else name); not pairwise choices.",
            ("service", "experiment", "variant", "feedback_type"), "quality"),
     # --- quality and safety ---
     Metric("llm_quality_score", "histogram", "score",
-           "Evaluation scores (LLM judge, code evaluators, user scores) per evaluator.",
+           "Evaluation scores of judge, code and human evaluators per evaluator (user feedback is not here).",
            _CALL + ("evaluator",), "quality", QUALITY_SCORE_BUCKETS),
     Metric("llm_check_failures_total", "counter", "1",
            "Outputs that failed a check (run on 100% of LLM spans that carry text).",
@@ -143,7 +143,7 @@ METRICS: tuple[Metric, ...] = (
            ("service", "method"), "review"),
     # --- LLM judge (from evaluation spans and the processor's judge stats spans) ---
     Metric("llm_eval_judge_sampled_total", "counter", "1",
-           "Calls judged by an LLM judge (one per evaluation span with source llm_judge).",
+           "Calls judged by the judge worker (one per evaluation with source llm_judge or code).",
            ("service", "evaluator"), "judge"),
     Metric("llm_eval_judge_errors_total", "counter", "1",
            "Judge evaluations that ended in an error (error.type set on the evaluation).",

@@ -14,6 +14,13 @@ from typing import Any, Mapping
 EXPERIMENT_ID = "llm_eval.experiment.id"
 EXPERIMENT_VARIANT = "llm_eval.experiment.variant"
 EVALUATION_SOURCE = "llm_eval.evaluation.source"  # llm_judge | user | human | code
+#: Sources that mean "an automatic evaluator run by the processor's judge worker" (an LLM judge or
+#: a code judge such as HeuristicJudge): they count as "the judge" in the sidecar (judge counters,
+#: judge-score drift and anomaly series, judge sample-rate planning, judge-human agreement).
+JUDGE_SOURCES = ("llm_judge", "code")
+#: End-user feedback (thumbs, stars, pairwise choices): counted in `llm_user_feedback_total` and the
+#: experiment statistics, never in the `llm_quality_score` histogram (its buckets are a 1..5 scale).
+USER_SOURCE = "user"
 #: string[]: every experiment active in the scope, outermost first, each "{id}={variant}".
 #: `EXPERIMENT_ID`/`EXPERIMENT_VARIANT` carry the innermost one.
 EXPERIMENTS = "llm_eval.experiments"

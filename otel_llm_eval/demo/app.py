@@ -70,15 +70,13 @@ def _heuristic_judge() -> Any:
     """The processor's built-in heuristic judge (no network): refusals score 2, answers shorter
     than 80 characters 3, the rest 5, so the simulated prompts' quality difference is visible.
 
-    In the demo it stands in for an LLM judge, so its evaluations carry source `llm_judge` and go
-    through the judge path of the sidecar (judge counters, judge-score drift and anomaly series),
-    exactly as an OpenAIJudge's would. Its own default source is `code`.
+    Its evaluations carry source `code`, which the sidecar counts as the judge
+    (`semconv.JUDGE_SOURCES`: judge counters, judge-score drift and anomaly series), exactly as an
+    OpenAIJudge's would.
     """
     from otel_llm_eval import HeuristicJudge
 
-    judge = HeuristicJudge(name="quality", min_chars=80)
-    judge.source = "llm_judge"
-    return judge
+    return HeuristicJudge(name="quality", min_chars=80)
 
 
 class SimulatedApp:

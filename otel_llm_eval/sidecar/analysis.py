@@ -49,7 +49,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "planned_duration_days": 14,       # planned end = first seen + this, unless experiments.<id>.planned_end_unix
     "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, ...}}
     "judge": {
-        "metric": None,                # evaluation used for the rate plan (default: first llm_judge one)
+        "metric": None,                # evaluation used for the rate plan (default: first judge one, semconv.JUDGE_SOURCES)
         "budget_calls_per_hour": None,
         "min_rate": 0.01,
         "max_rate": 1.0,
@@ -283,7 +283,7 @@ class AnalysisPlugin(SidecarPlugin):
         service = self._bound("service", record.service or "unknown_service")
         name = self._bound("evaluator", record.name)
         with self.lock:
-            if record.source == "llm_judge":
+            if record.source in semconv.JUDGE_SOURCES:
                 if len(self.judge_names) < 1000 or record.name in self.judge_names:
                     self.judge_names.add(record.name)
                 if "judge_score" in self.cfg["drift"]["features"]:

@@ -77,6 +77,13 @@ def feedback_type(ev: EvaluationRecord) -> str:
     return ev.name
 
 
+def _is_pairwise(ev: EvaluationRecord) -> bool:
+    """A pairwise/interleaving record (`processor.interleaving`): a choice between two arms, not a
+    thumbs rating, so it stays out of `llm_user_feedback_total` (the analysis plugin's interleaving
+    statistics count it)."""
+    return ev.name == semconv.INTERLEAVING_EVALUATION or semconv.INTERLEAVING_ID in (ev.attributes or {})
+
+
 def evaluation_from_attrs(attrs: Mapping[str, Any], trace_id: str | None, span_id: str | None,
                           t: int, service: str) -> EvaluationRecord | None:
     name = attrs.get(semconv.EVALUATION_NAME)
@@ -382,17 +389,19 @@ class Ingestor:
         var_l = b("variant", inner.variant) if inner else ""
         evaluator = b("evaluator", ev.name)
         t = ev.time_unix_nano / 1e9 or self.clock()
-        if ev.source == "llm_judge":
+        if ev.source in semconv.JUDGE_SOURCES:
             st.inc("llm_eval_judge_sampled_total", (svc, evaluator))
             if ev.error:
                 st.inc("llm_eval_judge_errors_total", (svc, evaluator))
             cost = _score(ev.attributes.get(semconv.JUDGE_COST_USD))
             if cost:
                 st.inc("llm_eval_judge_cost_usd_total", (svc, evaluator), cost)
-        if ev.source == "user":
+        user = ev.source == semconv.USER_SOURCE
+        if user and not _is_pairwise(ev):
             st.inc("llm_user_feedback_total", (svc, exp_l, var_l, b("feedback_type", feedback_type(ev))))
         if ev.score is not None and not ev.error:
-            st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), ev.score)
+            if not user:  # user feedback (0/1 thumbs, ...) is not on the histogram's 1..5 quality scale
+                st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), ev.score)
             for a in exps:
                 e = st.experiment(a, t)
                 st.exp_add(e, ev.name, a.variant, ev.score, t)

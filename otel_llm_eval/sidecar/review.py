@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from ..pii import redact
+from .. import semconv
 from ..semconv import ExperimentAssignment
 from . import review_store as store
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
@@ -53,7 +54,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "max_text_chars": 8000,        # prompt/completion/corrected answer truncated to this
     "judge_wait_seconds": 600.0,   # how long a call can still be picked for a low judge score
     "judge_wait_max_calls": 2000,  # bound on calls kept for that
-    "judge_evaluator": None,       # evaluation name whose score is "the judge"; None: any llm_judge
+    "judge_evaluator": None,       # evaluation name whose score is "the judge"; None: any judge source (llm_judge, code)
     "pass_quality": 3,             # human quality >= this is a pass (failure rate, kappa)
     "judge_pass_score": 3.0,       # judge score >= this is a pass (kappa)
     "label_evaluation_name": "human_quality",
@@ -256,7 +257,7 @@ class ReviewPlugin(SidecarPlugin):
             log.debug("review on_evaluation failed", exc_info=True)
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
-        if record.source != "llm_judge" or record.score is None or not record.trace_id:
+        if record.source not in semconv.JUDGE_SOURCES or record.score is None or not record.trace_id:
             return
         wanted = self.cfg.get("judge_evaluator")
         if wanted and record.name != wanted:
