@@ -162,7 +162,7 @@ METRICS: tuple[Metric, ...] = (
            ("experiment", "variant"), "judge"),
     # --- experiments (A/B) ---
     Metric("llm_eval_ab_samples", "gauge", "1",
-           "Samples per experiment, metric and variant (metric=exposures counts LLM calls, for SRM).",
+           "Samples per experiment, metric and variant (metric=exposures: LLM calls; metric=units: distinct assignment units, for SRM).",
            ("experiment", "metric", "variant"), "experiments"),
     Metric("llm_eval_ab_mean", "gauge", "1",
            "Mean of the metric in the variant.",
@@ -192,7 +192,7 @@ METRICS: tuple[Metric, ...] = (
            "1 for the current verdict of the variant (verdict=collecting|no_difference|better|worse|srm).",
            ("experiment", "metric", "variant", "verdict"), "experiments"),
     Metric("llm_eval_ab_srm_p_value", "gauge", "1",
-           "Sample-ratio-mismatch p-value (chi-square of exposures vs weights); alert below 0.001.",
+           "Sample-ratio-mismatch p-value (chi-square of units per variant, else exposures, vs weights); alert below 0.001.",
            ("experiment",), "experiments"),
     # --- interleaving ---
     Metric("llm_eval_interleaving_preference", "gauge", "1",

@@ -27,6 +27,10 @@ EXPERIMENTS = "llm_eval.experiments"
 #: string[] aligned with EXPERIMENTS: each "{id}={control}:{w},{variant}:{w},..." (control first),
 #: so the sidecar learns weights and control without users configuring them twice.
 EXPERIMENT_WEIGHTS = "llm_eval.experiment.weights"
+#: string[] aligned with EXPERIMENTS: a pseudonymous key of the assignment unit per experiment
+#: (first 16 hex of sha256("{id}:{unit_id}"), never the raw id; "" when there is none), so the
+#: sidecar counts units, not calls, for the sample ratio mismatch check.
+EXPERIMENT_UNITS = "llm_eval.experiment.units"
 #: Judge bookkeeping. On evaluation spans: what the judge call cost.
 JUDGE_COST_USD = "llm_eval.judge.cost_usd"
 #: A span named JUDGE_STATS_SPAN, emitted by the processor only when something was dropped or
@@ -515,6 +519,23 @@ def format_weights(experiment_id: str, weights: Mapping[str, float], control: st
     """Encode one experiment's weights for EXPERIMENT_WEIGHTS ("{id}={control}:{w},...")."""
     ordered = [control] + [v for v in weights if v != control]
     return experiment_id + "=" + ",".join(f"{v}:{weights[v]:g}" for v in ordered)
+
+
+def parse_units(attributes: Mapping[str, Any]) -> dict[str, str] | None:
+    """{experiment id: unit key} from EXPERIMENT_UNITS aligned with EXPERIMENTS, or None when the
+    span carries no unit keys. Never raises."""
+    raw = attributes.get(EXPERIMENT_UNITS)
+    if raw is None:
+        return None
+    try:
+        out: dict[str, str] = {}
+        for entry, unit in zip(_as_str_list(attributes.get(EXPERIMENTS)), _as_str_list(raw)):
+            exp_id, sep, _ = entry.partition("=")
+            if sep and exp_id and unit and exp_id not in out:
+                out[exp_id] = unit
+        return out or None
+    except Exception:
+        return None
 
 
 def parse_experiments(attributes: Mapping[str, Any]) -> list[ExperimentAssignment]:

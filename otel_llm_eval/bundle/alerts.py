@@ -278,14 +278,14 @@ ALERTS: tuple[Alert, ...] = (
         f"llm_eval_ab_srm_p_value < {SRM_P_VALUE:g}",
         10, "warning",
         "Sample ratio mismatch in experiment {{ $labels.experiment }}",
-        "Exposures per variant of {{ $labels.experiment }} do not match the configured weights "
+        "The split of {{ $labels.experiment }} across variants (users, else calls) does not match the configured weights "
         "(SRM p = {{ $value | printf \"%.1e\" }} < 0.001): do not trust its results.",
         AlertTest(
             series=(('llm_eval_ab_srm_p_value{experiment="prompt-v2"}', "0.5 0.5 0.5 0.5 0.5 0.0001x20"),
                     ('llm_eval_ab_srm_p_value{experiment="other"}', "0.3x25")),
             active_from_minutes=5,
             expected=(({"experiment": "prompt-v2"},
-                       "Exposures per variant of prompt-v2 do not match the configured weights "
+                       "The split of prompt-v2 across variants (users, else calls) does not match the configured weights "
                        "(SRM p = 1.0e-04 < 0.001): do not trust its results."),),
         ),
     ),

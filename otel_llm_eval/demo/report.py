@@ -206,7 +206,8 @@ def render(report: dict[str, Any]) -> str:
     add(f"  {'metric':<17}{'control':>9}{'variant':>9}{'lift':>9}{'95% CI of lift':>21}{'p':>9}"
         f"{'always-valid p':>16}  verdict (n control/variant)")
     metrics = exp["metrics"]
-    order = [m for m in metrics if m not in _CALL_METRICS and m not in _SKIPPED_METRICS and m != "exposures"]
+    order = [m for m in metrics if m not in _CALL_METRICS and m not in _SKIPPED_METRICS
+             and m not in ("exposures", "units")]
     order += [m for m in _CALL_METRICS if m in metrics]
     headline = []
     for metric in order:
@@ -226,10 +227,13 @@ def render(report: dict[str, Any]) -> str:
         add(f"  → {exp['treatment']}: " + "; ".join(headline))
     skipped = [m for m in metrics if m in _SKIPPED_METRICS]
     if skipped:
-        add(f"  (also analysed: {', '.join(skipped)}; every simulated user has one-request sessions)")
+        add(f"  (also analysed: {', '.join(skipped)}; most simulated sessions have one request)")
     srm = exp.get("srm_p_value")
-    exposures = exp["metrics"].get("exposures", {})
-    add(f"  SRM: exposures " + ", ".join(f"{v} {s.get('n', 0):.0f}" for v, s in sorted(exposures.items()))
+    # the sidecar tests SRM on users (unit keys on the spans) when it has them, else on calls
+    basis = (((exp.get("json") or {}).get("analysis") or {}).get("srm") or {}).get("basis") or "exposures"
+    counted = exp["metrics"].get(basis) or exp["metrics"].get("exposures", {})
+    add(f"  SRM: {'users' if basis == 'units' else 'calls'} "
+        + ", ".join(f"{v} {s.get('n', 0):.0f}" for v, s in sorted(counted.items()))
         + f" against 50/50 weights, p = {_p(srm)}"
         + ("  → SAMPLE RATIO MISMATCH, do not trust" if srm is not None and srm < 0.001 else "  → no mismatch"))
 

@@ -44,8 +44,9 @@ PAIRWISE_RATE = 0.2         # share of requests that are side-by-side comparison
 PII_RATE = 0.01             # share of good answers that leak an e-mail address (a safety check fires)
 TIE_RATE = 0.6             # when both answers are alike, the user says "same" this often
 POSITION_BIAS = 0.56        # when both answers are alike, the first shown wins this often
-#: Many users, few requests each: assignment is per user, SRM is tested on calls.
-USERS = 20_000
+#: Assignment is per user; users make several requests each. SRM is tested on users (the
+#: processor stamps a unit key per experiment), so a realistic user count does not raise false alarms.
+USERS = 600
 
 BASE_TOPICS = {
     "orders": [

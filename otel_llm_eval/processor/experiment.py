@@ -10,6 +10,11 @@ Nesting: several experiments may be active at once. Spans then carry
 - `llm_eval.experiments`: every active one as "{id}={variant}", outermost first,
 - `llm_eval.experiment.weights`: aligned with it, "{id}={control}:{w},{variant}:{w},..."
   (`semconv.format_weights`), so the sidecar learns weights and control from the spans.
+- `llm_eval.experiment.units`: aligned with it, a pseudonymous key of the assignment unit per
+  experiment (`unit_key`: first 16 hex of sha256("{id}:{unit_id}"), never the raw id; "" when
+  activated without a unit id), so the sidecar can count units, not calls, for SRM. Set only when
+  at least one active experiment has a unit; not propagated in baggage (downstream spans count
+  as calls only).
 Re-activating an experiment that is already active replaces its entry (it becomes innermost).
 """
 
@@ -52,10 +57,12 @@ def _check_name(kind: str, value: Any) -> str:
 class _Active:
     """Immutable state of the active experiments in one context."""
 
-    __slots__ = ("entries", "attributes", "baggage_experiments", "baggage_weights", "count", "longest")
+    __slots__ = ("entries", "units", "attributes", "baggage_experiments", "baggage_weights", "count", "longest")
 
-    def __init__(self, entries: tuple[tuple[str, str, str | None], ...]) -> None:
+    def __init__(self, entries: tuple[tuple[str, str, str | None], ...], units: tuple[str, ...] = ()) -> None:
         self.entries = entries  # (id, variant, weights string or None), outermost first
+        #: unit keys aligned with entries ("" = none); () when no entry has one
+        self.units = units if any(units) else ()
         inner_id, inner_variant, _ = entries[-1]
         attrs: dict[str, Any] = {
             semconv.EXPERIMENT_ID: inner_id,
@@ -65,6 +72,8 @@ class _Active:
         weights = tuple(w for _, _, w in entries if w)
         if len(weights) == len(entries):
             attrs[semconv.EXPERIMENT_WEIGHTS] = weights
+        if self.units:
+            attrs[semconv.EXPERIMENT_UNITS] = self.units
         self.attributes = attrs
         self.count = len(attrs)
         # longest string value: the processor's fast path must respect the SDK's value length limit
@@ -173,11 +182,22 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment({self.id!r}, {self.variants!r}, control={self.control!r})"
 
-    def assign(self, unit_id: Any) -> str:
-        """The variant for `unit_id`: sha256 of "{id}:{unit_id}", the same in every process and machine."""
+    def _digest(self, unit_id: Any) -> bytes:
         if unit_id is None:
             raise ValueError(f"experiment {self.id!r}: unit_id is None (pass a user, session or request id)")
-        digest = hashlib.sha256(f"{self.id}:{unit_id}".encode("utf-8", "surrogatepass")).digest()
+        return hashlib.sha256(f"{self.id}:{unit_id}".encode("utf-8", "surrogatepass")).digest()
+
+    def unit_key(self, unit_id: Any) -> str:
+        """The pseudonymous key stamped for `unit_id` (`llm_eval.experiment.units`): the first 16 hex
+        of sha256("{id}:{unit_id}"). One-way and per experiment (the same user has unrelated keys
+        in two experiments); the sidecar counts distinct keys per variant for SRM."""
+        return self._digest(unit_id)[:8].hex()
+
+    def assign(self, unit_id: Any) -> str:
+        """The variant for `unit_id`: sha256 of "{id}:{unit_id}", the same in every process and machine."""
+        return self._assign_digest(self._digest(unit_id))
+
+    def _assign_digest(self, digest: bytes) -> str:
         x = int.from_bytes(digest[:8], "big") / 18446744073709551616.0  # uniform in [0, 1)
         for bound, name in self._cumulative:
             if x < bound:
@@ -191,17 +211,24 @@ class Experiment:
         `variant` forces an arm (e.g. chosen by a bandit) instead of hashing `unit_id`.
         Context-local: other threads see it only when they receive this context.
         """
+        digest = self._digest(unit_id) if unit_id is not None else None
         if variant is None:
-            chosen = self.assign(unit_id)
+            if digest is None:
+                raise ValueError(f"experiment {self.id!r}: unit_id is None (pass a user, session or request id)")
+            chosen = self._assign_digest(digest)
         elif variant in self.variants:
             chosen = variant
         else:
             raise ValueError(f"experiment {self.id!r}: variant {variant!r} is not one of {list(self.variants)}")
+        unit = digest[:8].hex() if digest is not None else ""
         ctx = _context.get_current()
         parent = active_state(ctx)
-        entries = tuple(e for e in (parent.entries if parent else ()) if e[0] != self.id)
-        entries = (entries + ((self.id, chosen, self.weights_attribute),))[-_MAX_ACTIVE:]
-        state = _Active(entries)
+        pairs = []
+        if parent is not None:
+            parent_units = parent.units or ("",) * len(parent.entries)
+            pairs = [(e, u) for e, u in zip(parent.entries, parent_units) if e[0] != self.id]
+        pairs = (pairs + [((self.id, chosen, self.weights_attribute), unit)])[-_MAX_ACTIVE:]
+        state = _Active(tuple(e for e, _ in pairs), tuple(u for _, u in pairs))
         ctx = _context.set_value(_ACTIVE_KEY, state, ctx)
         ctx = _baggage.set_baggage(BAGGAGE_EXPERIMENTS, state.baggage_experiments, ctx)
         ctx = _baggage.set_baggage(BAGGAGE_WEIGHTS, state.baggage_weights, ctx)

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from ..catalog import BY_NAME
 from .core import Sidecar, build_family
+from .plugins import UNITS
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class SidecarCollector:
             for e in st.experiments.values():
                 for (metric, variant), s in e.stats.items():
                     ab.append(({"experiment": e.id, "metric": metric, "variant": variant}, s.n))
+                for variant, units in e.units.items():
+                    ab.append(({"experiment": e.id, "metric": UNITS, "variant": variant}, len(units)))
         for metric, service, window, value in st.usage_gauges(sc.clock()):
             by_metric.setdefault(metric, []).append(({"service": service, "window": window}, value))
         # experiment ids, metric names and variants come from spans: bound them like any label
@@ -63,6 +66,8 @@ class SidecarCollector:
             overflow["span_index"] = st.index_evicted
         if st.experiments_dropped:
             overflow["experiments"] = st.experiments_dropped
+        if st.units_dropped:
+            overflow["experiment_units"] = st.units_dropped
         by_metric["llm_eval_label_overflow_total"] = [({"reason": k}, n) for k, n in sorted(overflow.items())]
         if sc.analysis_duration_seconds is not None and sc.plugins:
             by_metric["llm_eval_analysis_duration_seconds"] = [({}, sc.analysis_duration_seconds)]

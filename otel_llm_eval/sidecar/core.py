@@ -142,7 +142,9 @@ class Sidecar:
         self.state = State(max_ids_per_service=cfg["usage"]["max_ids_per_service"],
                            span_index_max_entries=st["span_index_max_entries"],
                            max_experiments=st["max_experiments"],
-                           max_stats_per_experiment=st["max_stats_per_experiment"])
+                           max_stats_per_experiment=st["max_stats_per_experiment"],
+                           max_units_per_experiment=st["max_units_per_experiment"],
+                           max_units=st["max_units"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
         self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock())

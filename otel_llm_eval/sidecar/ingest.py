@@ -208,8 +208,9 @@ class Preparer:
         else:
             out_attrs = {k: v for k, v in attrs.items()
                          if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
+        units = semconv.parse_units(attrs) if semconv.EXPERIMENT_UNITS in attrs else None
         return ("call", sv.service, call, error, sv.start, sv.end, self._experiments(attrs), latency, cost,
-                failed, safety, user, session, out_attrs)
+                failed, safety, user, session, out_attrs, units)
 
     def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
         """parse_experiments, memoized on the raw attribute values: the same few experiment
@@ -311,7 +312,7 @@ class Ingestor:
     # --- LLM calls ---
     def _call(self, op: tuple) -> None:
         (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user, session,
-         attrs) = op
+         attrs, units) = op
         st = self.state
         t = (end or start) / 1e9 or self.clock()
         inner = exps[-1] if exps else None
@@ -348,6 +349,10 @@ class Ingestor:
                 for metric, v in zip(CALL_METRICS, values):
                     if v is not None:
                         add(e, metric, a.variant, float(v), t)
+                if units:
+                    unit = units.get(a.id)
+                    if unit:
+                        st.see_unit(e, a.variant, unit)
         if call.trace_id and call.span_id:
             st.index_put(call.trace_id, call.span_id, service, call.model, exps, t)
         if self.plugins:

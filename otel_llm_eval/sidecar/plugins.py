@@ -94,7 +94,10 @@ class MetricStats:
 
 #: Metric names the core keeps per experiment and variant from LLM calls. Evaluation and feedback
 #: records add one metric per `gen_ai.evaluation.name`.
-EXPOSURES = "exposures"          # n = LLM calls (what SRM uses)
+EXPOSURES = "exposures"          # n = LLM calls (SRM uses them when the spans carry no unit keys)
+#: n = distinct assignment units (`llm_eval.experiment.units` keys) per variant; SRM uses it when
+#: present and not capped (several calls per user make call counts overdispersed).
+UNITS = "units"
 CALL_METRICS = ("latency_seconds", "input_tokens", "output_tokens", "cost_usd", "error")
 
 
@@ -108,6 +111,8 @@ class ExperimentSnapshot:
     metrics: dict[str, dict[str, MetricStats]]   # metric -> variant -> stats
     first_seen_unix: float
     last_seen_unix: float
+    #: the unit sets (metrics[UNITS]) hit a cap: unit counts are incomplete, SRM uses exposures
+    units_capped: bool = False
 
 
 class SidecarPlugin:

@@ -5,7 +5,8 @@ public method takes `self.lock` or documents that the caller holds it. Everythin
 survive a restart is tracked in `dirty_*` sets and written by `store.Store.flush`.
 
 Bounded: series by label caps, usage ids by `usage.max_ids_per_service` per service and kind,
-the span index by `state.span_index_max_entries` (oldest evicted). Per-slot drift and anomaly
+the span index by `state.span_index_max_entries` (oldest evicted), experiment unit keys by
+`state.max_units_per_experiment` and `state.max_units` (further units counted, not kept). Per-slot drift and anomaly
 series belong to the analysis plugin (its own tables), not to the core.
 """
 
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment
-from .plugins import ExperimentSnapshot, MetricStats
+from .plugins import UNITS, ExperimentSnapshot, MetricStats
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -62,6 +63,10 @@ class Experiment:
     first_seen: float = 0.0
     last_seen: float = 0.0
     stats: dict[tuple[str, str], Stat] = field(default_factory=dict)  # (metric, variant) -> Stat
+    #: variant -> distinct unit keys (63-bit ints) seen with it: exact, for SRM on units
+    units: dict[str, set[int]] = field(default_factory=dict)
+    unit_count: int = 0
+    units_capped: bool = False      # a unit was not kept (cap): the counts are incomplete
 
 
 class IndexEntry(NamedTuple):
@@ -76,7 +81,8 @@ class IndexEntry(NamedTuple):
 
 class State:
     def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000,
-                 max_experiments: int = 200, max_stats_per_experiment: int = 1000):
+                 max_experiments: int = 200, max_stats_per_experiment: int = 1000,
+                 max_units_per_experiment: int = 200_000, max_units: int = 1_000_000):
         self.lock = threading.RLock()
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
         #: histogram series -> [per-bucket counts (len(buckets)+1, last is +Inf), sum]
@@ -88,6 +94,13 @@ class State:
         self.experiments_dropped = 0            # samples not tracked because a cap was reached
         self.dirty_stats: set[tuple[str, str, str]] = set()
         self.dirty_experiments: set[str] = set()
+        self.max_units_per_experiment = max_units_per_experiment
+        self.max_units = max_units
+        self.units_total = 0
+        self.units_dropped = 0                  # unit keys not kept because a cap was reached
+        self.dirty_units: list[tuple[str, str, int]] = []
+        self.dirty_units_capped: set[str] = set()
+        self._unit_cache: dict[str, int] = {}
         #: (service, kind) -> {id hash: last seen unix}, kind in user|session
         self.usage: dict[tuple[str, str], dict[int, float]] = {}
         self.dirty_usage: set[tuple[str, str, int]] = set()
@@ -168,6 +181,35 @@ class State:
             s.last_seen = t
         self.dirty_stats.add((e.id, metric, variant))
 
+    def see_unit(self, e: Experiment | None, variant: str, unit: str) -> None:
+        """Count assignment unit `unit` (a unit key) in `variant`; exact until a cap is reached."""
+        if e is None:
+            return
+        key = self._unit_cache.get(unit)
+        if key is None:
+            try:
+                key = int(unit[:16], 16) >> 1 if len(unit) >= 16 else id_hash(unit)
+            except ValueError:
+                key = id_hash(unit)  # not our hex key (another emitter): hash it the same way
+            if len(self._unit_cache) >= 50_000:
+                self._unit_cache.clear()
+            self._unit_cache[unit] = key
+        s = e.units.get(variant)
+        if s is None:
+            s = e.units[variant] = set()
+        if key in s:
+            return
+        if e.unit_count >= self.max_units_per_experiment or self.units_total >= self.max_units:
+            self.units_dropped += 1
+            if not e.units_capped:
+                e.units_capped = True
+                self.dirty_units_capped.add(e.id)
+            return
+        s.add(key)
+        e.unit_count += 1
+        self.units_total += 1
+        self.dirty_units.append((e.id, variant, key))
+
     def snapshot(self) -> dict[str, ExperimentSnapshot]:
         with self.lock:
             out = {}
@@ -175,8 +217,11 @@ class State:
                 metrics: dict[str, dict[str, MetricStats]] = {}
                 for (metric, variant), s in e.stats.items():
                     metrics.setdefault(metric, {})[variant] = MetricStats(s.n, s.sum, s.sum_sq, s.binary)
+                if e.units:
+                    metrics[UNITS] = {v: MetricStats(len(u), float(len(u)), float(len(u)), True)
+                                      for v, u in e.units.items()}
                 out[e.id] = ExperimentSnapshot(e.id, e.control, dict(e.weights) if e.weights else None,
-                                               metrics, e.first_seen, e.last_seen)
+                                               metrics, e.first_seen, e.last_seen, e.units_capped)
             return out
 
     # --- usage (caller holds the lock) ---

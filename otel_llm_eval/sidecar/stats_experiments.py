@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from ..stats import ab, judge_rate, power, sequential, srm, verdict
 from ..stats.ratio import RatioSummary, compare_ratio
-from .plugins import EXPOSURES, ExperimentSnapshot, MetricStats
+from .plugins import EXPOSURES, UNITS, ExperimentSnapshot, MetricStats
 
 ENGAGEMENT_METRICS = ("messages_per_session", "session_length_seconds")
 
@@ -74,20 +74,27 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
     out: dict[str, Any] = {"control": control, "weights": snap.weights, "bandit": is_bandit,
                            "correction": cfg["correction"], "alpha": alpha, "power": pw, "mde_relative": mde}
 
-    # --- SRM on exposures against the weights the spans carry (not for bandits: weights move) ---
+    # --- SRM against the weights the spans carry (not for bandits: weights move). On assignment
+    # units when the spans carry unit keys and the unit sets are complete: calls per user vary, so
+    # call counts are overdispersed and a chi-square on them flags fine splits. Else on exposures.
     srm_p = None
     exposures = snap.metrics.get(EXPOSURES, {})
+    units = snap.metrics.get(UNITS, {})
+    basis = UNITS if units and not snap.units_capped else EXPOSURES
+    counted = units if basis == UNITS else exposures
     if snap.weights and exposures and not is_bandit:
-        r = srm.srm({v: int(s.n) for v, s in exposures.items()}, snap.weights, threshold=srm_threshold)
+        counts = {v: int(s.n) for v, s in counted.items()}
+        r = srm.srm(counts, snap.weights, threshold=srm_threshold)
         srm_p = r.p_value
         out["srm"] = {"p_value": r.p_value, "statistic": r.score, "threshold": r.threshold,
-                      "detected": r.detected, "counts": {v: int(s.n) for v, s in exposures.items()}}
+                      "detected": r.detected, "basis": basis, "counts": counts,
+                      "units_capped": bool(snap.units_capped)}
 
     # --- per metric and variant ---
     rows: list[dict[str, Any]] = []   # comparisons in a flat list for the multiple-testing step
     metrics_out: dict[str, Any] = {}
     for metric in sorted(snap.metrics):
-        if metric == EXPOSURES:
+        if metric == EXPOSURES or metric == UNITS:
             continue
         stats = snap.metrics[metric]
         binary = _is_binary(metric, stats, cfg)

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, signal TEXT,
     content_type TEXT, encoding TEXT, body BLOB, t REAL);
 CREATE TABLE IF NOT EXISTS request_hashes (hash BLOB PRIMARY KEY, t REAL);
+CREATE TABLE IF NOT EXISTS experiment_units (experiment TEXT, variant TEXT, unit INTEGER,
+    PRIMARY KEY (experiment, variant, unit)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS experiment_units_capped (experiment TEXT PRIMARY KEY);
 """
 
 
@@ -160,6 +163,15 @@ class Store:
                     "SELECT experiment, metric, variant, n, sum, sum_sq, binary, first_seen, last_seen FROM exp_stats"):
                 e = state.experiments.setdefault(exp, Experiment(exp, first_seen=first, last_seen=last))
                 e.stats[(metric, variant)] = Stat(n, s, ss, bool(binary), first, last)
+            for exp, variant, unit in c.execute("SELECT experiment, variant, unit FROM experiment_units"):
+                e = state.experiments.get(exp)
+                if e is not None:
+                    e.units.setdefault(variant, set()).add(unit)
+                    e.unit_count += 1
+                    state.units_total += 1
+            for (exp,) in c.execute("SELECT experiment FROM experiment_units_capped"):
+                if exp in state.experiments:
+                    state.experiments[exp].units_capped = True
             for service, kind, h, seen in c.execute("SELECT service, kind, id, last_seen FROM usage_ids"):
                 state.usage.setdefault((service, kind), {})[h] = seen
             for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
@@ -204,6 +216,8 @@ class Store:
                 seen = state.usage.get((service, kind), {}).get(h)
                 if seen is not None:
                     usage.append((service, kind, h, seen))
+            units = list(state.dirty_units)
+            units_capped = [(i,) for i in state.dirty_units_capped]
             req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
                          for s, slot in state.dirty_request_slots]
             index = []
@@ -228,6 +242,8 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?)", experiments)
                 c.executemany("INSERT OR REPLACE INTO exp_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
                 c.executemany("INSERT OR REPLACE INTO usage_ids VALUES (?, ?, ?, ?)", usage)
+                c.executemany("INSERT OR IGNORE INTO experiment_units VALUES (?, ?, ?)", units)
+                c.executemany("INSERT OR IGNORE INTO experiment_units_capped VALUES (?)", units_capped)
                 c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
                 c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?, ?)", index)
                 c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
@@ -268,6 +284,8 @@ class Store:
             state.dirty_experiments.clear()
             state.dirty_stats.clear()
             state.dirty_usage.clear()
+            state.dirty_units.clear()
+            state.dirty_units_capped.clear()
             state.dirty_request_slots.clear()
             state.index_new.clear()
             del state.applied_seqs[:len(applied)]

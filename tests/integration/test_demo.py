@@ -144,6 +144,7 @@ def test_the_injected_effects_are_found(demo_run):
     quality = exp["metrics"]["quality"][exp["treatment"]]
     assert quality["verdict"] == "better" and quality["ci_lower"] > 0, quality
     assert exp["srm_p_value"] > 0.001  # assignment is by a stable hash: no mismatch
+    assert exp["json"]["analysis"]["srm"]["basis"] == "units"  # on users, not calls (several per user)
     arms = report["bandit"]["arms"]
     assert min(arms, key=lambda a: arms[a]["mean_reward"]) == "mistral-small"
     assert report["interleaving"]["variants"]["gpt-4o-mini"]["preference"] > 0

@@ -141,7 +141,7 @@ llm_active_users{service="shop",window="1d"} 2.0
 llm_active_users{service="shop",window="1h"} 2.0
 """,
     "llm_eval_ab_samples": """\
-# HELP llm_eval_ab_samples Samples per experiment, metric and variant (metric=exposures counts LLM calls, for SRM).
+# HELP llm_eval_ab_samples Samples per experiment, metric and variant (metric=exposures: LLM calls; metric=units: distinct assignment units, for SRM).
 # TYPE llm_eval_ab_samples gauge
 llm_eval_ab_samples{experiment="e1",metric="cost_usd",variant="control"} 1.0
 llm_eval_ab_samples{experiment="e1",metric="cost_usd",variant="treatment"} 1.0
