@@ -5,8 +5,11 @@ its `shutdown()` drains judge work while the exporter is still alive.
 
 Hot path cost: `on_start` is one or two context lookups (plus `set_attributes` inside an
 experiment); `on_end` for a non-LLM span is a few dict lookups and one C-level
-`keys().isdisjoint(...)`. Normalization, the judge call and the evaluation span all happen on a
-background thread. Every hook is guarded: errors are counted per kind and logged once, never
+`isdisjoint(...)`; for an LLM span the trace-id draw comes first, and a sampled span is handed off
+with one append under a lock. Normalization, the judge call and the evaluation span all happen on a
+background thread, which the app never wakes: it drains its queue once a second (sooner on
+`force_flush` or when the queue is half full), so judge work does not add a thread switch per
+judged span (judge results arrive up to a second later; judges take longer anyway). Every hook is guarded: errors are counted per kind and logged once, never
 raised into the app.
 """
 
@@ -65,10 +68,6 @@ _no_detection_key = _DETECTION_KEYS.isdisjoint  # one C call over the span's key
 _EXPERIMENT_ID = semconv.EXPERIMENT_ID
 _EXPERIMENT_VARIANT = semconv.EXPERIMENT_VARIANT
 _EVALUATION_NAME = semconv.EVALUATION_NAME
-
-# Judge work waits this long for company before the worker takes the GIL from the app: one thread
-# switch per batch instead of one per judged span (a judge takes far longer than this anyway).
-_JUDGE_BATCH_WINDOW_SECONDS = 0.05
 
 SampleRateProvider = Callable[[str | None, str | None], float | None]
 
@@ -140,6 +139,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 raise ValueError(f"variant_sample_rates[{key!r}] must be in [0, 1], got {rate!r}")
             self._variant_thresholds[str(key)] = threshold(rate)
         self._rate_provider = sample_rate_provider
+        # One rate for every span: on_end compares the trace id itself before calling anything.
+        self._plain_threshold: int | None = (self._threshold if sample_rate_provider is None
+                                             and not self._variant_thresholds else None)
         # Without a judge or any non-zero rate, LLM spans need no work at all on the hot path.
         self._may_sample = judge is not None and bool(
             self._threshold or any(self._variant_thresholds.values()) or sample_rate_provider is not None)
@@ -179,8 +181,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
         self._last_stats = time.monotonic()
         self._caller = JudgeCaller()
         self._worker = JudgeWorker(self._process, max_queue_size=max_queue_size, on_tick=self._tick,
-                                   tick_seconds=min(1.0, self._stats_interval), on_error=self.errors.record,
-                                   batch_window_seconds=_JUDGE_BATCH_WINDOW_SECONDS)
+                                   tick_seconds=min(1.0, self._stats_interval) if self._stats_interval > 0 else 1.0,
+                                   on_error=self.errors.record,
+                                   wake_on_submit=False)
         ref = weakref.ref(self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=lambda: (lambda p: p and p._after_fork())(ref()))
@@ -238,16 +241,16 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 ctx = span._context
                 self._memory.observe(ctx[0], ctx[1], True, d)
             if self._may_sample and not _no_detection_key(d):
-                self._on_llm_end(span, d)
+                t = self._plain_threshold
+                # The trace-id draw inline: with a 1 % rate, 99 % of LLM spans stop here.
+                if t is None or span._context[0] & _MASK64 < t:
+                    self._on_llm_end(span, d)
         except Exception as exc:  # noqa: BLE001
             self.errors.record("on_end", exc)
 
     def _on_llm_end(self, span: ReadableSpan, d: Mapping[str, Any]) -> None:
         """A span with a detection key while judging is possible: decide, then hand off in O(1)."""
-        if self._rate_provider is None and not self._variant_thresholds:
-            # The trace-id draw first: with a 1 % rate, 99 % of LLM spans stop after one comparison.
-            if span._context[0] & _MASK64 >= self._threshold:
-                return
+        if self._plain_threshold is not None:  # on_end already drew: the trace is sampled
             if _EVALUATION_NAME in d or in_judge_thread() or semconv.detect(d, self._include_embeddings) is None:
                 return  # our own evaluation span, the judge's own call, or not an LLM call
         else:

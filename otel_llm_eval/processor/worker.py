@@ -1,9 +1,9 @@
 """Background judge work: a bounded queue drained by one daemon thread, and judge calls with a timeout.
 
 `JudgeWorker.submit` never blocks (full -> False, the caller counts the drop). `flush`/`close`
-wait at most their deadline. With a batch window, the worker is woken by the first item only and
-then lets more arrive before it takes the GIL, so judge work costs the app one thread switch per
-batch instead of one per item (`flush`/`close` cut the window short). The thread starts on first use and again after `fork()` in the child.
+wait at most their deadline. With `wake_on_submit=False` the app thread never wakes the worker:
+the worker drains the queue on its tick (and on `flush`/`close`, or early when the queue is half
+full), so the thread switches that judge work costs the app do not grow with the judged traffic. The thread starts on first use and again after `fork()` in the child.
 `call_with_timeout` runs a judge on a separate runner thread so a hanging judge only costs that
 thread: after the timeout the runner is abandoned (it exits when the judge eventually returns)
 and a new one is created; at most `max_hung` runners may be abandoned at once, after which calls
@@ -37,19 +37,17 @@ class JudgeWorker:
 
     `on_tick()` runs on the worker thread after each item and at least every `tick_seconds`
     while idle (the processor emits rate-limited stats there). `process`/`on_tick` exceptions are
-    passed to `on_error(kind, exc)`. `batch_window_seconds` > 0: after the first item wakes the
-    idle worker, it waits that long (or until `flush`/`close`) before draining the queue.
+    passed to `on_error(kind, exc)`. `wake_on_submit=False`: items wait for the next tick (at most
+    `tick_seconds`) unless `flush`/`close` is called or the queue is half full.
     """
 
     def __init__(self, process: Callable[[Any], None], *, max_queue_size: int = 1000,
                  on_tick: Callable[[], None] | None = None, tick_seconds: float = 1.0,
                  on_error: Callable[[str, BaseException], None] | None = None,
-                 name: str = "otel-llm-eval-judge", batch_window_seconds: float = 0.0) -> None:
+                 name: str = "otel-llm-eval-judge", wake_on_submit: bool = True) -> None:
         if max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {max_queue_size}")
-        if not batch_window_seconds >= 0:
-            raise ValueError(f"batch_window_seconds must be >= 0, got {batch_window_seconds!r}")
-        self._batch_window = float(batch_window_seconds)
+        self._wake_on_submit = bool(wake_on_submit)
         self._process = process
         self._on_tick = on_tick
         self._on_error = on_error or (lambda kind, exc: None)
@@ -63,9 +61,7 @@ class JudgeWorker:
         self._items: deque[Any] = deque()
         self._pending = 0  # queued + in flight
         self._closed = False
-        self._idle = False  # the worker waits for work: the next submit notifies it
-        self._flushing = 0  # flush() callers waiting: no batch window while > 0
-        self._batching = False  # the worker waits out a batch window
+        self._idle = False  # the worker waits for work (a submit may notify it)
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
@@ -102,10 +98,10 @@ class JudgeWorker:
             self._ensure_thread()
             self._items.append(item)
             self._pending += 1
-            # Only a sleeping worker needs a wake-up (one notify per batch), or one gathering a
-            # batch while the queue is half full (so a burst is not dropped for the window).
-            if self._idle or (self._batching and 2 * len(self._items) >= self._max):
-                self._idle = self._batching = False
+            # Only a sleeping worker needs a wake-up; without wake_on_submit only when the queue is
+            # half full (so a burst is not dropped while the worker waits for its tick).
+            if self._idle and (self._wake_on_submit or 2 * len(self._items) >= self._max):
+                self._idle = False
                 self._cv.notify_all()  # flush() waiters share the condition: notify() could miss the worker
             return True
 
@@ -114,18 +110,12 @@ class JudgeWorker:
         last_tick = time.monotonic()
         while True:
             with cv:
-                woken = False
                 while not self._items and not self._closed:
                     self._idle = True
-                    cv.wait(self._tick)
+                    cv.wait(self._tick)  # woken by submit (see above), flush, close, or the tick
                     self._idle = False
-                    woken = True
                     if time.monotonic() - last_tick >= self._tick:
                         break
-                if woken and self._items and self._batch_window and not self._closed and not self._flushing:
-                    self._batching = True
-                    cv.wait(self._batch_window)  # let a batch gather; flush()/close() notify to cut it short
-                    self._batching = False
                 item = self._items.popleft() if self._items else None
                 stop = self._closed and item is None
             if item is not None:
@@ -152,17 +142,13 @@ class JudgeWorker:
         with self._cv:
             if self._thread is None or self._pid != os.getpid():
                 return self._pending == 0
-            self._flushing += 1
-            try:
-                self._cv.notify_all()  # ends a batch window now
-                while self._pending:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._cv.wait(left)
-                return True
-            finally:
-                self._flushing -= 1
+            self._cv.notify_all()  # a worker waiting for its tick drains now
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
 
     def close(self, timeout_seconds: float) -> int:
         """Drain within the deadline, then stop; returns how many queued items were dropped."""

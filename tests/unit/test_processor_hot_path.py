@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -114,45 +115,76 @@ class Recorder:
         self.items.append(item)
 
 
-def test_flush_ends_a_batch_window_and_returns_once_every_item_was_processed():
+def _start_and_wait_idle(worker: JudgeWorker) -> None:
+    """A freshly started thread drains what is already queued: wait until it sleeps."""
+    worker.ensure_started()
+    deadline = time.monotonic() + 10.0
+    while not worker._idle and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert worker._idle
+
+
+def test_flush_wakes_a_worker_waiting_for_its_tick_and_returns_once_every_item_was_processed():
     rec = Recorder()
-    worker = JudgeWorker(rec, batch_window_seconds=600.0)
+    worker = JudgeWorker(rec, tick_seconds=600.0, wake_on_submit=False)
     try:
+        _start_and_wait_idle(worker)
         assert all(worker.submit(i) for i in range(5))
-        assert worker.flush(10.0)  # without cutting the 600 s window short this would return False
+        assert worker.flush(10.0)  # without waking the worker (600 s tick) this would return False
         assert rec.items == [0, 1, 2, 3, 4]
     finally:
         assert worker.close(10.0) == 0
 
 
-def test_close_during_a_batch_window_drains_the_queue_first():
+def test_close_drains_the_queue_of_a_worker_waiting_for_its_tick():
     rec = Recorder()
-    worker = JudgeWorker(rec, batch_window_seconds=600.0)
+    worker = JudgeWorker(rec, tick_seconds=600.0, wake_on_submit=False)
+    _start_and_wait_idle(worker)
     assert all(worker.submit(i) for i in range(3))
     assert worker.close(10.0) == 0 and rec.items == [0, 1, 2]
     assert not worker.submit(9)  # closed
 
 
-def test_a_burst_filling_half_the_queue_wakes_the_worker_before_the_window_ends():
+def test_a_burst_filling_half_the_queue_wakes_a_worker_that_is_not_woken_on_submit():
     rec = Recorder()
-    worker = JudgeWorker(rec, max_queue_size=10, batch_window_seconds=600.0)
+    worker = JudgeWorker(rec, max_queue_size=10, tick_seconds=600.0, wake_on_submit=False)
     try:
-        assert all(worker.submit(i) for i in range(5))
-        assert rec.started.wait(10.0)  # no flush: the half-full queue cut the 600 s window short
+        _start_and_wait_idle(worker)
+        assert all(worker.submit(i) for i in range(4))
+        assert not rec.started.wait(0.2)  # below half full: waits for its tick (or a flush)
+        assert worker.submit(4)
+        assert rec.started.wait(10.0)  # half full: woken without a flush
     finally:
         worker.close(10.0)
 
 
-def test_without_a_batch_window_the_first_item_wakes_the_worker():
+def test_a_worker_not_woken_on_submit_still_drains_on_its_tick():
     rec = Recorder()
-    worker = JudgeWorker(rec)
+    worker = JudgeWorker(rec, tick_seconds=0.05, wake_on_submit=False)
     try:
+        _start_and_wait_idle(worker)
         assert worker.submit(1)
         assert rec.started.wait(10.0)
     finally:
         worker.close(10.0)
 
 
-def test_a_negative_batch_window_is_rejected():
-    with pytest.raises(ValueError, match="batch_window_seconds"):
-        JudgeWorker(lambda item: None, batch_window_seconds=-1)
+def test_by_default_the_first_item_wakes_the_worker():
+    rec = Recorder()
+    worker = JudgeWorker(rec, tick_seconds=600.0)
+    try:
+        _start_and_wait_idle(worker)
+        assert worker.submit(1)
+        assert rec.started.wait(10.0)
+    finally:
+        worker.close(10.0)
+
+
+def test_a_processor_judges_without_force_flush_within_its_tick(pipeline):
+    tracer, processor, exporter = pipeline(judge=lambda c: 4.0, judge_sample_rate=1.0)
+    tracer.start_span("chat m", attributes=CHAT).end()
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline and not any(s.name.startswith("gen_ai.evaluation") for s in
+                                                   exporter.get_finished_spans()):
+        time.sleep(0.02)
+    assert any(s.name.startswith("gen_ai.evaluation") for s in exporter.get_finished_spans())
