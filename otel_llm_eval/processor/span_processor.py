@@ -92,7 +92,8 @@ class LLMEvalSpanProcessor(SpanProcessor):
       `on_end`, so it MUST be an O(1) cached lookup (no I/O, no locks held for long).
     evaluation_name: `gen_ai.evaluation.name` of judge results (default: the judge's `name`).
     tracer_provider: where evaluation and stats spans go (default: the global provider).
-    max_queue_size: judge work waiting at most; beyond it calls are dropped and counted.
+    max_queue_size: judge work waiting at most; beyond it calls are dropped and counted. The worker
+      drains the queue every second, on `force_flush`, and as soon as it is half full.
     judge_timeout_seconds: a judge call taking longer becomes an error record "timeout".
     max_judge_calls_per_minute / max_judge_usd_per_hour: judge budget; over it -> skip and count.
     metrics: a `ProcessorMetrics` sink (default no-op).
