@@ -30,7 +30,7 @@ from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
 from .checks import CheckRunner
 from .labels import LabelBounder
 from .otlp import LogView, SpanView, attributes as kv_attributes, walk_logs, walk_spans
-from .plugins import CALL_METRICS, EXPOSURES, CallRecord, EvaluationRecord
+from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prices import PriceTable
 from .state import State
 
@@ -256,13 +256,30 @@ class Ingestor:
         return self.apply(self.preparer.prepare_logs(req))
 
     def apply(self, prepared: Prepared) -> int:
+        """Apply one prepared batch. The calls' counter increments and experiment samples are summed
+        per key in batch-local dicts and merged into the state once at the end (fewer shared-dict
+        updates and dirty-set insertions per span); the state after `apply` is the same as if
+        every span had been applied on its own."""
         signal, n, ops, errors = prepared
         self.span_errors += errors
+        counters: dict[tuple, float] = {}
+        samples: dict[tuple, list] = {}
+        try:
+            self._apply_ops(ops, counters, samples)
+        finally:
+            st = self.state
+            st.inc_many(counters)
+            st.exp_add_many(samples)
+        st.inc("llm_eval_ingest_spans_total", (signal,), n)
+        return n
+
+    def _apply_ops(self, ops: list, counters: dict, samples: dict) -> None:
+        call_plugins = self._call_plugins()
         for op in ops:
             try:
                 kind = op[0]
                 if kind == "call":
-                    self._call(op)
+                    self._call(op, counters, samples, call_plugins)
                 elif kind == "eval":
                     ev = op[1]
                     self._evaluation(ev, dedup_key=self._dedup_key(ev) if op[2] else None)
@@ -272,8 +289,12 @@ class Ingestor:
                 self.span_errors += 1
                 if self.span_errors <= 3:
                     log.exception("prepared %s could not be applied", op[0])
-        self.state.inc("llm_eval_ingest_spans_total", (signal,), n)
-        return n
+
+    def _call_plugins(self) -> list[Any]:
+        """Plugins that override `on_call` (no CallRecord is built for the others)."""
+        base = SidecarPlugin.on_call
+        return [p for p in self.plugins
+                if getattr(type(p), "on_call", None) is not base or "on_call" in getattr(p, "__dict__", {})]
 
     def apply_feedback(self, body: Mapping[str, Any]) -> None:
         """POST /v1/feedback payload (already validated by the API)."""
@@ -310,10 +331,17 @@ class Ingestor:
                 st.inc("llm_eval_judge_skipped_total", (svc, ev_l, b("reason", reason)), value)
 
     # --- LLM calls ---
-    def _call(self, op: tuple) -> None:
+    def _call(self, op: tuple, counters: dict | None = None, samples: dict | None = None,
+              call_plugins: list[Any] | None = None) -> None:
+        """One LLM call. Counter increments go to `counters` ((metric, labels) -> sum) and
+        experiment samples to `samples` (see State.exp_add_many) when given (a batch), else
+        straight into the state."""
         (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user, session,
          attrs, units) = op
         st = self.state
+        direct = counters is None
+        if counters is None:
+            counters, samples = {}, {}
         t = (end or start) / 1e9 or self.clock()
         inner = exps[-1] if exps else None
         b = self.labels.bound
@@ -322,44 +350,60 @@ class Ingestor:
         exp_l = b("experiment", inner.id) if inner else ""
         var_l = b("variant", inner.variant) if inner else ""
         base = (service, model, exp_l, var_l)
-        st.inc("llm_requests_total", base + ("error" if error else "ok",))
+        get = counters.get
+        key = ("llm_requests_total", base + ("error" if error else "ok",))
+        counters[key] = get(key, 0.0) + 1.0
         if latency is not None and latency >= 0:
             st.observe("llm_response_latency_seconds", base, latency)
         if call.input_tokens:
-            st.inc("llm_tokens_total", base + ("input",), call.input_tokens)
+            key = ("llm_tokens_total", base + ("input",))
+            counters[key] = get(key, 0.0) + call.input_tokens
         if call.output_tokens:
-            st.inc("llm_tokens_total", base + ("output",), call.output_tokens)
+            key = ("llm_tokens_total", base + ("output",))
+            counters[key] = get(key, 0.0) + call.output_tokens
         if cost is not None:
-            st.inc("llm_cost_usd_total", base, cost)
+            key = ("llm_cost_usd_total", base)
+            counters[key] = get(key, 0.0) + cost
         for name in failed:
-            st.inc("llm_check_failures_total", (service, model, b("check", name)))
+            key = ("llm_check_failures_total", (service, model, b("check", name)))
+            counters[key] = get(key, 0.0) + 1.0
         for name in safety:
-            st.inc("llm_safety_violations_total", (service, model, b("check", name)))
+            key = ("llm_safety_violations_total", (service, model, b("check", name)))
+            counters[key] = get(key, 0.0) + 1.0
         if user:
             st.see_id(service, "user", user, t)
         if session:
             st.see_id(service, "session", session, t)
         st.count_request(service, t)
         if exps:
-            values = (latency, call.input_tokens, call.output_tokens, cost, 1.0 if error else 0.0)
-            add = st.exp_add
+            # one row per call and (experiment, variant); State.exp_add_many sums the columns
+            row = (t, latency, call.input_tokens, call.output_tokens, cost, 1.0 if error else 0.0)
             for a in exps:
                 e = st.experiment(a, t)
-                add(e, EXPOSURES, a.variant, 1.0, t)
-                for metric, v in zip(CALL_METRICS, values):
-                    if v is not None:
-                        add(e, metric, a.variant, float(v), t)
+                if e is None:
+                    continue  # past state.max_experiments (counted by experiment())
+                variant = a.variant
+                rows = samples.get((e.id, variant))
+                if rows is None:
+                    samples[(e.id, variant)] = [e, row]
+                else:
+                    rows.append(row)
                 if units:
                     unit = units.get(a.id)
                     if unit:
-                        st.see_unit(e, a.variant, unit)
+                        st.see_unit(e, variant, unit)
+        if direct:
+            st.inc_many(counters)
+            st.exp_add_many(samples)
         if call.trace_id and call.span_id:
             st.index_put(call.trace_id, call.span_id, service, call.model, exps, t)
-        if self.plugins:
+        if call_plugins is None:
+            call_plugins = self._call_plugins()
+        if call_plugins:
             record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=end,
                                 experiments=exps, failed_checks=failed, safety_checks=safety,
                                 cost_usd=cost, attributes=attrs)
-            for p in self.plugins:
+            for p in call_plugins:
                 try:
                     p.on_call(record)
                 except Exception:

@@ -15,15 +15,21 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from bisect import bisect_left
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from operator import mul as _mul
 from typing import Any, NamedTuple
 
 from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment
-from .plugins import UNITS, ExperimentSnapshot, MetricStats
+from .plugins import CALL_METRICS, EXPOSURES, UNITS, ExperimentSnapshot, MetricStats
 
 HOUR = 3600.0
+#: the experiment metrics of one LLM call, in `exp_add_many` column order
+CALL_METRICS_WITH_EXPOSURES = (EXPOSURES,) + CALL_METRICS
+_BINARY = frozenset((0, 1))
+_BUCKETS: dict[str, tuple[float, ...]] = {}  # metric -> catalog bucket bounds
 DAY = 86400.0
 WINDOWS = (("1h", HOUR), ("1d", DAY))
 REQUEST_SLOT_SECONDS = 60
@@ -127,18 +133,24 @@ class State:
         self.counters[key] = self.counters.get(key, 0.0) + value
         self.dirty_series.add(key)
 
+    def inc_many(self, increments: dict[tuple[str, tuple[str, ...]], float]) -> None:
+        """`inc` for many (metric, labels) keys at once (a batch's summed increments)."""
+        counters = self.counters
+        get = counters.get
+        for key, value in increments.items():
+            counters[key] = get(key, 0.0) + value
+        self.dirty_series.update(increments)
+
     def observe(self, metric: str, labels: tuple[str, ...], value: float) -> None:
         key = (metric, labels)
         h = self.hists.get(key)
-        buckets = BY_NAME[metric].buckets or ()
+        buckets = _BUCKETS.get(metric)
+        if buckets is None:
+            buckets = _BUCKETS[metric] = tuple(BY_NAME[metric].buckets or ())
         if h is None:
             h = self.hists[key] = [[0] * (len(buckets) + 1), 0.0]
-        i = 0
-        for i, b in enumerate(buckets):  # noqa: B007  (few buckets: linear beats bisect overhead)
-            if value <= b:
-                break
-        else:
-            i = len(buckets)
+        # first bucket with value <= bound (Prometheus `le`); NaN goes to +Inf
+        i = bisect_left(buckets, value) if value == value else len(buckets)
         h[0][i] += 1
         h[1] += value
         self.dirty_series.add(key)
@@ -209,6 +221,41 @@ class State:
         e.unit_count += 1
         self.units_total += 1
         self.dirty_units.append((e.id, variant, key))
+
+    def exp_add_many(self, samples: dict[tuple[str, str], list]) -> None:
+        """`exp_add` for a batch of calls: (experiment id, variant) -> [experiment, row, row, ...],
+        each row (t, latency, input tokens, output tokens, cost, error) with None = not measured,
+        plus one exposure per row. Sums each column once (C-level sum/map) instead of one update
+        per sample; same caps and drop counts as `exp_add`."""
+        for (eid, variant), (e, *rows) in samples.items():
+            columns = list(zip(*rows))
+            times = columns[0]
+            first, last = times[0], max(times)
+            n_rows = len(rows)
+            for metric, col in zip(CALL_METRICS_WITH_EXPOSURES, ((1.0,) * n_rows,) + tuple(columns[1:])):
+                first_c, last_c = first, last
+                if None in col:  # unmeasured in some calls: first/last seen of the measured ones
+                    idx = [i for i, v in enumerate(col) if v is not None]
+                    if not idx:
+                        continue
+                    col = [col[i] for i in idx]
+                    first_c, last_c = times[idx[0]], max(times[i] for i in idx)
+                key = (metric, variant)
+                s = e.stats.get(key)
+                if s is None:
+                    if len(e.stats) >= self.max_stats_per_experiment:
+                        self.experiments_dropped += len(col)
+                        continue
+                    s = e.stats[key] = Stat()
+                    s.first_seen = first_c
+                s.n += len(col)
+                s.sum += float(sum(col))
+                s.sum_sq += float(sum(map(_mul, col, col)))
+                if s.binary and not _BINARY.issuperset(col):
+                    s.binary = False
+                if last_c > s.last_seen:
+                    s.last_seen = last_c
+                self.dirty_stats.add((eid, metric, variant))
 
     def snapshot(self) -> dict[str, ExperimentSnapshot]:
         with self.lock:

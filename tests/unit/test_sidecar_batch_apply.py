@@ -1,0 +1,79 @@
+"""Applying a batch at once (per-batch sums) leaves the same state as applying its spans one by one."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from otel_llm_eval import Experiment, LLMEvalSpanProcessor
+from otel_llm_eval.sidecar.server import build
+
+T0 = 1_800_000_000
+
+
+def spans(n: int, seed: int):
+    rng = random.Random(seed)
+    outer, inner = Experiment("prompt", ["a", "b"]), Experiment("model", {"m1": 0.7, "m2": 0.3})
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(LLMEvalSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    for i in range(n):
+        user = f"u{rng.randrange(40)}"
+        with outer.activate(user), inner.activate(user):
+            attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": rng.choice(["gpt-4o", "mini"]),
+                     "user.id": user, "session.id": f"s{rng.randrange(80)}"}
+            if rng.random() < 0.8:  # some calls have no token counts or cost: None columns
+                attrs.update({"gen_ai.usage.input_tokens": rng.randrange(1, 900),
+                              "gen_ai.usage.output_tokens": rng.randrange(1, 300),
+                              "gen_ai.usage.cost": rng.random() / 1000})
+            with tracer.start_as_current_span("chat", attributes=attrs) as span:
+                if rng.random() < 0.1:
+                    span.set_status(Status(StatusCode.ERROR))
+    provider.shutdown()
+    return exporter.get_finished_spans()
+
+
+def state_of(sc):
+    st = sc.state
+    stats = {(e.id, k): (s.n, s.sum, s.sum_sq, s.binary, s.first_seen, s.last_seen)
+             for e in st.experiments.values() for k, s in e.stats.items()}
+    units = {(e.id, v): len(u) for e in st.experiments.values() for v, u in e.units.items()}
+    return dict(st.counters), {k: (list(h[0]), h[1]) for k, h in st.hists.items()}, stats, units, \
+        set(st.dirty_series), set(st.dirty_stats)
+
+
+def test_a_batch_applied_at_once_equals_its_calls_applied_one_by_one(tmp_path):
+    req = encode_spans(spans(400, seed=2))
+    a = build({"state": {"db_path": str(tmp_path / "a.db")}, "plugins": []}, plugins=[], environ={})
+    b = build({"state": {"db_path": str(tmp_path / "b.db")}, "plugins": []}, plugins=[], environ={})
+    try:
+        with a.state.lock:
+            a.ingestor.apply(a.ingestor.preparer.prepare_traces(req))
+        _, n, ops, _ = b.ingestor.preparer.prepare_traces(req)
+        with b.state.lock:
+            for op in ops:
+                b.ingestor._call(op)  # no batch dicts: straight into the state, one call at a time
+            b.state.inc("llm_eval_ingest_spans_total", ("traces",), n)
+        batch, single = state_of(a), state_of(b)
+    finally:
+        a.stop()
+        b.stop()
+    counters_a, hists_a, stats_a, units_a, dirty_a, dirty_stats_a = batch
+    counters_b, hists_b, stats_b, units_b, dirty_b, dirty_stats_b = single
+    assert counters_a.keys() == counters_b.keys() and hists_a == hists_b and units_a == units_b
+    assert all(math.isclose(counters_a[k], counters_b[k], rel_tol=1e-12) for k in counters_a)
+    assert stats_a.keys() == stats_b.keys() and len(stats_a) >= 2 * 2 * 6
+    for k in stats_a:
+        (n1, s1, q1, bin1, f1, l1), (n2, s2, q2, bin2, f2, l2) = stats_a[k], stats_b[k]
+        assert (n1, bin1, f1, l1) == (n2, bin2, f2, l2), k
+        assert math.isclose(s1, s2, rel_tol=1e-12) and math.isclose(q1, q2, rel_tol=1e-12), k
+    assert dirty_a == dirty_b and dirty_stats_a == dirty_stats_b
+    assert counters_a[("llm_eval_ingest_spans_total", ("traces",))] == 400
