@@ -24,11 +24,12 @@ Config-file-only keys: "judge_options" (kwargs of the judge class), "variant_sam
 from __future__ import annotations
 
 import atexit
-import importlib
 import json
 import logging
 import os
 from typing import Any, Mapping
+
+from .._imports import load_callable
 
 _log = logging.getLogger("otel_llm_eval.autoattach")
 
@@ -107,16 +108,12 @@ def _make_judge(settings: Mapping[str, Any]) -> Any:
         if settings.get("judge_base_url"):
             options["base_url"] = settings["judge_base_url"]
         return OpenAIJudge(model=model, **options)
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
+    if ":" not in spec:
         raise ConfigError(f"judge {spec!r}: expected none, heuristic, openai or module:attr")
     try:
-        judge = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"judge {spec!r} cannot be loaded: {exc}") from None
-    if not callable(judge):
-        raise ConfigError(f"judge {spec!r} is not callable")
-    return judge
+        return load_callable(spec, "judge")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_processor(settings: Mapping[str, Any], tracer_provider: Any = None) -> Any:

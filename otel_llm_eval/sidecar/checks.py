@@ -23,13 +23,13 @@ output FAILS. They run on the ingest thread: keep them fast; exceptions are caug
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Mapping
 
+from .._imports import load_callable
 from ..pii import find_pii
 from ..semconv import LLMCall
 
@@ -150,16 +150,7 @@ def invalid_json(text: str) -> bool:
 
 def load_function(spec: str) -> Callable[..., Any]:
     """Import `module:function`; ValueError with the spec in the message when it cannot."""
-    module, sep, attr = spec.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"check function {spec!r} must look like 'module:function'")
-    try:
-        fn = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load check function {spec!r}: {e}") from None
-    if not callable(fn):
-        raise ValueError(f"check function {spec!r} is not callable")
-    return fn
+    return load_callable(spec, "check function")
 
 
 def build_checks(cfg: Mapping[str, Any]) -> list[Check]:

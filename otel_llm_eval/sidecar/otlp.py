@@ -16,7 +16,7 @@ import binascii
 import json
 import zlib
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -166,40 +166,64 @@ class Decoded:
     error_message: str = ""
 
 
+def _span_problem(span: Any, max_bytes: int) -> str | None:
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return f"trace_id must be 16 bytes and not all zero (got {len(span.trace_id)} bytes)"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return f"span_id must be 8 bytes and not all zero (got {len(span.span_id)} bytes)"
+    if len(span.parent_span_id) not in (0, 8):
+        return f"parent_span_id must be empty or 8 bytes (got {len(span.parent_span_id)})"
+    if span.ByteSize() > max_bytes:
+        return f"span larger than ingest.max_span_bytes={max_bytes}"
+    return None
+
+
+def _log_problem(rec: Any, max_bytes: int) -> str | None:
+    if len(rec.trace_id) not in (0, 16):
+        return f"trace_id must be empty or 16 bytes (got {len(rec.trace_id)})"
+    if len(rec.span_id) not in (0, 8):
+        return f"span_id must be empty or 8 bytes (got {len(rec.span_id)})"
+    if rec.ByteSize() > max_bytes:
+        return f"log record larger than ingest.max_span_bytes={max_bytes}"
+    if not (rec.attributes or rec.HasField("body") or rec.event_name or rec.time_unix_nano
+            or rec.observed_time_unix_nano):
+        # what a span or another message parses into: nothing a log record carries
+        return "log record carries no time, body, attributes or event name"
+    return None
+
+
+def _drop_invalid(item_lists: Iterable[Any], problem: Callable[[Any, int], str | None], max_bytes: int,
+                  what: str) -> tuple[int, int, str]:
+    """Delete invalid items in place (the rest are still ingested); (accepted, rejected, message)."""
+    accepted = rejected = 0
+    problems: list[str] = []
+    for items in item_lists:
+        bad = []
+        for i, item in enumerate(items):
+            why = problem(item, max_bytes)
+            if why:
+                bad.append(i)
+                if len(problems) < 3:
+                    problems.append(why)
+        if bad:
+            rejected += len(bad)
+            for i in reversed(bad):
+                del items[i]
+        accepted += len(items)
+    msg = "; ".join(problems)
+    if rejected and not accepted:
+        raise OTLPError(400, "malformed", f"every {what} was invalid ({rejected}): {msg}")
+    return accepted, rejected, msg
+
+
 def decode_traces(body: bytes, content_type: str | None, content_encoding: str | None, *,
                   max_request_bytes: int, max_span_bytes: int) -> Decoded:
     mt = check_content_type(content_type)
     raw = decompress(body, content_encoding, max_request_bytes)
     req = ExportTraceServiceRequest()
     _parse(raw, mt, req, "traces")
-    accepted = rejected = 0
-    problems: list[str] = []
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            bad = []
-            for i, span in enumerate(ss.spans):
-                why = None
-                if len(span.trace_id) != 16 or not any(span.trace_id):
-                    why = f"trace_id must be 16 bytes and not all zero (got {len(span.trace_id)} bytes)"
-                elif len(span.span_id) != 8 or not any(span.span_id):
-                    why = f"span_id must be 8 bytes and not all zero (got {len(span.span_id)} bytes)"
-                elif len(span.parent_span_id) not in (0, 8):
-                    why = f"parent_span_id must be empty or 8 bytes (got {len(span.parent_span_id)})"
-                elif span.ByteSize() > max_span_bytes:
-                    why = f"span larger than ingest.max_span_bytes={max_span_bytes}"
-                if why:
-                    bad.append(i)
-                    if len(problems) < 3:
-                        problems.append(why)
-            if bad:
-                rejected += len(bad)
-                for i in reversed(bad):
-                    del ss.spans[i]
-            accepted += len(ss.spans)
-    msg = "; ".join(problems)
-    if rejected and not accepted:
-        raise OTLPError(400, "malformed", f"every span was invalid ({rejected}): {msg}")
-    return Decoded(req, accepted, rejected, msg)
+    groups = (ss.spans for rs in req.resource_spans for ss in rs.scope_spans)
+    return Decoded(req, *_drop_invalid(groups, _span_problem, max_span_bytes, "span"))
 
 
 def decode_logs(body: bytes, content_type: str | None, content_encoding: str | None, *,
@@ -208,36 +232,8 @@ def decode_logs(body: bytes, content_type: str | None, content_encoding: str | N
     raw = decompress(body, content_encoding, max_request_bytes)
     req = ExportLogsServiceRequest()
     _parse(raw, mt, req, "logs")
-    accepted = rejected = 0
-    problems: list[str] = []
-    for rl in req.resource_logs:
-        for sl in rl.scope_logs:
-            bad = []
-            for i, rec in enumerate(sl.log_records):
-                why = None
-                if len(rec.trace_id) not in (0, 16):
-                    why = f"trace_id must be empty or 16 bytes (got {len(rec.trace_id)})"
-                elif len(rec.span_id) not in (0, 8):
-                    why = f"span_id must be empty or 8 bytes (got {len(rec.span_id)})"
-                elif rec.ByteSize() > max_span_bytes:
-                    why = f"log record larger than ingest.max_span_bytes={max_span_bytes}"
-                elif not (rec.attributes or rec.HasField("body") or rec.event_name or rec.time_unix_nano
-                          or rec.observed_time_unix_nano):
-                    # what a span or another message parses into: nothing a log record carries
-                    why = "log record carries no time, body, attributes or event name"
-                if why:
-                    bad.append(i)
-                    if len(problems) < 3:
-                        problems.append(why)
-            if bad:
-                rejected += len(bad)
-                for i in reversed(bad):
-                    del sl.log_records[i]
-            accepted += len(sl.log_records)
-    msg = "; ".join(problems)
-    if rejected and not accepted:
-        raise OTLPError(400, "malformed", f"every log record was invalid ({rejected}): {msg}")
-    return Decoded(req, accepted, rejected, msg)
+    groups = (sl.log_records for rl in req.resource_logs for sl in rl.scope_logs)
+    return Decoded(req, *_drop_invalid(groups, _log_problem, max_span_bytes, "log record"))
 
 
 def traces_response(rejected: int, message: str) -> bytes:
