@@ -32,7 +32,7 @@ from .labels import LabelBounder
 from .otlp import LogView, SpanView, attributes as kv_attributes, walk_logs, walk_spans
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prices import PriceTable
-from .state import State
+from .state import State, id_hash
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,14 @@ class Preparer:
                  attributes: str = "all"):
         """attributes: what CallRecord.attributes carries — "all" (in-thread), "short" (worker
         processes with plugins: string values over SHORT_ATTRIBUTE_CHARS are left out, the texts
-        are in call.prompt/call.completion) or "none" (worker processes, no plugins)."""
+        are in call.prompt/call.completion) or "none" (worker processes, no plugins: no attributes and no LLMCall in the op, the
+        fields apply needs are flat in it; user/session ids are hashed here in every mode)."""
         self.checks = checks
         self.prices = prices
         self.default_service = default_service
         self.attributes = attributes
         self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
+        self._hash_cache: dict[str, int] = {}
         self.span_errors = 0
 
     def prepare_traces(self, req: Any) -> Prepared:
@@ -201,6 +203,8 @@ class Preparer:
         failed, safety = self.checks.run(call, attrs, error)
         user = call.user_id or _first_str(attrs, USER_KEYS)
         session = call.session_id or _first_str(attrs, SESSION_KEYS)
+        user_h = self._id_hash(user) if user else None
+        session_h = self._id_hash(session) if session else None
         if self.attributes == "all":
             out_attrs = attrs
         elif self.attributes == "none":
@@ -209,8 +213,20 @@ class Preparer:
             out_attrs = {k: v for k, v in attrs.items()
                          if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
         units = semconv.parse_units(attrs) if semconv.EXPERIMENT_UNITS in attrs else None
-        return ("call", sv.service, call, error, sv.start, sv.end, self._experiments(attrs), latency, cost,
-                failed, safety, user, session, out_attrs, units)
+        # the fields apply needs are flat in the op; the LLMCall itself only travels when plugins
+        # may get a CallRecord (not with attributes "none": fewer objects to pickle per span)
+        return ("call", sv.service, None if self.attributes == "none" else call, error, sv.start, sv.end,
+                self._experiments(attrs), latency, cost, failed, safety, user_h, session_h, out_attrs, units,
+                call.model, call.input_tokens, call.output_tokens, call.trace_id, call.span_id)
+
+    def _id_hash(self, raw_id: str) -> int:
+        """state.id_hash, memoized (bounded) like State.see_id's cache."""
+        h = self._hash_cache.get(raw_id)
+        if h is None:
+            if len(self._hash_cache) >= 50_000:
+                self._hash_cache.clear()
+            h = self._hash_cache[raw_id] = id_hash(raw_id)
+        return h
 
     def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
         """parse_experiments, memoized on the raw attribute values: the same few experiment
@@ -336,8 +352,8 @@ class Ingestor:
         """One LLM call. Counter increments go to `counters` ((metric, labels) -> sum) and
         experiment samples to `samples` (see State.exp_add_many) when given (a batch), else
         straight into the state."""
-        (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user, session,
-         attrs, units) = op
+        (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user_h, session_h,
+         attrs, units, call_model, input_tokens, output_tokens, trace_id, span_id) = op
         st = self.state
         direct = counters is None
         if counters is None:
@@ -346,7 +362,7 @@ class Ingestor:
         inner = exps[-1] if exps else None
         b = self.labels.bound
         service = b("service", raw_service)
-        model = b("model", call.model or "")
+        model = b("model", call_model or "")
         exp_l = b("experiment", inner.id) if inner else ""
         var_l = b("variant", inner.variant) if inner else ""
         base = (service, model, exp_l, var_l)
@@ -355,12 +371,12 @@ class Ingestor:
         counters[key] = get(key, 0.0) + 1.0
         if latency is not None and latency >= 0:
             st.observe("llm_response_latency_seconds", base, latency)
-        if call.input_tokens:
+        if input_tokens:
             key = ("llm_tokens_total", base + ("input",))
-            counters[key] = get(key, 0.0) + call.input_tokens
-        if call.output_tokens:
+            counters[key] = get(key, 0.0) + input_tokens
+        if output_tokens:
             key = ("llm_tokens_total", base + ("output",))
-            counters[key] = get(key, 0.0) + call.output_tokens
+            counters[key] = get(key, 0.0) + output_tokens
         if cost is not None:
             key = ("llm_cost_usd_total", base)
             counters[key] = get(key, 0.0) + cost
@@ -370,14 +386,14 @@ class Ingestor:
         for name in safety:
             key = ("llm_safety_violations_total", (service, model, b("check", name)))
             counters[key] = get(key, 0.0) + 1.0
-        if user:
-            st.see_id(service, "user", user, t)
-        if session:
-            st.see_id(service, "session", session, t)
+        if user_h is not None:
+            st.see_id_hash(service, "user", user_h, t)
+        if session_h is not None:
+            st.see_id_hash(service, "session", session_h, t)
         st.count_request(service, t)
         if exps:
             # one row per call and (experiment, variant); State.exp_add_many sums the columns
-            row = (t, latency, call.input_tokens, call.output_tokens, cost, 1.0 if error else 0.0)
+            row = (t, latency, input_tokens, output_tokens, cost, 1.0 if error else 0.0)
             for a in exps:
                 e = st.experiment(a, t)
                 if e is None:
@@ -395,11 +411,11 @@ class Ingestor:
         if direct:
             st.inc_many(counters)
             st.exp_add_many(samples)
-        if call.trace_id and call.span_id:
-            st.index_put(call.trace_id, call.span_id, service, call.model, exps, t)
+        if trace_id and span_id:
+            st.index_put(trace_id, span_id, service, call_model, exps, t)
         if call_plugins is None:
             call_plugins = self._call_plugins()
-        if call_plugins:
+        if call_plugins and call is not None:
             record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=end,
                                 experiments=exps, failed_checks=failed, safety_checks=safety,
                                 cost_usd=cost, attributes=attrs)

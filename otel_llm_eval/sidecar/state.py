@@ -273,14 +273,18 @@ class State:
 
     # --- usage (caller holds the lock) ---
     def see_id(self, service: str, kind: str, raw_id: str, t: float) -> None:
-        ids = self.usage.get((service, kind))
-        if ids is None:
-            ids = self.usage[(service, kind)] = {}
         h = self._hash_cache.get(raw_id)
         if h is None:
             if len(self._hash_cache) >= 50_000:
                 self._hash_cache.clear()  # bounded; recomputing is cheap
             h = self._hash_cache[raw_id] = id_hash(raw_id)
+        self.see_id_hash(service, kind, h, t)
+
+    def see_id_hash(self, service: str, kind: str, h: int, t: float) -> None:
+        """`see_id` with the id already hashed (`id_hash`, e.g. in an ingest worker process)."""
+        ids = self.usage.get((service, kind))
+        if ids is None:
+            ids = self.usage[(service, kind)] = {}
         if h not in ids and len(ids) >= self.max_ids:
             self._prune_usage(ids, t)
             if len(ids) >= self.max_ids:
