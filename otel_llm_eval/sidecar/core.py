@@ -402,6 +402,15 @@ class Sidecar:
             expired_index = self.state.prune(now, st["span_index_retention_seconds"])
             with self.state.lock:
                 self.state.inc("llm_eval_state_flush_total", ("ok",))
+            if not self.plugins:
+                # store.flush copies under state.lock and writes without it (ingest goes on)
+                journaled = self.store.flush(self.state, (), now=now,
+                                             dedup_retention=st["dedup_retention_seconds"],
+                                             expired_index=expired_index,
+                                             take_evaluations=self.take_plugin_evaluations)
+                for seq, record in journaled:
+                    self._safe_apply(seq, "evaluation", record)
+                return True
             with self.state.lock:  # RLock: store.flush takes it too
                 journaled = self.store.flush(self.state, self.plugins, now=now,
                                              dedup_retention=st["dedup_retention_seconds"],

@@ -100,6 +100,7 @@ class Store:
             self.conn.execute("DROP TABLE span_index")
         self.conn.executescript(SCHEMA)
         self.journal_lock = threading.Lock()
+        self.flush_lock = threading.Lock()  # one flush at a time (state.lock is released during writes)
         row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
         self.journal_applied_seq = int(row[0]) if row else 0
         self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq)
@@ -190,52 +191,78 @@ class Store:
               take_evaluations: Callable[[], list[Any]] = list) -> list[tuple[int, Any]]:
         """Write dirty state + plugin state + journal consumption in one transaction.
 
-        Holds `state.lock` while copying and while plugins flush, so what is written is exactly
-        the state that contains the journal rows in `state.applied_seqs` (deleted here).
-        Evaluations plugins submitted (`take_evaluations()`, called after their flush) are
+        Copies the dirty state and the journal position under `state.lock` (taking the dirty sets:
+        what changes afterwards is dirty for the next flush), so what is written is exactly the
+        state that contains the journal rows in `state.applied_seqs` (deleted here). With plugins
+        the lock is held until the commit (their `flush` writes their state as of the same
+        journal position); without plugins it is released before the SQLite writes, so ingest
+        goes on meanwhile. On failure the taken dirty sets are put back (the next flush writes
+        them). Evaluations plugins submitted (`take_evaluations()`, called after their flush) are
         journaled in the same transaction; returns their (seq, record) for the ingest worker.
         """
+        plugins = list(plugins)
+        with self.flush_lock:
+            state.lock.acquire()
+            try:
+                return self._flush(state, plugins, now, dedup_retention, expired_index, take_evaluations)
+            finally:
+                state.lock.release()
+
+    def _flush(self, state: State, plugins: list[Any], now: float, dedup_retention: float,
+               expired_index: list, take_evaluations: Callable[[], list[Any]]) -> list[tuple[int, Any]]:
+        """Caller holds flush_lock and state.lock (once); releases state.lock early without plugins
+        and re-acquires it before returning."""
         c = self.conn
-        with state.lock:
-            series = []
-            for key in state.dirty_series:
-                metric, labels = key
-                if key in state.counters:
-                    series.append((metric, json.dumps(labels), state.counters[key], None))
-                elif key in state.hists:
-                    counts, total = state.hists[key]
-                    series.append((metric, json.dumps(labels), total, json.dumps(counts)))
-            experiments = [(e.id, e.control, json.dumps(e.weights) if e.weights else None, e.first_seen,
-                            e.last_seen) for e in (state.experiments[i] for i in state.dirty_experiments)]
-            stats = []
-            for exp, metric, variant in state.dirty_stats:
-                s = state.experiments[exp].stats[(metric, variant)]
-                stats.append((exp, metric, variant, s.n, s.sum, s.sum_sq, int(s.binary), s.first_seen, s.last_seen))
-            usage = []
-            for service, kind, h in state.dirty_usage:
-                seen = state.usage.get((service, kind), {}).get(h)
-                if seen is not None:
-                    usage.append((service, kind, h, seen))
-            units = list(state.dirty_units)
-            units_capped = [(i,) for i in state.dirty_units_capped]
-            req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
-                         for s, slot in state.dirty_request_slots]
-            index = []
-            exps_json: dict[int, str] = {}  # experiment tuples are shared between calls: encode each once
-            for key in state.index_new:
-                e = state.span_index.get(key)
-                if e is not None:
-                    j = exps_json.get(id(e.experiments))
-                    if j is None:
-                        j = exps_json[id(e.experiments)] = _exps_to_json(e.experiments)
-                    index.append((key[0], key[1], e.service, e.model, j, e.time, e.seq))
-            applied = [(seq,) for seq in state.applied_seqs]
-            file_applied = max(state.applied_file_seq, self.journal_applied_seq)
-            with self.journal_lock:
-                hashes, self.new_hashes = self.new_hashes, []
-                cutoff = now - dedup_retention
-                if self.hashes and min(self.hashes.values()) < cutoff:
-                    self.hashes = {h: t for h, t in self.hashes.items() if t >= cutoff}
+        series = []
+        for key in state.dirty_series:
+            metric, labels = key
+            if key in state.counters:
+                series.append((metric, json.dumps(labels), state.counters[key], None))
+            elif key in state.hists:
+                counts, total = state.hists[key]
+                series.append((metric, json.dumps(labels), total, json.dumps(counts)))
+        experiments = [(e.id, e.control, json.dumps(e.weights) if e.weights else None, e.first_seen,
+                        e.last_seen) for e in (state.experiments[i] for i in state.dirty_experiments)]
+        stats = []
+        for exp, metric, variant in state.dirty_stats:
+            s = state.experiments[exp].stats[(metric, variant)]
+            stats.append((exp, metric, variant, s.n, s.sum, s.sum_sq, int(s.binary), s.first_seen, s.last_seen))
+        usage = []
+        for service, kind, h in state.dirty_usage:
+            seen = state.usage.get((service, kind), {}).get(h)
+            if seen is not None:
+                usage.append((service, kind, h, seen))
+        units = list(state.dirty_units)
+        units_capped = [(i,) for i in state.dirty_units_capped]
+        req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
+                     for s, slot in state.dirty_request_slots]
+        index = []
+        exps_json: dict[int, str] = {}  # experiment tuples are shared between calls: encode each once
+        span_index = state.span_index
+        for key in state.index_new:
+            e = span_index.get(key)
+            if e is not None:
+                j = exps_json.get(id(e.experiments))
+                if j is None:
+                    j = exps_json[id(e.experiments)] = _exps_to_json(e.experiments)
+                index.append((key[0], key[1], e.service, e.model, j, e.time, e.seq))
+        oldest_seq = state.index_oldest_seq()
+        applied = [(seq,) for seq in state.applied_seqs]
+        file_applied = max(state.applied_file_seq, self.journal_applied_seq)
+        # take the dirty sets: what is dirtied from here on is written by the next flush
+        taken = (state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage,
+                 state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new)
+        state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage = set(), set(), set(), set()
+        state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new = [], set(), set(), []
+        with self.journal_lock:
+            hashes, self.new_hashes = self.new_hashes, []
+            cutoff = now - dedup_retention
+            if self.hashes and min(self.hashes.values()) < cutoff:
+                self.hashes = {h: t for h, t in self.hashes.items() if t >= cutoff}
+        unlocked = not plugins
+        if unlocked:
+            state.lock.release()  # everything below reads only the copies (and plugins, if any)
+        try:
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?)", series)
@@ -248,7 +275,7 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?, ?)", index)
                 c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
                 # rows of entries the size cap evicted from memory: the file stays bounded too
-                c.execute("DELETE FROM span_index WHERE seq < ?", (state.index_oldest_seq(),))
+                c.execute("DELETE FROM span_index WHERE seq < ?", (oldest_seq,))
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
                 c.executemany("DELETE FROM journal WHERE seq = ?", applied)
@@ -277,19 +304,26 @@ class Store:
                     c.execute("ROLLBACK")
                 with self.journal_lock:
                     self.new_hashes[:0] = hashes  # written by the next flush
+                if unlocked:
+                    state.lock.acquire()
+                    unlocked = False
+                # not written: dirty again (merged with what was dirtied meanwhile)
+                state.dirty_series |= taken[0]
+                state.dirty_experiments |= taken[1]
+                state.dirty_stats |= taken[2]
+                state.dirty_usage |= taken[3]
+                state.dirty_units[:0] = taken[4]
+                state.dirty_units_capped |= taken[5]
+                state.dirty_request_slots |= taken[6]
+                state.index_new[:0] = taken[7]
                 raise
-            self.journal_applied_seq = file_applied
-            self.file_journal.prune(file_applied)
-            state.dirty_series.clear()
-            state.dirty_experiments.clear()
-            state.dirty_stats.clear()
-            state.dirty_usage.clear()
-            state.dirty_units.clear()
-            state.dirty_units_capped.clear()
-            state.dirty_request_slots.clear()
-            state.index_new.clear()
-            del state.applied_seqs[:len(applied)]
-            return journaled
+        finally:
+            if unlocked:
+                state.lock.acquire()
+        self.journal_applied_seq = file_applied
+        self.file_journal.prune(file_applied)
+        del state.applied_seqs[:len(applied)]
+        return journaled
 
 
 def wall_now() -> float:

@@ -77,3 +77,50 @@ def test_a_batch_applied_at_once_equals_its_calls_applied_one_by_one(tmp_path):
         assert math.isclose(s1, s2, rel_tol=1e-12) and math.isclose(q1, q2, rel_tol=1e-12), k
     assert dirty_a == dirty_b and dirty_stats_a == dirty_stats_b
     assert counters_a[("llm_eval_ingest_spans_total", ("traces",))] == 400
+
+
+class _FailingSpanIndexWrites:
+    """A connection proxy whose span index insert fails (a full disk, say)."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def executemany(self, sql, rows):
+        if "INTO span_index" in sql:
+            raise OSError("disk full")
+        return self._conn.executemany(sql, rows)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_failed_flush_leaves_everything_dirty_and_the_next_one_writes_it(tmp_path):
+    """Without plugins the flush takes the dirty sets and writes without holding the state lock;
+    when the write fails they are dirty again, and a later flush persists the same state."""
+    req = encode_spans(spans(200, seed=3))
+    db = str(tmp_path / "s.db")
+    a = build({"state": {"db_path": db}, "plugins": []}, plugins=[], environ={})
+    try:
+        with a.state.lock:
+            a.ingestor.apply(a.ingestor.preparer.prepare_traces(req))
+        st = a.state
+        before = (set(st.dirty_series), set(st.dirty_stats), set(st.dirty_usage), list(st.index_new))
+        assert before[0] and before[2] and before[3]
+        real = a.store.conn
+        a.store.conn = _FailingSpanIndexWrites(real)
+        assert a.flush() is False
+        a.store.conn = real
+        assert before[0] <= st.dirty_series and before[1] <= st.dirty_stats
+        assert before[2] == st.dirty_usage and before[3] == st.index_new
+        assert a.flush() is True
+        assert not st.dirty_usage and not st.index_new
+        counters = {k: v for k, v in st.counters.items() if not k[0].startswith("llm_eval_")}
+        n_index = len(st.span_index)
+    finally:
+        a.stop()
+    b = build({"state": {"db_path": db}, "plugins": []}, plugins=[], environ={})
+    try:
+        assert {k: v for k, v in b.state.counters.items() if not k[0].startswith("llm_eval_")} == counters
+        assert len(b.state.span_index) == n_index
+    finally:
+        b.stop()
