@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping  # isinstance on typing.Mapping takes a slow detour
+from typing import Any
 
 # --- attributes this project writes (public contract, see README "Span attributes") ---
 EXPERIMENT_ID = "llm_eval.experiment.id"
@@ -279,6 +280,8 @@ def _text_of_parts(parts: Any) -> list[str]:
 
 def _text_of_messages(value: Any, *, skip_system: bool = False) -> str | None:
     """Text of a message list in the GenAI (parts) or OpenAI (content) shape; plain strings pass."""
+    if value is None:  # the common case: the attribute is absent
+        return None
     value = _maybe_json(value)
     if isinstance(value, str):
         return _cut(value)
@@ -313,6 +316,8 @@ def _text_of_messages(value: Any, *, skip_system: bool = False) -> str | None:
 
 
 def _finish_of_messages(value: Any) -> str | None:
+    if value is None:
+        return None
     value = _maybe_json(value)
     if isinstance(value, (list, tuple)):
         for msg in value:
