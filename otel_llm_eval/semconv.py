@@ -327,10 +327,32 @@ def _finish_of_messages(value: Any) -> str | None:
     return None
 
 
+_INDEXED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+#: Every key the prompt (completion) text can come from, indexed ones by their first two keys
+#: (`_indexed` reads nothing else when both are absent): a span with none of them has no text, and
+#: one C-level `isdisjoint` says so without the dozen lookups below (no-text spans are common).
+_PROMPT_KEYS = frozenset({
+    "gen_ai.input.messages", "gen_ai.prompt.0.content", "gen_ai.prompt.1.content",
+    "llm.input_messages.0.message.content", "llm.input_messages.1.message.content",
+    "llm.prompts.0.prompt.text", "llm.prompts.1.prompt.text", "input.value", "langfuse.observation.input",
+    "gen_ai.prompt", "request_data"})
+_COMPLETION_KEYS = frozenset({
+    "gen_ai.output.messages", "gen_ai.completion.0.content", "gen_ai.completion.1.content",
+    "llm.output_messages.0.message.content", "llm.output_messages.1.message.content",
+    "llm.choices.0.completion.text", "llm.choices.1.completion.text", "output.value",
+    "langfuse.observation.output", "gen_ai.completion", "response_data"})
+
+
 def _indexed(get: Any, prefix: str, suffix: str) -> str | None:
+    keys = _INDEXED_KEYS.get((prefix, suffix))
+    if keys is None:  # a handful of (prefix, suffix) pairs: formatted once, not on every span
+        keys = _INDEXED_KEYS[(prefix, suffix)] = tuple(f"{prefix}{i}{suffix}" for i in range(_MAX_INDEXED))
+    if get(keys[0]) is None and get(keys[1]) is None:
+        return None  # the common case (no indexed messages) without building anything
     texts: list[str] = []
-    for i in range(_MAX_INDEXED):
-        value = get(f"{prefix}{i}{suffix}")
+    for i, key in enumerate(keys):
+        value = get(key)
         if value is None:
             if i > 0:
                 break
@@ -429,8 +451,10 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
         finish = _to_str(_first(get, "gen_ai.completion.0.finish_reason", "llm.response.finish_reason",
                                 "llm.finish_reason"))
 
-    prompt = _text_of_messages(get("gen_ai.input.messages"))
-    if not prompt:
+    keys = attributes.keys()
+    no_prompt, no_completion = keys.isdisjoint(_PROMPT_KEYS), keys.isdisjoint(_COMPLETION_KEYS)
+    prompt = None if no_prompt else _text_of_messages(get("gen_ai.input.messages"))
+    if not prompt and not no_prompt:
         prompt = (_indexed(get, "gen_ai.prompt.", ".content")
                   or _indexed(get, "llm.input_messages.", ".message.content")
                   or _indexed(get, "llm.prompts.", ".prompt.text")
@@ -438,8 +462,8 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
                   or _text_of_messages(get("langfuse.observation.input"))
                   or _text_of_messages(get("gen_ai.prompt"))
                   or (_text_of_messages(_json_get(logfire_req, "messages")) if logfire_req is not None else None))
-    completion = _text_of_messages(output_messages)
-    if not completion:
+    completion = None if no_completion else _text_of_messages(output_messages)
+    if not completion and not no_completion:
         completion = (_indexed(get, "gen_ai.completion.", ".content")
                       or _indexed(get, "llm.output_messages.", ".message.content")
                       or _indexed(get, "llm.choices.", ".completion.text")
