@@ -197,7 +197,7 @@ class Sidecar:
         if self.workers > 0 and self.pool is None:
             from .workers import WorkerPool
 
-            self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.plugins))
+            self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.ingestor._call_plugins()))
         self._threads = [
             threading.Thread(target=self._ingest_loop, name="sidecar-ingest", daemon=True),
             threading.Thread(target=self._flush_loop, name="sidecar-state", daemon=True),
@@ -258,9 +258,11 @@ class Sidecar:
         with self._lock:
             self._rejected[reason] = self._rejected.get(reason, 0) + n
 
-    def submit(self, signal: str, payload: Any, body: bytes, content_type: str, encoding: str) -> bool:
+    def submit(self, signal: str, payload: Any, body: bytes, content_type: str, encoding: str,
+               clean: bool = False) -> bool:
         """Journal and enqueue one decoded request. False when it was a duplicate (already counted).
 
+        clean: decoding `body` rejected no item (an ingest worker then skips the per-item checks).
         Raises QueueFull when the queue is full (nothing journaled). Called from HTTP handlers;
         blocks only for the journal insert.
         """
@@ -275,7 +277,7 @@ class Sidecar:
                 if got is None:
                     return False
                 seq = got
-            self.queue.put_nowait((seq, signal, payload, (body, content_type, encoding)))
+            self.queue.put_nowait((seq, signal, payload, (body, content_type, encoding, clean)))
         return True
 
     # --- worker threads ---
@@ -399,14 +401,13 @@ class Sidecar:
         now = self.clock()
         st = self.config["state"]
         try:
-            expired_index = self.state.prune(now, st["span_index_retention_seconds"])
+            self.state.prune(now, st["span_index_retention_seconds"])
             with self.state.lock:
                 self.state.inc("llm_eval_state_flush_total", ("ok",))
             if not self.plugins:
                 # store.flush copies under state.lock and writes without it (ingest goes on)
                 journaled = self.store.flush(self.state, (), now=now,
                                              dedup_retention=st["dedup_retention_seconds"],
-                                             expired_index=expired_index,
                                              take_evaluations=self.take_plugin_evaluations)
                 for seq, record in journaled:
                     self._safe_apply(seq, "evaluation", record)
@@ -414,7 +415,6 @@ class Sidecar:
             with self.state.lock:  # RLock: store.flush takes it too
                 journaled = self.store.flush(self.state, self.plugins, now=now,
                                              dedup_retention=st["dedup_retention_seconds"],
-                                             expired_index=expired_index,
                                              take_evaluations=self.take_plugin_evaluations)
                 # committed: count them now, before anyone can read the plugin's new state
                 for seq, record in journaled:
@@ -450,6 +450,10 @@ class Sidecar:
         self.analysis_duration_seconds = time.perf_counter() - start
 
     # --- reading ---
+    def spans_ingested(self) -> int:
+        """llm_eval_ingest_spans_total{signal="traces"} (a dict read: no lock needed)."""
+        return int(self.state.counters.get(("llm_eval_ingest_spans_total", ("traces",)), 0))
+
     def queue_depth(self) -> int:
         return self.queue.qsize()
 

@@ -3,18 +3,22 @@
 Two stages, so the expensive per-span work can run in worker processes (`ingest.workers`):
 
 `Preparer.prepare_traces(req)` / `prepare_logs(req)` (pure, no shared state; in a worker process
-or on the ingest thread) walk a validated message and return a list of operations:
-- an LLM span (`semconv.normalize` returns an LLMCall): ("call", ...) with its checks, cost,
-  experiments, user and session already computed;
-- an evaluation span (`gen_ai.evaluation.name` set), a `gen_ai.evaluation.result` span event or
-  log record: ("eval", EvaluationRecord, dedup) — evaluation spans after the batch's calls,
-  because children end (and are exported) before their parent;
-- the processor's judge stats span (`semconv.JUDGE_STATS_SPAN`): ("judge", ...).
+or on the ingest thread) walk a validated message and return `(signal, items, delta, ops, errors)`:
+- `delta` sums the batch's LLM calls (`semconv.normalize` returned an LLMCall) per raw label
+  set: request, token, cost and check counters, latency histogram buckets, experiment sufficient
+  statistics (`state.summarize_rows`), unit keys, user/session id hashes, request slots, and the
+  span index chunk. Its size grows with the batch's distinct label sets, not with its spans, so
+  what a worker sends back and what the ingest thread applies is small;
+- `ops`: ("call", ...) per LLM call only when a plugin overrides `on_call`; ("eval",
+  EvaluationRecord, dedup) per evaluation span (`gen_ai.evaluation.name` set), span event or log
+  record; ("judge", ...) per processor judge stats span (`semconv.JUDGE_STATS_SPAN`).
 
 `Ingestor.apply(prepared)` (the ingest thread only, caller holds `state.lock`) bounds label
-values, updates the state, joins evaluations through the span index and calls the plugins. The
-same id-less evaluation seen twice (OpenLIT sends a span event AND a log record) counts once.
-Never raises on data: a span that breaks a rule is skipped and counted.
+values (an overflow is counted once per call, as if each call were bounded on its own), merges
+the delta into the state, then runs the ops: evaluations join their call through the span index
+(the batch's calls are indexed first, since children end and are exported before their parent)
+and plugins are called. The same id-less evaluation seen twice (OpenLIT sends a span event AND a
+log record) counts once. Never raises on data: a span that breaks a rule is skipped and counted.
 """
 
 from __future__ import annotations
@@ -22,17 +26,20 @@ from __future__ import annotations
 import logging
 import math
 import time
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
 from .. import semconv
+from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
 from .checks import CheckRunner
 from .labels import LabelBounder
 from .otlp import LogView, SpanView, attributes as kv_attributes, walk_logs, walk_spans
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prices import PriceTable
-from .state import State, id_hash
+from .state import IndexEntry, State, id_hash, summarize_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +51,14 @@ SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
 #: With worker processes, longer string attributes are not sent back with a call (see Preparer).
 SHORT_ATTRIBUTE_CHARS = 256
 
-#: (signal, items seen, operations, spans that raised while preparing)
+#: (signal, items seen, delta or None, operations, spans that raised while preparing)
 Prepared = tuple
+
+LATENCY_BUCKETS = tuple(BY_NAME["llm_response_latency_seconds"].buckets or ())
+REQUEST_SLOT_SECONDS = 60
+
+# per raw label set (service, model, experiment, variant): one list of running sums
+_OK, _ERR, _IN, _OUT, _COST_N, _COST, _LAT_N, _LAT_SUM, _LAT_COUNTS = range(9)
 
 
 def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
@@ -102,19 +115,48 @@ def evaluation_from_attrs(attrs: Mapping[str, Any], trace_id: str | None, span_i
     )
 
 
+class _Batch:
+    """A batch's LLM calls summed per raw label set (see the module docstring). Worker side."""
+
+    __slots__ = ("calls", "checks", "exps", "units", "usage", "requests", "keys", "entries", "entry_ix",
+                 "entry_of", "t_max")
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple, list] = {}
+        self.checks: dict[tuple, int] = {}          # (service, model, check, safety?) -> failures
+        self.exps: dict[tuple, list] = {}           # (experiment, variant) -> [assignment, row, ...]
+        self.units: dict[tuple, dict] = {}          # (experiment, variant) -> {unit key: calls}
+        self.usage: dict[tuple, dict] = {}          # (service, kind) -> {id hash: last seen}
+        self.requests: dict[tuple, int] = {}        # (service, minute slot) -> calls
+        self.keys: list[str] = []                   # span index: trace id hex + span id hex per call
+        self.entries: list[tuple] = []              # distinct (service, model, experiments)
+        self.entry_ix: dict[tuple, int] = {}
+        self.entry_of = array("I")
+        self.t_max = 0.0
+
+    def finish(self) -> tuple | None:
+        if not self.calls and not self.keys:
+            return None
+        exps = {k: (rows[0], rows[1][0], max(r[0] for r in rows[1:]), len(rows) - 1, summarize_rows(rows[1:]))
+                for k, rows in self.exps.items()}
+        index = (self.keys, self.entries, self.entry_of.tobytes(), self.t_max) if self.keys else None
+        return (self.calls, self.checks, exps, self.units, self.usage, self.requests, index)
+
+
 class Preparer:
     """The per-span work that needs no shared state. Not thread-safe (one per thread/process)."""
 
     def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str,
-                 attributes: str = "all"):
+                 attributes: str = "all", clock=time.time):
         """attributes: what CallRecord.attributes carries — "all" (in-thread), "short" (worker
         processes with plugins: string values over SHORT_ATTRIBUTE_CHARS are left out, the texts
-        are in call.prompt/call.completion) or "none" (worker processes, no plugins: no attributes and no LLMCall in the op, the
-        fields apply needs are flat in it; user/session ids are hashed here in every mode)."""
+        are in call.prompt/call.completion) or "none" (no plugin takes calls: no ("call", ...)
+        ops at all, only the batch delta)."""
         self.checks = checks
         self.prices = prices
         self.default_service = default_service
         self.attributes = attributes
+        self.clock = clock
         self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
         self._hash_cache: dict[str, int] = {}
         self.span_errors = 0
@@ -122,16 +164,17 @@ class Preparer:
     def prepare_traces(self, req: Any) -> Prepared:
         ops: list[tuple] = []
         deferred: list[SpanView] = []
+        batch = _Batch()
         n = errors = 0
         for sv in walk_spans(req, self.default_service):
             n += 1
             if semconv.EVALUATION_NAME in sv.attributes:
                 deferred.append(sv)  # join after the batch's calls (children end first)
                 continue
-            errors += self._guarded(sv, ops)
+            errors += self._guarded(sv, ops, batch)
         for sv in deferred:
-            errors += self._guarded(sv, ops)
-        return ("traces", n, ops, errors)
+            errors += self._guarded(sv, ops, batch)
+        return ("traces", n, batch.finish(), ops, errors)
 
     def prepare_logs(self, req: Any) -> Prepared:
         ops: list[tuple] = []
@@ -143,22 +186,22 @@ class Preparer:
             except Exception:
                 errors += 1
                 self._log_error("log record of %s could not be ingested", lv.trace_id)
-        return ("logs", n, ops, errors)
+        return ("logs", n, None, ops, errors)
 
     def _log_error(self, msg: str, *args: Any) -> None:
         self.span_errors += 1
         if self.span_errors <= 3:
             log.exception(msg, *args)
 
-    def _guarded(self, sv: SpanView, ops: list) -> int:
+    def _guarded(self, sv: SpanView, ops: list, batch: _Batch) -> int:
         try:
-            self._span(sv, ops)
+            self._span(sv, ops, batch)
             return 0
         except Exception:  # one odd span must not lose the rest of the batch
             self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
             return 1
 
-    def _span(self, sv: SpanView, ops: list) -> None:
+    def _span(self, sv: SpanView, ops: list, batch: _Batch) -> None:
         attrs = sv.attributes
         if semconv.EVALUATION_NAME in attrs:
             ev = evaluation_from_attrs(attrs, sv.trace_id, sv.parent_span_id, sv.end, sv.service)
@@ -175,7 +218,7 @@ class Preparer:
         call = semconv.normalize(attrs, name=sv.name, trace_id=sv.raw_trace_id, span_id=sv.raw_span_id,
                                  start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
         if call is not None:
-            ops.append(self._prepare_call(sv, call))
+            self._add_call(sv, call, batch, ops)
         for name, ev_kvs, t in sv.events:
             if name == semconv.EVALUATION_EVENT:
                 ev = evaluation_from_attrs(kv_attributes(ev_kvs), sv.trace_id, sv.span_id, t or sv.end, sv.service)
@@ -193,31 +236,96 @@ class Preparer:
         if ev is not None:
             ops.append(("eval", ev, True))
 
-    def _prepare_call(self, sv: SpanView, call: LLMCall) -> tuple:
+    def _add_call(self, sv: SpanView, call: LLMCall, batch: _Batch, ops: list) -> None:
         attrs = sv.attributes
         error = sv.error
+        service = sv.service
+        model = call.model
         latency = call.latency_seconds
         if latency is None and sv.end and sv.start and sv.end >= sv.start:
             latency = (sv.end - sv.start) / 1e9
-        cost = self.prices.cost_usd(call.model, call.input_tokens, call.output_tokens, attrs)
+        cost = self.prices.cost_usd(model, call.input_tokens, call.output_tokens, attrs)
         failed, safety = self.checks.run(call, attrs, error)
+        exps = self._experiments(attrs)
+        t = (sv.end or sv.start) / 1e9 or self.clock()
+        inner = exps[-1] if exps else None
+        base = (service, model or "", inner.id if inner else "", inner.variant if inner else "")
+        acc = batch.calls.get(base)
+        if acc is None:
+            acc = batch.calls[base] = [0, 0, 0, 0, 0, 0.0, 0, 0.0, None]
+        acc[_ERR if error else _OK] += 1
+        if latency is not None and latency >= 0:
+            counts = acc[_LAT_COUNTS]
+            if counts is None:
+                counts = acc[_LAT_COUNTS] = [0] * (len(LATENCY_BUCKETS) + 1)
+            # first bucket with value <= bound (Prometheus `le`); NaN goes to +Inf
+            counts[bisect_left(LATENCY_BUCKETS, latency) if latency == latency else len(LATENCY_BUCKETS)] += 1
+            acc[_LAT_N] += 1
+            acc[_LAT_SUM] += latency
+        input_tokens, output_tokens = call.input_tokens, call.output_tokens
+        if input_tokens:
+            acc[_IN] += input_tokens
+        if output_tokens:
+            acc[_OUT] += output_tokens
+        if cost is not None:
+            acc[_COST_N] += 1
+            acc[_COST] += cost
+        if failed or safety:
+            checks = batch.checks
+            for names, is_safety in ((failed, False), (safety, True)):
+                for name in names:
+                    key = (service, base[1], name, is_safety)
+                    checks[key] = checks.get(key, 0) + 1
         user = call.user_id or _first_str(attrs, USER_KEYS)
         session = call.session_id or _first_str(attrs, SESSION_KEYS)
-        user_h = self._id_hash(user) if user else None
-        session_h = self._id_hash(session) if session else None
-        if self.attributes == "all":
-            out_attrs = attrs
-        elif self.attributes == "none":
-            out_attrs = {}
-        else:
-            out_attrs = {k: v for k, v in attrs.items()
-                         if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
-        units = semconv.parse_units(attrs) if semconv.EXPERIMENT_UNITS in attrs else None
-        # the fields apply needs are flat in the op; the LLMCall itself only travels when plugins
-        # may get a CallRecord (not with attributes "none": fewer objects to pickle per span)
-        return ("call", sv.service, None if self.attributes == "none" else call, error, sv.start, sv.end,
-                self._experiments(attrs), latency, cost, failed, safety, user_h, session_h, out_attrs, units,
-                call.model, call.input_tokens, call.output_tokens, call.trace_id, call.span_id)
+        usage = batch.usage
+        for kind, raw_id in (("user", user), ("session", session)):
+            if raw_id:
+                ids = usage.get((service, kind))
+                if ids is None:
+                    ids = usage[(service, kind)] = {}
+                h = self._id_hash(raw_id)
+                if t > ids.get(h, 0.0):
+                    ids[h] = t
+        slot = (service, int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS)
+        batch.requests[slot] = batch.requests.get(slot, 0) + 1
+        if exps:
+            units = semconv.parse_units(attrs) if semconv.EXPERIMENT_UNITS in attrs else None
+            # one row per call and (experiment, variant): the batch's sums come from summarize_rows
+            row = (t, latency, input_tokens, output_tokens, cost, 1.0 if error else 0.0)
+            for a in exps:
+                key = (a.id, a.variant)
+                rows = batch.exps.get(key)
+                if rows is None:
+                    batch.exps[key] = [a, row]
+                else:
+                    rows[0] = a  # the newest stamp (weights) wins, as call by call
+                    rows.append(row)
+                if units:
+                    unit = units.get(a.id)
+                    if unit:
+                        got = batch.units.get(key)
+                        if got is None:
+                            got = batch.units[key] = {}
+                        got[unit] = got.get(unit, 0) + 1
+        trace_id, span_id = call.trace_id, call.span_id
+        if trace_id and span_id:
+            ekey = (service, model, id(exps))
+            ix = batch.entry_ix.get(ekey)
+            if ix is None:
+                ix = batch.entry_ix[ekey] = len(batch.entries)
+                batch.entries.append((service, model, exps))
+            batch.keys.append(trace_id + span_id)
+            batch.entry_of.append(ix)
+            if t > batch.t_max:
+                batch.t_max = t
+        if self.attributes != "none":
+            if self.attributes == "all":
+                out_attrs = attrs
+            else:
+                out_attrs = {k: v for k, v in attrs.items()
+                             if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
+            ops.append(("call", service, call, error, sv.end, exps, failed, safety, cost, out_attrs))
 
     def _id_hash(self, raw_id: str) -> int:
         """state.id_hash, memoized (bounded) like State.see_id's cache."""
@@ -256,7 +364,8 @@ class Ingestor:
         self.labels = labels
         self.plugins = plugins
         self.default_service = str(cfg["labels"]["default_service"])
-        self.preparer = Preparer(checks, prices, self.default_service)
+        self.preparer = Preparer(checks, prices, self.default_service,
+                                 "all" if self._call_plugins() else "none", clock)
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -272,30 +381,22 @@ class Ingestor:
         return self.apply(self.preparer.prepare_logs(req))
 
     def apply(self, prepared: Prepared) -> int:
-        """Apply one prepared batch. The calls' counter increments and experiment samples are summed
-        per key in batch-local dicts and merged into the state once at the end (fewer shared-dict
-        updates and dirty-set insertions per span); the state after `apply` is the same as if
-        every span had been applied on its own."""
-        signal, n, ops, errors = prepared
+        """Apply one prepared batch: merge its delta, then run its ops in order."""
+        signal, n, delta, ops, errors = prepared
         self.span_errors += errors
-        counters: dict[tuple, float] = {}
-        samples: dict[tuple, list] = {}
+        st = self.state
         try:
-            self._apply_ops(ops, counters, samples)
-        finally:
-            st = self.state
-            st.inc_many(counters)
-            st.exp_add_many(samples)
-        st.inc("llm_eval_ingest_spans_total", (signal,), n)
-        return n
-
-    def _apply_ops(self, ops: list, counters: dict, samples: dict) -> None:
-        call_plugins = self._call_plugins()
+            if delta is not None:
+                self._merge(delta)
+        except Exception:  # a bug here must not lose the ops or the span count
+            self.span_errors += 1
+            log.exception("batch delta could not be applied")
+        call_plugins = self._call_plugins() if ops else []
         for op in ops:
             try:
                 kind = op[0]
                 if kind == "call":
-                    self._call(op, counters, samples, call_plugins)
+                    self._call_record(op, call_plugins)
                 elif kind == "eval":
                     ev = op[1]
                     self._evaluation(ev, dedup_key=self._dedup_key(ev) if op[2] else None)
@@ -305,6 +406,66 @@ class Ingestor:
                 self.span_errors += 1
                 if self.span_errors <= 3:
                     log.exception("prepared %s could not be applied", op[0])
+        st.inc("llm_eval_ingest_spans_total", (signal,), n)
+        return n
+
+    def _merge(self, delta: tuple) -> None:
+        """Fold a batch's sums into the state. Label values are bounded once per raw label set,
+        weighted by its number of calls (overflow counts as if each call were bounded)."""
+        calls, checks, exps, units, usage, requests, index = delta
+        st = self.state
+        b = self.labels.bound
+        counters: dict[tuple, float] = {}
+        services: dict[str, str] = {}
+        for (svc_raw, model_raw, exp_raw, var_raw), acc in calls.items():
+            n = acc[_OK] + acc[_ERR]
+            service = b("service", svc_raw, n)
+            services[svc_raw] = service
+            base = (service, b("model", model_raw, n),
+                    b("experiment", exp_raw, n) if exp_raw else "", b("variant", var_raw, n) if exp_raw else "")
+            for status, count in (("ok", acc[_OK]), ("error", acc[_ERR])):
+                if count:
+                    key = ("llm_requests_total", base + (status,))
+                    counters[key] = counters.get(key, 0.0) + count
+            for kind, value in (("input", acc[_IN]), ("output", acc[_OUT])):
+                if value:
+                    key = ("llm_tokens_total", base + (kind,))
+                    counters[key] = counters.get(key, 0.0) + value
+            if acc[_COST_N]:
+                key = ("llm_cost_usd_total", base)
+                counters[key] = counters.get(key, 0.0) + acc[_COST]
+            if acc[_LAT_N]:
+                st.observe_counts("llm_response_latency_seconds", base, acc[_LAT_COUNTS], acc[_LAT_SUM])
+        for (svc_raw, model_raw, check, safety), count in checks.items():
+            service = services.get(svc_raw) or b("service", svc_raw, 0)
+            key = ("llm_safety_violations_total" if safety else "llm_check_failures_total",
+                   (service, b("model", model_raw, 0), b("check", check, count)))
+            counters[key] = counters.get(key, 0.0) + count
+        st.inc_many(counters)
+
+        def service_of(raw: str) -> str:
+            got = services.get(raw)
+            if got is None:
+                got = services[raw] = b("service", raw, 0)
+            return got
+
+        for (svc_raw, kind), seen in usage.items():
+            st.see_ids(service_of(svc_raw), kind, seen)
+        for (svc_raw, slot), count in requests.items():
+            st.count_request(service_of(svc_raw), slot, count)
+        for (eid, variant), (a, t_first, t_last, n, summary) in exps.items():
+            e = st.experiment(a, t_first, n=n, t_last=t_last)
+            if e is None:
+                continue  # past state.max_experiments (counted by experiment())
+            st.exp_merge(e, variant, summary)
+            for unit, calls in units.get((eid, variant), {}).items():
+                st.see_unit(e, variant, unit, calls)
+        if index is not None:
+            keys, entries, entry_of, t_max = index
+            bounded = [IndexEntry(service_of(svc), model, exps_) for svc, model, exps_ in entries]
+            of = array("I")
+            of.frombytes(entry_of)
+            st.index_add(keys, bounded, of, t_max)
 
     def _call_plugins(self) -> list[Any]:
         """Plugins that override `on_call` (no CallRecord is built for the others)."""
@@ -346,84 +507,19 @@ class Ingestor:
             if value and value > 0:
                 st.inc("llm_eval_judge_skipped_total", (svc, ev_l, b("reason", reason)), value)
 
-    # --- LLM calls ---
-    def _call(self, op: tuple, counters: dict | None = None, samples: dict | None = None,
-              call_plugins: list[Any] | None = None) -> None:
-        """One LLM call. Counter increments go to `counters` ((metric, labels) -> sum) and
-        experiment samples to `samples` (see State.exp_add_many) when given (a batch), else
-        straight into the state."""
-        (_, raw_service, call, error, start, end, exps, latency, cost, failed, safety, user_h, session_h,
-         attrs, units, call_model, input_tokens, output_tokens, trace_id, span_id) = op
-        st = self.state
-        direct = counters is None
-        if counters is None:
-            counters, samples = {}, {}
-        t = (end or start) / 1e9 or self.clock()
-        inner = exps[-1] if exps else None
-        b = self.labels.bound
-        service = b("service", raw_service)
-        model = b("model", call_model or "")
-        exp_l = b("experiment", inner.id) if inner else ""
-        var_l = b("variant", inner.variant) if inner else ""
-        base = (service, model, exp_l, var_l)
-        get = counters.get
-        key = ("llm_requests_total", base + ("error" if error else "ok",))
-        counters[key] = get(key, 0.0) + 1.0
-        if latency is not None and latency >= 0:
-            st.observe("llm_response_latency_seconds", base, latency)
-        if input_tokens:
-            key = ("llm_tokens_total", base + ("input",))
-            counters[key] = get(key, 0.0) + input_tokens
-        if output_tokens:
-            key = ("llm_tokens_total", base + ("output",))
-            counters[key] = get(key, 0.0) + output_tokens
-        if cost is not None:
-            key = ("llm_cost_usd_total", base)
-            counters[key] = get(key, 0.0) + cost
-        for name in failed:
-            key = ("llm_check_failures_total", (service, model, b("check", name)))
-            counters[key] = get(key, 0.0) + 1.0
-        for name in safety:
-            key = ("llm_safety_violations_total", (service, model, b("check", name)))
-            counters[key] = get(key, 0.0) + 1.0
-        if user_h is not None:
-            st.see_id_hash(service, "user", user_h, t)
-        if session_h is not None:
-            st.see_id_hash(service, "session", session_h, t)
-        st.count_request(service, t)
-        if exps:
-            # one row per call and (experiment, variant); State.exp_add_many sums the columns
-            row = (t, latency, input_tokens, output_tokens, cost, 1.0 if error else 0.0)
-            for a in exps:
-                e = st.experiment(a, t)
-                if e is None:
-                    continue  # past state.max_experiments (counted by experiment())
-                variant = a.variant
-                rows = samples.get((e.id, variant))
-                if rows is None:
-                    samples[(e.id, variant)] = [e, row]
-                else:
-                    rows.append(row)
-                if units:
-                    unit = units.get(a.id)
-                    if unit:
-                        st.see_unit(e, variant, unit)
-        if direct:
-            st.inc_many(counters)
-            st.exp_add_many(samples)
-        if trace_id and span_id:
-            st.index_put(trace_id, span_id, service, call_model, exps, t)
-        if call_plugins is None:
-            call_plugins = self._call_plugins()
-        if call_plugins and call is not None:
-            record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=end,
-                                experiments=exps, failed_checks=failed, safety_checks=safety,
-                                cost_usd=cost, attributes=attrs)
-            for p in call_plugins:
-                try:
-                    p.on_call(record)
-                except Exception:
-                    self._plugin_failed(p, "on_call")
+    # --- LLM calls (their sums are in the delta; this only feeds plugins) ---
+    def _call_record(self, op: tuple, call_plugins: list[Any]) -> None:
+        if not call_plugins:
+            return
+        _, raw_service, call, error, end, exps, failed, safety, cost, attrs = op
+        record = CallRecord(call=call, service=self.labels.bound("service", raw_service, 0), error=error,
+                            end_time_unix_nano=end, experiments=exps, failed_checks=failed,
+                            safety_checks=safety, cost_usd=cost, attributes=attrs)
+        for p in call_plugins:
+            try:
+                p.on_call(record)
+            except Exception:
+                self._plugin_failed(p, "on_call")
 
     # --- evaluations ---
     def _evaluation(self, ev: EvaluationRecord, dedup_key: tuple | None) -> None:

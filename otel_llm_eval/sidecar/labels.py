@@ -24,8 +24,11 @@ class LabelBounder:
         self.overflow: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def bound(self, label: str, value: object) -> str:
-        """`value` as a label value, or `other` when the label's cap is reached by other values."""
+    def bound(self, label: str, value: object, n: int = 1) -> str:
+        """`value` as a label value, or `other` when the label's cap is reached by other values.
+
+        n: how many observations the fold stands for (a batch's calls with this value), added to
+        the overflow count; 0 when the same value was already bounded for them."""
         v = "" if value is None else str(value)
         if len(v) > MAX_VALUE_CHARS:
             v = v[:MAX_VALUE_CHARS]
@@ -37,7 +40,7 @@ class LabelBounder:
             if v in seen or v == "" or v == OVERFLOW_VALUE:
                 return v
             if len(seen) >= self.caps.get(label, _UNCAPPED_DEFAULT):
-                self.overflow[label] = self.overflow.get(label, 0) + 1
+                self.overflow[label] = self.overflow.get(label, 0) + n
                 return OVERFLOW_VALUE
             seen.add(v)
             return v

@@ -166,14 +166,20 @@ class Decoded:
     error_message: str = ""
 
 
+_ZERO_TRACE_ID, _ZERO_SPAN_ID = bytes(16), bytes(8)
+
+
 def _span_problem(span: Any, max_bytes: int) -> str | None:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
-        return f"trace_id must be 16 bytes and not all zero (got {len(span.trace_id)} bytes)"
-    if len(span.span_id) != 8 or not any(span.span_id):
-        return f"span_id must be 8 bytes and not all zero (got {len(span.span_id)} bytes)"
+    """Why a span is invalid, or None. max_bytes 0: the request is smaller than the span limit,
+    so no span can exceed it (ByteSize walks the whole span: skipped when it cannot matter)."""
+    trace_id, span_id = span.trace_id, span.span_id
+    if len(trace_id) != 16 or trace_id == _ZERO_TRACE_ID:
+        return f"trace_id must be 16 bytes and not all zero (got {len(trace_id)} bytes)"
+    if len(span_id) != 8 or span_id == _ZERO_SPAN_ID:
+        return f"span_id must be 8 bytes and not all zero (got {len(span_id)} bytes)"
     if len(span.parent_span_id) not in (0, 8):
         return f"parent_span_id must be empty or 8 bytes (got {len(span.parent_span_id)})"
-    if span.ByteSize() > max_bytes:
+    if max_bytes and span.ByteSize() > max_bytes:
         return f"span larger than ingest.max_span_bytes={max_bytes}"
     return None
 
@@ -183,7 +189,7 @@ def _log_problem(rec: Any, max_bytes: int) -> str | None:
         return f"trace_id must be empty or 16 bytes (got {len(rec.trace_id)})"
     if len(rec.span_id) not in (0, 8):
         return f"span_id must be empty or 8 bytes (got {len(rec.span_id)})"
-    if rec.ByteSize() > max_bytes:
+    if max_bytes and rec.ByteSize() > max_bytes:
         return f"log record larger than ingest.max_span_bytes={max_bytes}"
     if not (rec.attributes or rec.HasField("body") or rec.event_name or rec.time_unix_nano
             or rec.observed_time_unix_nano):
@@ -217,23 +223,32 @@ def _drop_invalid(item_lists: Iterable[Any], problem: Callable[[Any, int], str |
 
 
 def decode_traces(body: bytes, content_type: str | None, content_encoding: str | None, *,
-                  max_request_bytes: int, max_span_bytes: int) -> Decoded:
+                  max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
+    """validated: this body decoded before with no invalid span (an ingest worker re-decoding
+    what the HTTP handler accepted): skip the per-span checks."""
     mt = check_content_type(content_type)
     raw = decompress(body, content_encoding, max_request_bytes)
     req = ExportTraceServiceRequest()
     _parse(raw, mt, req, "traces")
+    if validated:
+        return Decoded(req, -1, 0)
     groups = (ss.spans for rs in req.resource_spans for ss in rs.scope_spans)
-    return Decoded(req, *_drop_invalid(groups, _span_problem, max_span_bytes, "span"))
+    # protobuf: no span is larger than the request; JSON is larger than its protobuf encoding
+    limit = max_span_bytes if len(raw) > max_span_bytes else 0
+    return Decoded(req, *_drop_invalid(groups, _span_problem, limit, "span"))
 
 
 def decode_logs(body: bytes, content_type: str | None, content_encoding: str | None, *,
-                max_request_bytes: int, max_span_bytes: int) -> Decoded:
+                max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
     mt = check_content_type(content_type)
     raw = decompress(body, content_encoding, max_request_bytes)
     req = ExportLogsServiceRequest()
     _parse(raw, mt, req, "logs")
+    if validated:
+        return Decoded(req, -1, 0)
     groups = (sl.log_records for rl in req.resource_logs for sl in rl.scope_logs)
-    return Decoded(req, *_drop_invalid(groups, _log_problem, max_span_bytes, "log record"))
+    limit = max_span_bytes if len(raw) > max_span_bytes else 0
+    return Decoded(req, *_drop_invalid(groups, _log_problem, limit, "log record"))
 
 
 def traces_response(rejected: int, message: str) -> bytes:

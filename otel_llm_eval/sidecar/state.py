@@ -13,11 +13,13 @@ series belong to the analysis plugin (its own tables), not to the core.
 from __future__ import annotations
 
 import hashlib
+from array import array
 import threading
 import time
 from bisect import bisect_left
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import mul as _mul
 from typing import Any, NamedTuple
 
@@ -76,13 +78,25 @@ class Experiment:
 
 
 class IndexEntry(NamedTuple):
-    """What an evaluation needs from the call it evaluates (a NamedTuple: 200k of them are cheap)."""
+    """What an evaluation needs from the call it evaluates. One entry is shared by every call of a
+    batch with the same service, model and experiments (the index maps span ids to it)."""
 
     service: str
     model: str | None
     experiments: tuple[ExperimentAssignment, ...]
-    time: float
-    seq: int = 0  # insertion order (the persisted index is trimmed by it)
+
+
+class IndexChunk:
+    """The span index entries one batch added: evicted and persisted as a unit (one SQLite row).
+
+    keys: trace id hex + span id hex (48 characters) per call; entry_of[i] indexes `entries` for keys[i];
+    `evicted` keys at the front are gone already (the size cap trims inside a chunk)."""
+
+    __slots__ = ("seq", "t_max", "keys", "entries", "entry_of", "evicted")
+
+    def __init__(self, seq: int, t_max: float, keys: list[str], entries: list, entry_of: array):
+        self.seq, self.t_max, self.keys, self.entries, self.entry_of = seq, t_max, keys, entries, entry_of
+        self.evicted = 0
 
 
 class State:
@@ -109,19 +123,24 @@ class State:
         self._unit_cache: dict[str, int] = {}
         #: (service, kind) -> {id hash: last seen unix}, kind in user|session
         self.usage: dict[tuple[str, str], dict[int, float]] = {}
-        self.dirty_usage: set[tuple[str, str, int]] = set()
+        #: (service, kind) -> id hashes to persist: new ones, and known ones seen in a later minute
+        #: (the stored last-seen time has minute resolution, so a busy user is written once a minute)
+        self.dirty_usage: dict[tuple[str, str], set[int]] = {}
         self.usage_dropped = 0
         self._hash_cache: dict[str, int] = {}
         self.max_ids = max_ids_per_service
         #: service -> {minute slot start: calls}
         self.request_slots: dict[str, dict[int, int]] = {}
         self.dirty_request_slots: set[tuple[str, int]] = set()
-        self.span_index: OrderedDict[tuple[str, str], IndexEntry] = OrderedDict()
-        self.trace_last: dict[str, str] = {}   # trace id -> span id of its last LLM call
-        self.index_new: list[tuple[str, str]] = []
+        #: trace id hex + span id hex -> (IndexEntry, chunk seq); filled and emptied chunk by chunk
+        self.span_index: dict[str, tuple[IndexEntry, int]] = {}
+        self.index_chunks: deque[IndexChunk] = deque()  # oldest first
+        self.index_size = 0                     # live entries in the chunks (duplicates included)
+        self.trace_last: dict[str, str] = {}   # trace id hex -> index key of its last LLM call
+        self.index_new: list[IndexChunk] = []   # chunks the next flush persists
         self.index_max = span_index_max_entries
         self.index_evicted = 0                  # entries dropped by the size cap (before retention)
-        self.index_seq = 0                      # last insertion seq handed out
+        self.index_seq = 0                      # last chunk seq handed out
         #: journal rows applied to this state since the last flush (deleted by the flush)
         self.applied_seqs: list[int] = []
         #: last file-journal seq applied to this state (records are applied in seq order)
@@ -155,21 +174,36 @@ class State:
         h[1] += value
         self.dirty_series.add(key)
 
+    def observe_counts(self, metric: str, labels: tuple[str, ...], counts: list[int], total: float) -> None:
+        """Add a batch's per-bucket counts (non-cumulative, catalog buckets + Inf) and sum."""
+        key = (metric, labels)
+        h = self.hists.get(key)
+        if h is None:
+            self.hists[key] = [list(counts), total]
+        else:
+            h[0] = [x + y for x, y in zip(h[0], counts)]
+            h[1] += total
+        self.dirty_series.add(key)
+
     # --- experiments (caller holds the lock) ---
-    def experiment(self, a: ExperimentAssignment, t: float) -> Experiment | None:
-        """The experiment's state, or None past `state.max_experiments` (counted, not tracked)."""
+    def experiment(self, a: ExperimentAssignment, t: float, n: int = 1,
+                   t_last: float | None = None) -> Experiment | None:
+        """The experiment's state, or None past `state.max_experiments` (counted, not tracked).
+
+        n: the calls this stands for (counted when dropped); t..t_last: their first/last time."""
         e = self.experiments.get(a.id)
         if e is None:
             if len(self.experiments) >= self.max_experiments:
-                self.experiments_dropped += 1
+                self.experiments_dropped += n
                 return None
             e = self.experiments[a.id] = Experiment(a.id, first_seen=t, last_seen=t)
             self.dirty_experiments.add(a.id)
         if a.weights and (e.weights != a.weights or e.control != a.control):
             e.weights, e.control = dict(a.weights), a.control
             self.dirty_experiments.add(a.id)
-        if t > e.last_seen:
-            e.last_seen = t
+        last = t if t_last is None or t_last < t else t_last
+        if last > e.last_seen:
+            e.last_seen = last
             self.dirty_experiments.add(a.id)
         return e
 
@@ -193,8 +227,9 @@ class State:
             s.last_seen = t
         self.dirty_stats.add((e.id, metric, variant))
 
-    def see_unit(self, e: Experiment | None, variant: str, unit: str) -> None:
-        """Count assignment unit `unit` (a unit key) in `variant`; exact until a cap is reached."""
+    def see_unit(self, e: Experiment | None, variant: str, unit: str, calls: int = 1) -> None:
+        """Count assignment unit `unit` (a unit key) in `variant`; exact until a cap is reached
+        (then its `calls` count as dropped)."""
         if e is None:
             return
         key = self._unit_cache.get(unit)
@@ -212,7 +247,7 @@ class State:
         if key in s:
             return
         if e.unit_count >= self.max_units_per_experiment or self.units_total >= self.max_units:
-            self.units_dropped += 1
+            self.units_dropped += calls
             if not e.units_capped:
                 e.units_capped = True
                 self.dirty_units_capped.add(e.id)
@@ -222,40 +257,28 @@ class State:
         self.units_total += 1
         self.dirty_units.append((e.id, variant, key))
 
-    def exp_add_many(self, samples: dict[tuple[str, str], list]) -> None:
-        """`exp_add` for a batch of calls: (experiment id, variant) -> [experiment, row, row, ...],
-        each row (t, latency, input tokens, output tokens, cost, error) with None = not measured,
-        plus one exposure per row. Sums each column once (C-level sum/map) instead of one update
-        per sample; same caps and drop counts as `exp_add`."""
-        for (eid, variant), (e, *rows) in samples.items():
-            columns = list(zip(*rows))
-            times = columns[0]
-            first, last = times[0], max(times)
-            n_rows = len(rows)
-            for metric, col in zip(CALL_METRICS_WITH_EXPOSURES, ((1.0,) * n_rows,) + tuple(columns[1:])):
-                first_c, last_c = first, last
-                if None in col:  # unmeasured in some calls: first/last seen of the measured ones
-                    idx = [i for i, v in enumerate(col) if v is not None]
-                    if not idx:
-                        continue
-                    col = [col[i] for i in idx]
-                    first_c, last_c = times[idx[0]], max(times[i] for i in idx)
-                key = (metric, variant)
-                s = e.stats.get(key)
-                if s is None:
-                    if len(e.stats) >= self.max_stats_per_experiment:
-                        self.experiments_dropped += len(col)
-                        continue
-                    s = e.stats[key] = Stat()
-                    s.first_seen = first_c
-                s.n += len(col)
-                s.sum += float(sum(col))
-                s.sum_sq += float(sum(map(_mul, col, col)))
-                if s.binary and not _BINARY.issuperset(col):
-                    s.binary = False
-                if last_c > s.last_seen:
-                    s.last_seen = last_c
-                self.dirty_stats.add((eid, metric, variant))
+    def exp_merge(self, e: Experiment | None, variant: str, summary: list[tuple]) -> None:
+        """Add a batch's `summarize_rows` output for one (experiment, variant); same caps and drop
+        counts as `exp_add` per sample."""
+        if e is None:
+            return
+        for metric, n, total, total_sq, binary, first, last in summary:
+            key = (metric, variant)
+            s = e.stats.get(key)
+            if s is None:
+                if len(e.stats) >= self.max_stats_per_experiment:
+                    self.experiments_dropped += n
+                    continue
+                s = e.stats[key] = Stat()
+                s.first_seen = first
+            s.n += n
+            s.sum += total
+            s.sum_sq += total_sq
+            if s.binary and not binary:
+                s.binary = False
+            if last > s.last_seen:
+                s.last_seen = last
+            self.dirty_stats.add((e.id, metric, variant))
 
     def snapshot(self) -> dict[str, ExperimentSnapshot]:
         with self.lock:
@@ -278,29 +301,45 @@ class State:
             if len(self._hash_cache) >= 50_000:
                 self._hash_cache.clear()  # bounded; recomputing is cheap
             h = self._hash_cache[raw_id] = id_hash(raw_id)
-        self.see_id_hash(service, kind, h, t)
+        self.see_ids(service, kind, {h: t})
 
-    def see_id_hash(self, service: str, kind: str, h: int, t: float) -> None:
-        """`see_id` with the id already hashed (`id_hash`, e.g. in an ingest worker process)."""
-        ids = self.usage.get((service, kind))
+    def see_ids(self, service: str, kind: str, seen: dict[int, float]) -> None:
+        """Record id hashes (`id_hash`, e.g. from an ingest worker) seen at the given unix times.
+
+        New ids are dirty (persisted by the next flush); a known id's newer time is persisted by
+        the flush's once-a-minute refresh (`Store`), so a busy user costs no write per call."""
+        key = (service, kind)
+        ids = self.usage.get(key)
         if ids is None:
-            ids = self.usage[(service, kind)] = {}
-        if h not in ids and len(ids) >= self.max_ids:
-            self._prune_usage(ids, t)
+            ids = self.usage[key] = {}
+        dirty = self.dirty_usage.get(key)
+        if dirty is None:
+            dirty = self.dirty_usage[key] = set()
+        fresh = set(seen).difference(ids)  # O(len(seen)): set - dict checks membership (not keys - keys)
+        if len(ids) + len(fresh) <= self.max_ids:  # C-level set and dict operations
+            ids.update(seen)
+            dirty |= fresh
+            return
+        for h, t in seen.items():  # near the cap: one by one, pruning expired ids first
+            if h in ids:
+                ids[h] = t
+                continue
             if len(ids) >= self.max_ids:
-                self.usage_dropped += 1
-                return
-        ids[h] = t
-        self.dirty_usage.add((service, kind, h))
+                self._prune_usage(ids, t)
+                if len(ids) >= self.max_ids:
+                    self.usage_dropped += 1
+                    continue
+            ids[h] = t
+            dirty.add(h)
 
     def _prune_usage(self, ids: dict[int, float], now: float) -> None:
         for h in [h for h, seen in ids.items() if seen < now - DAY]:
             del ids[h]
 
-    def count_request(self, service: str, t: float) -> None:
+    def count_request(self, service: str, t: float, n: int = 1) -> None:
         slot = int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS
         slots = self.request_slots.setdefault(service, {})
-        slots[slot] = slots.get(slot, 0) + 1
+        slots[slot] = slots.get(slot, 0) + n
         self.dirty_request_slots.add((service, slot))
 
     def usage_gauges(self, now: float) -> list[tuple[str, str, str, float]]:
@@ -323,66 +362,108 @@ class State:
                         out.append(("llm_requests_per_user", service, window, requests / n_users))
         return out
 
-    def prune(self, now: float, index_retention: float) -> list:
-        """Drop expired usage ids, request slots and index entries; returns the expired index keys."""
+    def prune(self, now: float, index_retention: float) -> None:
+        """Drop expired usage ids, request slots and span index chunks (whole batches: a chunk goes
+        when its newest call is older than the retention)."""
         with self.lock:
             for service, slots in self.request_slots.items():
                 for slot in [s for s in slots if s < now - DAY - REQUEST_SLOT_SECONDS]:
                     del slots[slot]
             for ids in self.usage.values():
                 self._prune_usage(ids, now)
-            old_index = []
-            while self.span_index:
-                key, entry = next(iter(self.span_index.items()))
-                if entry.time >= now - index_retention:
-                    break
-                self.span_index.popitem(last=False)
-                if self.trace_last.get(key[0]) == key[1]:
-                    del self.trace_last[key[0]]
-                old_index.append(key)
-            return old_index
+            chunks = self.index_chunks
+            while chunks and chunks[0].t_max < now - index_retention:
+                self._drop_index_keys(chunks[0], len(chunks[0].keys))
+                chunks.popleft()
 
     # --- span index (caller holds the lock) ---
-    def index_put(self, trace_id: str, span_id: str, service: str, model: str | None,
-                  experiments: tuple[ExperimentAssignment, ...], t: float, seq: int = 0,
-                  persist: bool = True) -> None:
-        """Remember a call for evaluation joins; `seq` 0 assigns the next insertion seq."""
-        key = (trace_id, span_id)
-        if not seq:
+    def index_add(self, keys: list[str], entries: list[IndexEntry], entry_of: array,
+                  t_max: float, *, seq: int = 0) -> None:
+        """Remember a batch of calls for evaluation joins: keys[i] (trace id hex + span id hex) ->
+        entries[entry_of[i]], entry_of an array("I").
+
+        `seq` 0 assigns the next chunk seq and has the next flush persist the chunk (one row); a
+        given seq is a chunk restored from SQLite. Past `state.span_index_max_entries` the oldest
+        entries are evicted (counted)."""
+        if not keys:
+            return
+        persist = not seq
+        if persist:
             self.index_seq += 1
             seq = self.index_seq
         elif seq > self.index_seq:
             self.index_seq = seq
-        if key in self.span_index:
-            self.span_index.move_to_end(key)  # keep dict order == seq order (trimming relies on it)
-        self.span_index[key] = IndexEntry(service, model, experiments, t, seq)
-        self.trace_last[trace_id] = span_id
+        chunk = IndexChunk(seq, t_max, keys, entries, entry_of)
+        self.index_chunks.append(chunk)
+        self.span_index.update(zip(keys, zip(map(entries.__getitem__, entry_of), repeat(seq))))
+        self.trace_last.update({k[:32]: k for k in keys})
+        self.index_size += len(keys)
         if persist:
-            self.index_new.append(key)
-        while len(self.span_index) > self.index_max:
-            self.index_evicted += 1
-            old, _ = self.span_index.popitem(last=False)
-            if self.trace_last.get(old[0]) == old[1]:
-                del self.trace_last[old[0]]
+            self.index_new.append(chunk)
+        over = self.index_size - self.index_max
+        while over > 0:
+            oldest = self.index_chunks[0]
+            k = min(over, len(oldest.keys) - oldest.evicted)
+            self._drop_index_keys(oldest, k)
+            self.index_evicted += k
+            over -= k
+            if oldest.evicted == len(oldest.keys):
+                self.index_chunks.popleft()
+
+    def _drop_index_keys(self, chunk: IndexChunk, k: int) -> None:
+        """Forget the next k live keys of `chunk` (the oldest chunk)."""
+        index, last, seq = self.span_index, self.trace_last, chunk.seq
+        start = chunk.evicted
+        for key in chunk.keys[start:start + k]:
+            hit = index.get(key)
+            if hit is not None and hit[1] == seq:  # not re-added by a later chunk
+                del index[key]
+                if last.get(key[:32]) == key:
+                    del last[key[:32]]
+        chunk.evicted = start + k
+        self.index_size -= k
 
     def index_oldest_seq(self) -> int:
-        """Seq of the oldest entry still indexed (persisted rows below it are gone from memory)."""
-        for entry in self.span_index.values():
-            return entry.seq
-        return self.index_seq + 1
+        """Seq of the oldest chunk still indexed (persisted chunks below it are gone from memory)."""
+        return self.index_chunks[0].seq if self.index_chunks else self.index_seq + 1
 
     def index_get(self, trace_id: str | None, span_id: str | None) -> IndexEntry | None:
         if not trace_id:
             return None
+        index = self.span_index
         if span_id:
-            hit = self.span_index.get((trace_id, span_id))
+            hit = index.get(trace_id + span_id)
             if hit is not None:
-                return hit
+                return hit[0]
         # the evaluated span may be a wrapper of the LLM call: fall back to the trace's last call
         last = self.trace_last.get(trace_id)
         if last is not None:
-            return self.span_index.get((trace_id, last))
+            hit = index.get(last)
+            if hit is not None:
+                return hit[0]
         return None
+
+
+def summarize_rows(rows: list[tuple]) -> list[tuple]:
+    """Sufficient statistics of a batch's calls for one (experiment, variant): rows are (t, latency,
+    input tokens, output tokens, cost, error) with None = not measured, and each row is one
+    exposure. Returns (metric, n, sum, sum of squares, all 0/1, first seen, last seen) per metric
+    with at least one measured value. Pure; C-level sums (runs in ingest workers)."""
+    columns = list(zip(*rows))
+    times = columns[0]
+    first, last = times[0], max(times)
+    out = []
+    for metric, col in zip(CALL_METRICS_WITH_EXPOSURES, ((1.0,) * len(rows),) + tuple(columns[1:])):
+        first_c, last_c = first, last
+        if None in col:  # unmeasured in some calls: first/last seen of the measured ones
+            idx = [i for i, v in enumerate(col) if v is not None]
+            if not idx:
+                continue
+            col = [col[i] for i in idx]
+            first_c, last_c = times[idx[0]], max(times[i] for i in idx)
+        out.append((metric, len(col), float(sum(col)), float(sum(map(_mul, col, col))),
+                    _BINARY.issuperset(col), first_c, last_c))
+    return out
 
 
 def now() -> float:

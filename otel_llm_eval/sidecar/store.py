@@ -15,6 +15,7 @@ The digests live in memory, in each journal record, and (after a flush) in `requ
 from __future__ import annotations
 
 import hashlib
+from array import array
 import json
 import logging
 import sqlite3
@@ -25,7 +26,7 @@ from typing import Any, Callable, Iterable
 from ..semconv import ExperimentAssignment
 from .journal import FileJournal
 from .plugins import EvaluationRecord
-from .state import Experiment, Stat, State
+from .state import Experiment, IndexEntry, Stat, State
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,8 @@ CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, control TEXT, weigh
 CREATE TABLE IF NOT EXISTS exp_stats (experiment TEXT, metric TEXT, variant TEXT, n INTEGER,
     sum REAL, sum_sq REAL, binary INTEGER, first_seen REAL, last_seen REAL,
     PRIMARY KEY (experiment, metric, variant));
-CREATE TABLE IF NOT EXISTS span_index (trace_id TEXT, span_id TEXT, service TEXT, model TEXT,
-    experiments TEXT, t REAL, seq INTEGER, PRIMARY KEY (trace_id, span_id));
-CREATE INDEX IF NOT EXISTS span_index_seq ON span_index (seq);
+CREATE TABLE IF NOT EXISTS span_index_chunks (seq INTEGER PRIMARY KEY, t_max REAL, entries TEXT,
+    ids BLOB, entry_of BLOB);
 CREATE TABLE IF NOT EXISTS usage_ids (service TEXT, kind TEXT, id INTEGER, last_seen REAL,
     PRIMARY KEY (service, kind, id));
 CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
@@ -95,9 +95,9 @@ class Store:
     def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
         self.path = path
         self.conn = connect(path)
-        columns = [r[1] for r in self.conn.execute("PRAGMA table_info(span_index)")]
-        if columns and "seq" not in columns:  # an older layout: the index is a cache, rebuild it
-            self.conn.execute("DROP TABLE span_index")
+        # the span index used to be one row per call; it is one row per batch now (a join cache:
+        # an index in the older layout is dropped, evaluations of those calls join by trace only)
+        self.conn.execute("DROP TABLE IF EXISTS span_index")
         self.conn.executescript(SCHEMA)
         self.journal_lock = threading.Lock()
         self.flush_lock = threading.Lock()  # one flush at a time (state.lock is released during writes)
@@ -109,6 +109,9 @@ class Store:
         self.hashes: dict[bytes, float] = dict(self.conn.execute(
             "SELECT hash, t FROM request_hashes WHERE t >= ?", (now - dedup_retention_seconds,)).fetchall())
         self.new_hashes: list[tuple[bytes, float]] = []
+        #: usage ids' last-seen times are rewritten once a minute (State.see_ids)
+        self.usage_refresh_minute = now // 60.0
+        self.usage_refreshed_at = now
 
     def close(self) -> None:
         self.file_journal.close()
@@ -178,16 +181,27 @@ class Store:
             for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
                 state.request_slots.setdefault(service, {})[slot] = n
             exps_cache: dict[str, tuple] = {}
-            for t, sp, service, model, exps, ts, seq in c.execute(
-                    "SELECT trace_id, span_id, service, model, experiments, t, seq FROM span_index ORDER BY seq"):
-                e = exps_cache.get(exps)
-                if e is None:
-                    e = exps_cache[exps] = _exps_from_json(exps)
-                state.index_put(t, sp, service, model, e, ts, seq=seq, persist=False)
+            evicted = state.index_evicted  # trimming a partly evicted chunk again is not an overflow
+            for seq, t_max, entries_json, ids, entry_of in c.execute(
+                    "SELECT seq, t_max, entries, ids, entry_of FROM span_index_chunks ORDER BY seq"):
+                entries = []
+                for service, model, exps in json.loads(entries_json):
+                    e = exps_cache.get(exps)
+                    if e is None:
+                        e = exps_cache[exps] = _exps_from_json(exps)
+                    entries.append(IndexEntry(service, model, e))
+                of = array("I")
+                of.frombytes(entry_of)
+                hexed = ids.hex()
+                keys = [hexed[i:i + 48] for i in range(0, len(hexed), 48)]
+                if len(keys) != len(of) or any(i >= len(entries) for i in of):
+                    log.warning("span index chunk %s is inconsistent; skipped", seq)
+                    continue
+                state.index_add(keys, entries, of, t_max, seq=seq)
+            state.index_evicted = evicted
 
     # --- flush (state thread) ---
     def flush(self, state: State, plugins: Iterable[Any], *, now: float, dedup_retention: float,
-              expired_index: list,
               take_evaluations: Callable[[], list[Any]] = list) -> list[tuple[int, Any]]:
         """Write dirty state + plugin state + journal consumption in one transaction.
 
@@ -204,12 +218,12 @@ class Store:
         with self.flush_lock:
             state.lock.acquire()
             try:
-                return self._flush(state, plugins, now, dedup_retention, expired_index, take_evaluations)
+                return self._flush(state, plugins, now, dedup_retention, take_evaluations)
             finally:
                 state.lock.release()
 
     def _flush(self, state: State, plugins: list[Any], now: float, dedup_retention: float,
-               expired_index: list, take_evaluations: Callable[[], list[Any]]) -> list[tuple[int, Any]]:
+               take_evaluations: Callable[[], list[Any]]) -> list[tuple[int, Any]]:
         """Caller holds flush_lock and state.lock (once); releases state.lock early without plugins
         and re-acquires it before returning."""
         c = self.conn
@@ -228,31 +242,38 @@ class Store:
             s = state.experiments[exp].stats[(metric, variant)]
             stats.append((exp, metric, variant, s.n, s.sum, s.sum_sq, int(s.binary), s.first_seen, s.last_seen))
         usage = []
-        for service, kind, h in state.dirty_usage:
-            seen = state.usage.get((service, kind), {}).get(h)
-            if seen is not None:
-                usage.append((service, kind, h, seen))
+        for (service, kind), hashes in state.dirty_usage.items():
+            ids = state.usage.get((service, kind), {})
+            usage += [(service, kind, h, ids[h]) for h in hashes if h in ids]
+        refresh_minute = now // 60.0
+        if refresh_minute != self.usage_refresh_minute:
+            # once a minute: the newer last-seen times of known ids (see State.see_ids); span
+            # times lag the wall clock, so look back a little further than the last refresh
+            since = self.usage_refreshed_at - 120.0
+            for (service, kind), ids in state.usage.items():
+                usage += [(service, kind, h, t) for h, t in ids.items() if t >= since]
         units = list(state.dirty_units)
         units_capped = [(i,) for i in state.dirty_units_capped]
         req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
                      for s, slot in state.dirty_request_slots]
         index = []
         exps_json: dict[int, str] = {}  # experiment tuples are shared between calls: encode each once
-        span_index = state.span_index
-        for key in state.index_new:
-            e = span_index.get(key)
-            if e is not None:
+        for chunk in state.index_new:
+            entries = []
+            for e in chunk.entries:
                 j = exps_json.get(id(e.experiments))
                 if j is None:
                     j = exps_json[id(e.experiments)] = _exps_to_json(e.experiments)
-                index.append((key[0], key[1], e.service, e.model, j, e.time, e.seq))
+                entries.append((e.service, e.model, j))
+            index.append((chunk.seq, chunk.t_max, json.dumps(entries), bytes.fromhex("".join(chunk.keys)),
+                          chunk.entry_of.tobytes()))
         oldest_seq = state.index_oldest_seq()
         applied = [(seq,) for seq in state.applied_seqs]
         file_applied = max(state.applied_file_seq, self.journal_applied_seq)
         # take the dirty sets: what is dirtied from here on is written by the next flush
         taken = (state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage,
                  state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new)
-        state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage = set(), set(), set(), set()
+        state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage = set(), set(), set(), {}
         state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new = [], set(), set(), []
         with self.journal_lock:
             hashes, self.new_hashes = self.new_hashes, []
@@ -272,10 +293,9 @@ class Store:
                 c.executemany("INSERT OR IGNORE INTO experiment_units VALUES (?, ?, ?)", units)
                 c.executemany("INSERT OR IGNORE INTO experiment_units_capped VALUES (?)", units_capped)
                 c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
-                c.executemany("INSERT OR REPLACE INTO span_index VALUES (?, ?, ?, ?, ?, ?, ?)", index)
-                c.executemany("DELETE FROM span_index WHERE trace_id = ? AND span_id = ?", expired_index)
-                # rows of entries the size cap evicted from memory: the file stays bounded too
-                c.execute("DELETE FROM span_index WHERE seq < ?", (oldest_seq,))
+                c.executemany("INSERT OR REPLACE INTO span_index_chunks VALUES (?, ?, ?, ?, ?)", index)
+                # chunks that retention or the size cap removed from memory: the file stays bounded too
+                c.execute("DELETE FROM span_index_chunks WHERE seq < ?", (oldest_seq,))
                 c.execute("DELETE FROM usage_ids WHERE last_seen < ?", (now - 86400.0,))
                 c.execute("DELETE FROM request_slots WHERE slot < ?", (now - 86400.0 - 120,))
                 c.executemany("DELETE FROM journal WHERE seq = ?", applied)
@@ -311,7 +331,8 @@ class Store:
                 state.dirty_series |= taken[0]
                 state.dirty_experiments |= taken[1]
                 state.dirty_stats |= taken[2]
-                state.dirty_usage |= taken[3]
+                for key, hashes in taken[3].items():
+                    state.dirty_usage.setdefault(key, set()).update(hashes)
                 state.dirty_units[:0] = taken[4]
                 state.dirty_units_capped |= taken[5]
                 state.dirty_request_slots |= taken[6]
@@ -321,6 +342,8 @@ class Store:
             if unlocked:
                 state.lock.acquire()
         self.journal_applied_seq = file_applied
+        if refresh_minute != self.usage_refresh_minute:
+            self.usage_refresh_minute, self.usage_refreshed_at = refresh_minute, now
         self.file_journal.prune(file_applied)
         del state.applied_seqs[:len(applied)]
         return journaled

@@ -64,10 +64,11 @@ def _ping() -> int:
     return os.getpid()
 
 
-def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str) -> tuple:
+def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str, clean: bool = False) -> tuple:
     assert _PREPARER is not None
     decode = decode_traces if signal_name == "traces" else decode_logs
-    msg = decode(body, content_type, encoding, max_request_bytes=_LIMITS[0], max_span_bytes=_LIMITS[1]).message
+    msg = decode(body, content_type, encoding, max_request_bytes=_LIMITS[0], max_span_bytes=_LIMITS[1],
+                 validated=clean).message
     if signal_name == "traces":
         return _PREPARER.prepare_traces(msg)
     return _PREPARER.prepare_logs(msg)
@@ -75,7 +76,7 @@ def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str) ->
 
 class WorkerPool:
     def __init__(self, workers: int, cfg: Mapping[str, Any], *, plugins: bool = True):
-        """plugins: whether CallRecords go to plugins (else no span attributes are sent back)."""
+        """plugins: whether a plugin takes CallRecords (else workers send back only batch sums)."""
         self.workers = workers
         self._initargs = (dict(cfg["checks"]), dict(cfg["prices"]), str(cfg["labels"]["default_service"]),
                           int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]),
@@ -91,8 +92,10 @@ class WorkerPool:
             ex.submit(_ping)
         return ex
 
-    def submit(self, signal_name: str, body: bytes, content_type: str, encoding: str) -> Future:
-        return self._executor.submit(_prepare, signal_name, body, content_type, encoding)
+    def submit(self, signal_name: str, body: bytes, content_type: str, encoding: str,
+               clean: bool = False) -> Future:
+        """clean: the HTTP handler's decode rejected no item (the worker skips the item checks)."""
+        return self._executor.submit(_prepare, signal_name, body, content_type, encoding, clean)
 
     def restart(self) -> None:
         self.restarts += 1

@@ -46,36 +46,50 @@ def state_of(sc):
     stats = {(e.id, k): (s.n, s.sum, s.sum_sq, s.binary, s.first_seen, s.last_seen)
              for e in st.experiments.values() for k, s in e.stats.items()}
     units = {(e.id, v): len(u) for e in st.experiments.values() for v, u in e.units.items()}
+    exps = {e.id: (e.first_seen, e.last_seen, e.control, e.weights) for e in st.experiments.values()}
+    index = {k: v[0] for k, v in st.span_index.items()}
     return dict(st.counters), {k: (list(h[0]), h[1]) for k, h in st.hists.items()}, stats, units, \
-        set(st.dirty_series), set(st.dirty_stats)
+        set(st.dirty_series), set(st.dirty_stats), exps, index, dict(st.usage), dict(st.request_slots), \
+        sc.labels.overflow_snapshot()
 
 
 def test_a_batch_applied_at_once_equals_its_calls_applied_one_by_one(tmp_path):
-    req = encode_spans(spans(400, seed=2))
-    a = build({"state": {"db_path": str(tmp_path / "a.db")}, "plugins": []}, plugins=[], environ={})
-    b = build({"state": {"db_path": str(tmp_path / "b.db")}, "plugins": []}, plugins=[], environ={})
+    """The batch delta (sums per raw label set, made in a worker) leaves the same state as the
+    same spans sent one per request — label caps and their overflow counts included."""
+    finished = spans(400, seed=2)
+    caps = {"labels": {"caps": {"model": 1}}}  # the second model folds into `other`, call by call
+    a = build({"state": {"db_path": str(tmp_path / "a.db")}, "plugins": [], **caps}, plugins=[], environ={})
+    b = build({"state": {"db_path": str(tmp_path / "b.db")}, "plugins": [], **caps}, plugins=[], environ={})
     try:
         with a.state.lock:
-            a.ingestor.apply(a.ingestor.preparer.prepare_traces(req))
-        _, n, ops, _ = b.ingestor.preparer.prepare_traces(req)
+            a.ingestor.apply(a.ingestor.preparer.prepare_traces(encode_spans(finished)))
         with b.state.lock:
-            for op in ops:
-                b.ingestor._call(op)  # no batch dicts: straight into the state, one call at a time
-            b.state.inc("llm_eval_ingest_spans_total", ("traces",), n)
+            for span in finished:
+                b.ingestor.apply(b.ingestor.preparer.prepare_traces(encode_spans([span])))
         batch, single = state_of(a), state_of(b)
     finally:
         a.stop()
         b.stop()
-    counters_a, hists_a, stats_a, units_a, dirty_a, dirty_stats_a = batch
-    counters_b, hists_b, stats_b, units_b, dirty_b, dirty_stats_b = single
-    assert counters_a.keys() == counters_b.keys() and hists_a == hists_b and units_a == units_b
-    assert all(math.isclose(counters_a[k], counters_b[k], rel_tol=1e-12) for k in counters_a)
+    counters_a, hists_a, stats_a, units_a, dirty_a, dirty_stats_a, exps_a, index_a, *rest_a = batch
+    counters_b, hists_b, stats_b, units_b, dirty_b, dirty_stats_b, exps_b, index_b, *rest_b = single
+    assert counters_a.keys() == counters_b.keys() and hists_a.keys() == hists_b.keys() and units_a == units_b
+    for k in counters_a:
+        if k[0] == "llm_eval_ingest_spans_total":
+            continue  # 400 either way, but counted per request
+        assert math.isclose(counters_a[k], counters_b[k], rel_tol=1e-12), k
+    for k in hists_a:
+        assert hists_a[k][0] == hists_b[k][0] and math.isclose(hists_a[k][1], hists_b[k][1], rel_tol=1e-12), k
     assert stats_a.keys() == stats_b.keys() and len(stats_a) >= 2 * 2 * 6
     for k in stats_a:
         (n1, s1, q1, bin1, f1, l1), (n2, s2, q2, bin2, f2, l2) = stats_a[k], stats_b[k]
         assert (n1, bin1, f1, l1) == (n2, bin2, f2, l2), k
         assert math.isclose(s1, s2, rel_tol=1e-12) and math.isclose(q1, q2, rel_tol=1e-12), k
-    assert dirty_a == dirty_b and dirty_stats_a == dirty_stats_b
+    assert dirty_a == dirty_b and dirty_stats_a == dirty_stats_b and exps_a == exps_b
+    assert index_a == index_b and len(index_a) == 400
+    usage_a, slots_a, overflow_a = rest_a
+    usage_b, slots_b, overflow_b = rest_b
+    assert usage_a == usage_b and slots_a == slots_b and sum(n for slots in slots_a.values() for n in slots.values()) == 400
+    assert overflow_a == overflow_b and overflow_a["model"] > 0
     assert counters_a[("llm_eval_ingest_spans_total", ("traces",))] == 400
 
 
@@ -86,7 +100,7 @@ class _FailingSpanIndexWrites:
         self._conn = conn
 
     def executemany(self, sql, rows):
-        if "INTO span_index" in sql:
+        if "INTO span_index_chunks" in sql:
             raise OSError("disk full")
         return self._conn.executemany(sql, rows)
 
@@ -104,7 +118,8 @@ def test_a_failed_flush_leaves_everything_dirty_and_the_next_one_writes_it(tmp_p
         with a.state.lock:
             a.ingestor.apply(a.ingestor.preparer.prepare_traces(req))
         st = a.state
-        before = (set(st.dirty_series), set(st.dirty_stats), set(st.dirty_usage), list(st.index_new))
+        before = (set(st.dirty_series), set(st.dirty_stats), {k: set(v) for k, v in st.dirty_usage.items()},
+                  list(st.index_new))
         assert before[0] and before[2] and before[3]
         real = a.store.conn
         a.store.conn = _FailingSpanIndexWrites(real)
