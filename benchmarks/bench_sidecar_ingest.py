@@ -46,12 +46,12 @@ def sidecar_rate(bodies: list[bytes], threads: int, workers: int) -> tuple[float
     sc = SidecarProcess(f"ingest:\n  workers: {workers}\n")
     try:
         post_all(sc.url, bodies[:2], threads=1)  # warm-up (imports, first SQLite pages)
-        base = sc.metric("llm_eval_ingest_spans_total")
+        base = sc.spans_ingested()
         expected = base + len(bodies) * SPANS_PER_BATCH
         start = time.perf_counter()
         retries = post_all(sc.url, bodies, threads=threads)
-        while sc.metric("llm_eval_ingest_spans_total") < expected:
-            time.sleep(0.05)
+        while sc.spans_ingested() < expected:
+            time.sleep(0.01)
         elapsed = time.perf_counter() - start
         return len(bodies) * SPANS_PER_BATCH / elapsed, retries
     finally:

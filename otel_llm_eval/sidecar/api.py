@@ -84,6 +84,8 @@ class ExperimentDetail(ExperimentSummary):
 class Health(BaseModel):
     status: str
     queue_depth: int = 0
+    spans_ingested: int = Field(0, description="OTLP spans applied to the state (llm_eval_ingest_spans_total"
+                                               "{signal=\"traces\"}): a cheap progress probe")
 
 
 class Problem(BaseModel):
@@ -156,7 +158,8 @@ def create_app(sidecar: Sidecar) -> FastAPI:
             sidecar.count_rejected(e.reason)
             return _error_response(e.status, e.message, mt)
         try:
-            sidecar.submit(signal, decoded.message, body, mt, request.headers.get("content-encoding") or "")
+            sidecar.submit(signal, decoded.message, body, mt, request.headers.get("content-encoding") or "",
+                           clean=not decoded.rejected)
         except QueueFull as e:
             sidecar.count_rejected("queue_full")
             status = 503 if not sidecar.ready or "stopping" in str(e) else 429
@@ -191,7 +194,7 @@ def create_app(sidecar: Sidecar) -> FastAPI:
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
-        return Health(status="ok", queue_depth=sidecar.queue_depth())
+        return Health(status="ok", queue_depth=sidecar.queue_depth(), spans_ingested=sidecar.spans_ingested())
 
     @app.get("/readyz", response_model=Health, dependencies=[auth],
              responses={503: {"model": Health, "description": "replaying the journal or queue full"}})
