@@ -31,6 +31,8 @@ def test_two_worker_processes_produce_the_same_metrics_as_the_ingest_thread(tmp_
         a.key, a.value.string_value = "gen_ai.evaluation.name", "relevance"
         a = ev.attributes.add()
         a.key, a.value.double_value = "gen_ai.evaluation.score.value", 0.5
+        if i == 5:  # one invalid span: this body is re-checked in the worker (the rest skip the checks)
+            req.resource_spans[0].scope_spans[0].spans[7].span_id = b"\x01" * 3
         bodies.append(req.SerializeToString())
     texts = []
     for workers in (0, 2):
@@ -39,7 +41,8 @@ def test_two_worker_processes_produce_the_same_metrics_as_the_ingest_thread(tmp_
         try:
             for body in bodies:
                 assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
-            assert wait_for(sc.url, "llm_eval_ingest_spans_total", 600, timeout=60) == 600
+            assert wait_for(sc.url, "llm_eval_ingest_spans_total", 599, timeout=60) == 599
+            assert httpx.get(sc.url + "/healthz").json()["spans_ingested"] == 599
             texts.append(httpx.get(sc.url + "/metrics").text)
             if workers:
                 assert sc.sidecar.pool is not None and sc.sidecar.pool.restarts == 0

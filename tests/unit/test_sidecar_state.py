@@ -375,3 +375,54 @@ def test_judge_stats_spans_and_failed_judge_evaluations_land_in_the_judge_counte
     assert 'llm_eval_judge_sampled_total{evaluator="helpfulness",service="shop"} 1.0' in text
     assert 'llm_eval_judge_errors_total{evaluator="helpfulness",service="shop"} 1.0' in text
     assert "llm_quality_score" not in text  # a failed evaluation has no score to count
+
+
+def test_a_known_user_seen_in_a_later_minute_is_persisted_by_the_minute_refresh(tmp_path):
+    """Usage ids are written when new; a known id's newer last-seen time waits for the flush's
+    once-a-minute refresh (no write per call for a busy user) and survives a restart."""
+    now = [T0 + 10.0]
+    cfg = {"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}
+    sc = build(cfg, plugins=[], clock=lambda: now[0], environ={})
+    try:
+        sc._apply(0, "traces", batch())
+        assert sc.flush()
+        h = next(iter(sc.state.usage[("shop", "user")]))
+        assert sc.store.conn.execute("SELECT last_seen FROM usage_ids WHERE id = ?", (h,)).fetchone()[0] == T0 + 1.5
+        with sc.state.lock:
+            sc.state.see_ids("shop", "user", {h: T0 + 30.0})  # same id, 28.5 s later
+        assert not sc.state.dirty_usage[("shop", "user")]  # not a write per sighting
+        now[0] = T0 + 59.0
+        assert sc.flush()  # same minute as the last refresh: nothing rewritten
+        assert sc.store.conn.execute("SELECT last_seen FROM usage_ids WHERE id = ?", (h,)).fetchone()[0] == T0 + 1.5
+        now[0] = T0 + 125.0
+        assert sc.flush()  # a new minute: ids seen since the last refresh are rewritten
+    finally:
+        sc.stop()
+    again = build(cfg, plugins=[], clock=lambda: now[0], environ={})
+    try:
+        assert again.state.usage[("shop", "user")][h] == T0 + 30.0
+    finally:
+        again.stop()
+
+
+def test_span_index_chunks_expire_with_their_newest_call_and_leave_the_database(tmp_path):
+    import sqlite3
+
+    now = [T0 + 10.0]
+    cfg = {"state": {"db_path": str(tmp_path / "s.db"), "span_index_retention_seconds": 100.0}, "plugins": []}
+    sc = build(cfg, plugins=[], clock=lambda: now[0], environ={})
+    try:
+        sc._apply(0, "traces", batch())  # calls end at T0 + 1.5 and T0 + 4
+        assert sc.flush()
+        assert sc.state.index_get(TRACE_B, SPAN_B).experiments[0].variant == "treatment"
+        assert sc.state.index_get(TRACE_A, "ff" * 8).model == "gpt-4o"  # unknown span: the trace's call
+        now[0] = T0 + 103.0  # past the retention of the first call, not of the newest one
+        assert sc.flush() and sc.state.index_get(TRACE_A, SPAN_A) is not None
+        now[0] = T0 + 105.0
+        assert sc.flush()
+        assert sc.state.index_get(TRACE_A, SPAN_A) is None and sc.state.index_get(TRACE_B, SPAN_B) is None
+        assert not sc.state.trace_last and sc.state.index_size == 0
+    finally:
+        sc.stop()
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM span_index_chunks").fetchone()[0] == 0
