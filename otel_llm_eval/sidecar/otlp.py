@@ -304,17 +304,16 @@ def attributes(kvs: Any) -> dict[str, Any]:
 
 
 class SpanView:
-    """A decoded span: hex ids, dict attributes, events as (name, attributes, time)."""
+    """A decoded span: dict attributes, events as (name, attributes, time); hex ids on access
+    (LLM calls get theirs from `semconv.normalize`, so most spans never format them here)."""
 
-    __slots__ = ("trace_id", "span_id", "parent_span_id", "name", "start", "end", "error",
-                 "attributes", "events", "service", "raw_trace_id", "raw_span_id")
+    __slots__ = ("raw_parent_span_id", "name", "start", "end", "error", "attributes", "events", "service",
+                 "raw_trace_id", "raw_span_id")
 
     def __init__(self, span: Any, service: str):
         self.raw_trace_id = span.trace_id
         self.raw_span_id = span.span_id
-        self.trace_id = self.raw_trace_id.hex()
-        self.span_id = self.raw_span_id.hex()
-        self.parent_span_id = span.parent_span_id.hex() or None
+        self.raw_parent_span_id = span.parent_span_id
         self.name = span.name
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
@@ -322,6 +321,18 @@ class SpanView:
         self.error = span.status.code == STATUS_CODE_ERROR or "error.type" in self.attributes
         self.events = [(e.name, e.attributes, e.time_unix_nano) for e in span.events] if span.events else ()
         self.service = service
+
+    @property
+    def trace_id(self) -> str:
+        return self.raw_trace_id.hex()
+
+    @property
+    def span_id(self) -> str:
+        return self.raw_span_id.hex()
+
+    @property
+    def parent_span_id(self) -> str | None:
+        return self.raw_parent_span_id.hex() or None
 
 
 class LogView:

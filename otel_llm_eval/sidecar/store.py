@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS exp_stats (experiment TEXT, metric TEXT, variant TEXT
 CREATE TABLE IF NOT EXISTS span_index_chunks (seq INTEGER PRIMARY KEY, t_max REAL, entries TEXT,
     ids BLOB, entry_of BLOB);
 CREATE TABLE IF NOT EXISTS usage_ids (service TEXT, kind TEXT, id INTEGER, last_seen REAL,
-    PRIMARY KEY (service, kind, id));
+    PRIMARY KEY (service, kind, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS request_slots (service TEXT, slot INTEGER, n INTEGER,
     PRIMARY KEY (service, slot));
 CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, signal TEXT,
