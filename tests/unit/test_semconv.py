@@ -264,3 +264,18 @@ def test_normalize_never_raises_on_arbitrary_values(attrs):
         assert call is None  # the processor's fast path may skip such spans
     if call is not None:
         assert call.input_tokens is None or call.input_tokens >= 0
+
+
+def test_normalize_builds_the_same_frozen_llmcall_as_its_constructor():
+    import dataclasses
+
+    call = normalize({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o", "user.id": "u1",
+                      "gen_ai.usage.input_tokens": 3}, trace_id=1, span_id=2,
+                      start_time_unix_nano=1, end_time_unix_nano=2_000_000_001)
+    names = [f.name for f in dataclasses.fields(LLMCall)]
+    assert sorted(vars(call)) == sorted(names)  # every field set (none left to a default)
+    same = LLMCall(**{n: getattr(call, n) for n in names})
+    assert call == same and hash(call) == hash(same) and repr(call) == repr(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.model = "other"  # type: ignore[misc]
+    assert dataclasses.replace(call, model="x").model == "x"
