@@ -203,16 +203,14 @@ class CheckRunner:
 
     def __init__(self, checks: list[Check]):
         self.checks = checks
+        self._textless = [c for c in checks if not c.needs_text]  # what runs on calls without text
         self.errors = 0  # exceptions raised by checks (never propagated)
 
     def run(self, call: LLMCall, attributes: Mapping[str, Any], error: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(names of failed checks, the subset in category safety)."""
-        has_text = isinstance(call.completion, str)
         failed: list[str] = []
         safety: list[str] = []
-        for check in self.checks:
-            if check.needs_text and not has_text:
-                continue
+        for check in self.checks if isinstance(call.completion, str) else self._textless:
             try:
                 bad = check.fn(call, attributes, error)
             except Exception:  # a user check must never break ingest

@@ -343,11 +343,15 @@ class Preparer:
                attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS))
         if raw == (None, None, None, None):
             return ()
+        key = raw
         try:
-            key = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
-            hit = self._exp_cache.get(key)
-        except TypeError:  # unhashable odd values: parse without the cache
-            return tuple(parse_experiments(attrs))
+            hit = self._exp_cache.get(key)  # strings: the common case, no conversion
+        except TypeError:  # OTLP arrays arrive as lists
+            try:
+                key = tuple(tuple(v) if isinstance(v, list) else v for v in raw)
+                hit = self._exp_cache.get(key)
+            except TypeError:  # unhashable odd values: parse without the cache
+                return tuple(parse_experiments(attrs))
         if hit is None:
             if len(self._exp_cache) >= 10_000:
                 self._exp_cache.clear()
