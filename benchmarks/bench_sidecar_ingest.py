@@ -6,7 +6,8 @@ Prints spans/s for: the baseline (ParseFromString + walking every attribute of t
 batches, in this process), the sidecar without text, and the sidecar with 1 KB prompt and
 completion and every check on; plus the ratios. Targets: >= 0.35x the baseline without text,
 >= 15,000 spans/s with text (PASS/FAIL printed; `--strict` exits 1 on FAIL). The sidecar runs as a subprocess
-(`otel-llm-eval sidecar`, journal on, dedup off so repeated batches count), fed by 2 threads.
+(`otel-llm-eval sidecar`, journal on, dedup off so repeated batches count, no plugins unless
+`--plugins`), fed by 2 threads; completion is read from /healthz's spans_ingested.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def bare_decode_walk(bodies: list[bytes]) -> float:
     return n / (time.perf_counter() - start)
 
 
-def sidecar_rate(bodies: list[bytes], threads: int, workers: int) -> tuple[float, int]:
-    sc = SidecarProcess(f"ingest:\n  workers: {workers}\n")
+def sidecar_rate(bodies: list[bytes], threads: int, workers: int, plugins: bool = False) -> tuple[float, int]:
+    sc = SidecarProcess(f"ingest:\n  workers: {workers}\n", plugins=plugins)
     try:
         post_all(sc.url, bodies[:2], threads=1)  # warm-up (imports, first SQLite pages)
         base = sc.spans_ingested()
@@ -64,15 +65,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--workers", type=int, default=2, help="ingest.workers of the sidecar (0 = ingest thread)")
+    ap.add_argument("--plugins", action="store_true",
+                    help="load the default plugins (analysis, review: they take every call) instead of none")
     args = ap.parse_args()
     plain = [make_batch(i, SPANS_PER_BATCH, text_bytes=0) for i in range(args.batches)]
     texts = [make_batch(10_000 + i, SPANS_PER_BATCH, text_bytes=1024) for i in range(args.batches)]
     base_plain = max(bare_decode_walk(plain) for _ in range(3))
     base_text = max(bare_decode_walk(texts) for _ in range(3))
-    rate_plain, r1 = sidecar_rate(plain, args.threads, args.workers)
-    rate_text, r2 = sidecar_rate(texts, args.threads, args.workers)
+    rate_plain, r1 = sidecar_rate(plain, args.threads, args.workers, args.plugins)
+    rate_text, r2 = sidecar_rate(texts, args.threads, args.workers, args.plugins)
     print(f"batches: {args.batches} x {SPANS_PER_BATCH} spans, {args.threads} client threads, real HTTP, "
-          f"ingest.workers={args.workers}, {os.cpu_count()} CPUs")
+          f"ingest.workers={args.workers}, plugins={'default' if args.plugins else 'none'}, {os.cpu_count()} CPUs")
     print(f"bare decode+walk, no text : {base_plain:10.0f} spans/s")
     print(f"bare decode+walk, 1KB text: {base_text:10.0f} spans/s")
     print(f"sidecar, no text          : {rate_plain:10.0f} spans/s  ratio {rate_plain / base_plain:.2f}x "

@@ -25,11 +25,14 @@ import logging
 import math
 import random
 import threading
+from bisect import bisect_left
+from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from .. import semconv
-from .plugins import CallRecord, EvaluationRecord, ExperimentSnapshot, SidecarPlugin
+from .plugins import CallRecord, CallSummarizer, EvaluationRecord, ExperimentSnapshot, SidecarPlugin
 from .stats_experiments import ENGAGEMENT_METRICS, analyze_experiment, prune_none
+from ..catalog import LATENCY_BUCKETS_SECONDS
 from .stats_windows import AnomalySlot, ArmRecord, Comparisons, DriftSlot, Session, as_bool, slot_of
 
 log = logging.getLogger(__name__)
@@ -121,9 +124,116 @@ def _num(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _drift_value(feature: str, value: Any) -> tuple[bool, Any]:
+    """(numeric?, the value to add): a numeric feature's float (None: skip it) or a category."""
+    x = _num(value)
+    numeric = x is not None if feature.startswith("attr:") else (
+        feature in NUMERIC_FEATURES or feature.startswith("judge_score"))
+    return (True, x) if numeric else (False, str(value)[:100])
+
+
+def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterable[str]) -> Iterable[tuple[str, Any]]:
+    call = record.call
+    values = {
+        "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
+        "latency_seconds": call.latency_seconds, "cost_usd": record.cost_usd,
+        "input_length": len(call.prompt) if call.prompt is not None else None,
+        "output_length": len(call.completion) if call.completion is not None else None,
+        "finish_reason": call.finish_reason,
+    }
+    for f in wanted:
+        if f in values and values[f] is not None:
+            yield f, values[f]
+    for attr in attributes:
+        v = record.attributes.get(attr) if record.attributes else None
+        if v is not None:
+            yield f"attr:{attr}", v
+
+
+class AnalysisCallSummarizer(CallSummarizer):
+    """`AnalysisPlugin.on_call` per batch, where the spans are decoded: drift values, anomaly slot
+    aggregates and engagement sessions keyed by the raw service; `on_call_summary` merges them
+    (same state as call by call; drift reservoirs draw their random numbers in another order)."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+        cfg = _merge(CONFIG_DEFAULTS, config)
+        self._wanted = tuple(cfg["drift"]["features"])
+        self._attributes = tuple(cfg["drift"]["attributes"] or ())
+        self._drift_slot = cfg["drift"]["slot_seconds"]
+        self._anomaly_slot = cfg["anomaly"]["slot_seconds"]
+        self._reset()
+
+    def _reset(self) -> None:
+        self.drift: dict[tuple, list] = {}     # (service, feature, slot) -> [numeric values, {category: n}]
+        self.anomaly: dict[tuple, list] = {}   # (service, series, slot) -> [n, total, bucket counts | None]
+        self.sessions: dict[tuple, list] = {}  # (experiment, session) -> [variant, unit, messages, first, last]
+        self.untimed: list[CallRecord] = []    # no end time: the plugin applies these with its clock
+
+    def add(self, record: CallRecord) -> None:
+        if not record.end_time_unix_nano:
+            self.untimed.append(record)
+            return
+        t = record.end_time_unix_nano / 1e9
+        service = record.service or "unknown_service"
+        slot = slot_of(t, self._drift_slot)
+        drift = self.drift
+        for feature, value in _call_features(record, self._wanted, self._attributes):
+            key = (service, feature, slot)
+            entry = drift.get(key)
+            if entry is None:
+                entry = drift[key] = [[], None]
+            numeric, v = _drift_value(feature, value)
+            if numeric:
+                if v is not None:
+                    entry[0].append(v)
+            else:
+                cats = entry[1]
+                if cats is None:
+                    cats = entry[1] = {}
+                cats[v] = cats.get(v, 0) + 1
+        call = record.call
+        aslot = slot_of(t, self._anomaly_slot)
+        if call.latency_seconds is not None:
+            self._anomaly((service, "latency_p95_seconds", aslot), float(call.latency_seconds), True)
+        self._anomaly((service, "error_rate", aslot), 1.0 if record.error else 0.0)
+        if record.cost_usd is not None and math.isfinite(record.cost_usd):
+            self._anomaly((service, "cost_per_request_usd", aslot), float(record.cost_usd))
+        if call.session_id:
+            unit = call.user_id or f"session:{call.session_id}"
+            for exp in record.experiments:
+                key = (exp.id, str(call.session_id))
+                got = self.sessions.get(key)
+                if got is None:
+                    self.sessions[key] = [exp.variant, unit, 1, t, t]
+                else:
+                    got[2] += 1
+                    got[3] = min(got[3], t)
+                    got[4] = max(got[4], t)
+
+    def _anomaly(self, key: tuple, x: float, histogram: bool = False) -> None:
+        a = self.anomaly.get(key)
+        if a is None:
+            a = self.anomaly[key] = [0, 0.0, None]
+        a[0] += 1
+        a[1] += x
+        if histogram:
+            if a[2] is None:
+                a[2] = [0] * (len(LATENCY_BUCKETS_SECONDS) + 1)
+            a[2][bisect_left(LATENCY_BUCKETS_SECONDS, x)] += 1
+
+    def result(self) -> Any:
+        if not (self.drift or self.anomaly or self.sessions or self.untimed):
+            return None
+        out = (self.drift, self.anomaly, self.sessions, self.untimed)
+        self._reset()
+        return out
+
+
 class AnalysisPlugin(SidecarPlugin):
     name = "analysis"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
+    summarizer = AnalysisCallSummarizer
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -185,22 +295,87 @@ class AnalysisPlugin(SidecarPlugin):
                 log.exception("analysis on_call failed")
 
     def _features(self, record: CallRecord) -> Iterable[tuple[str, Any]]:
-        call = record.call
-        wanted = self.cfg["drift"]["features"]
-        values = {
-            "input_tokens": call.input_tokens, "output_tokens": call.output_tokens,
-            "latency_seconds": call.latency_seconds, "cost_usd": record.cost_usd,
-            "input_length": len(call.prompt) if call.prompt is not None else None,
-            "output_length": len(call.completion) if call.completion is not None else None,
-            "finish_reason": call.finish_reason,
-        }
-        for f in wanted:
-            if f in values and values[f] is not None:
-                yield f, values[f]
-        for attr in self.cfg["drift"]["attributes"] or []:
-            v = record.attributes.get(attr) if record.attributes else None
-            if v is not None:
-                yield f"attr:{attr}", v
+        return _call_features(record, self.cfg["drift"]["features"], self.cfg["drift"]["attributes"] or ())
+
+    def on_call_summary(self, summary: Any) -> None:
+        """Merge an AnalysisCallSummarizer result (ingest thread): the state `on_call` per call
+        would have left (service names bounded here; the core counted their overflow)."""
+        try:
+            self._apply_summary(summary)
+        except Exception:  # never into the core
+            self.errors += 1
+            if self.errors <= 5:
+                log.exception("analysis on_call_summary failed")
+
+    def _apply_summary(self, summary: Any) -> None:
+        drift, anomaly, sessions, untimed = summary
+        dcfg = self.cfg["drift"]
+        cap, max_categories = dcfg["reservoir_size"], dcfg["max_categories"]
+        bound = getattr(getattr(self, "ctx", None), "bound", None)
+        names: dict[str, str] = {}
+
+        def service_of(raw: str) -> str:
+            got = names.get(raw)
+            if got is None:
+                got = names[raw] = bound("service", raw, 0) if bound is not None else raw
+            return got
+
+        with self.lock:
+            for (raw, feature, slot), (values, categories) in drift.items():
+                service = service_of(raw)
+                slots = self.drift.get((service, feature))
+                if slots is None:
+                    slots = self.drift[(service, feature)] = {}
+                ds = slots.get(slot)
+                if ds is None:
+                    ds = slots[slot] = DriftSlot()
+                if values:
+                    room = max(0, cap - len(ds.values))
+                    if room:  # filling the reservoir draws no random numbers: one C-level extend
+                        ds.values.extend(values[:room])
+                        ds.count += min(room, len(values))
+                    for x in values[room:]:
+                        ds.add_numeric(x, cap, self._rng)
+                if categories:
+                    for c, n in categories.items():
+                        ds.count += n
+                        if ds.categories is None:
+                            ds.categories = {}
+                        if c not in ds.categories and len(ds.categories) >= max_categories:
+                            c = "other"
+                        ds.categories[c] = ds.categories.get(c, 0) + n
+                if values or categories:
+                    self._dirty_drift.add((service, feature, slot))
+            for (raw, series, slot), (n, total, buckets) in anomaly.items():
+                service = service_of(raw)
+                slots = self.anomaly.get((service, series))
+                if slots is None:
+                    slots = self.anomaly[(service, series)] = {}
+                a = slots.get(slot)
+                if a is None:
+                    a = slots[slot] = AnomalySlot()
+                a.n += n
+                a.total += total
+                if buckets is not None:
+                    a.buckets = buckets if a.buckets is None else [x + y for x, y in zip(a.buckets, buckets)]
+                self._dirty_anomaly.add((service, series, slot))
+            max_sessions = self.cfg["engagement"]["max_sessions"]
+            for key, (variant, unit, messages, first, last) in sessions.items():
+                s = self.sessions.get(key)
+                if s is None:
+                    if len(self.sessions) >= max_sessions:
+                        old = next(iter(self.sessions))
+                        del self.sessions[old]
+                        self._deleted_sessions.add(old)
+                        self._drop("sessions")
+                    s = self.sessions[key] = Session(key[0], variant, unit, messages, first, last)
+                else:
+                    s.messages += messages
+                    s.first_unix = min(s.first_unix, first)
+                    s.last_unix = max(s.last_unix, last)
+                self._dirty_sessions.add(key)
+        for record in untimed:
+            self._on_call(replace(record, service=service_of(record.service or "unknown_service")))
 
     def _on_call(self, record: CallRecord) -> None:
         t = record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else self._now()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..catalog import BY_NAME
 from .checks import CheckRunner, build_checks
 from .config import merge_plugin_defaults, validate
-from .ingest import Ingestor
+from .ingest import Ingestor, summarizer_specs
 from .labels import LabelBounder
 from .otlp import OTLPError, decode_logs, decode_traces
 from .plugins import EvaluationRecord, ExperimentSnapshot, SidecarPlugin
@@ -70,8 +70,8 @@ class SidecarContext:
     def now(self) -> float:
         return self._sidecar.clock()
 
-    def bound(self, label: str, value: Any) -> str:
-        return self._sidecar.labels.bound(label, value)
+    def bound(self, label: str, value: Any, n: int = 1) -> str:
+        return self._sidecar.labels.bound(label, value, n)
 
     def experiment_snapshot(self) -> dict[str, ExperimentSnapshot]:
         return self._sidecar.state.snapshot()
@@ -197,7 +197,8 @@ class Sidecar:
         if self.workers > 0 and self.pool is None:
             from .workers import WorkerPool
 
-            self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.ingestor._call_plugins()))
+            self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.ingestor._call_plugins()),
+                                   summarizers=summarizer_specs(self.plugins, self.config))
         self._threads = [
             threading.Thread(target=self._ingest_loop, name="sidecar-ingest", daemon=True),
             threading.Thread(target=self._flush_loop, name="sidecar-state", daemon=True),

@@ -143,16 +143,27 @@ class _Batch:
         return (self.calls, self.checks, exps, self.units, self.usage, self.requests, index)
 
 
+def summarizer_specs(plugins: Iterable[Any], cfg: Mapping[str, Any]) -> list[tuple[str, type, Any]]:
+    """(name, CallSummarizer class, config section) of every plugin with a summarizer: what a
+    Preparer (here or in a worker process) builds its summarizers from."""
+    return [(p.name, type(p).summarizer, dict(cfg.get(p.name) or {})) for p in plugins
+            if getattr(type(p), "summarizer", None) is not None]
+
+
 class Preparer:
     """The per-span work that needs no shared state. Not thread-safe (one per thread/process)."""
 
     def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str,
-                 attributes: str = "all", clock=time.time):
+                 attributes: str = "all", clock=time.time,
+                 summarizers: list[tuple[str, Any]] | None = None):
         """attributes: what CallRecord.attributes carries — "all" (in-thread), "short" (worker
         processes with plugins: string values over SHORT_ATTRIBUTE_CHARS are left out, the texts
         are in call.prompt/call.completion) or "none" (no plugin takes calls: no ("call", ...)
-        ops at all, only the batch delta)."""
+        ops at all, only the batch delta). summarizers: (plugin name, CallSummarizer) pairs; each
+        gets every call's CallRecord and its result() ends up in the prepared batch."""
         self.checks = checks
+        self.summarizers = list(summarizers or ())
+        self.summarizer_errors = 0
         self.prices = prices
         self.default_service = default_service
         self.attributes = attributes
@@ -174,7 +185,22 @@ class Preparer:
             errors += self._guarded(sv, ops, batch)
         for sv in deferred:
             errors += self._guarded(sv, ops, batch)
-        return ("traces", n, batch.finish(), ops, errors)
+        return ("traces", n, batch.finish(), ops, errors, self._summaries())
+
+    def _summaries(self) -> dict[str, Any] | None:
+        if not self.summarizers:
+            return None
+        out = {}
+        for name, summarizer in self.summarizers:
+            try:
+                summary = summarizer.result()
+            except Exception:
+                self.summarizer_errors += 1
+                self._log_error("plugin %s: its summarizer failed (batch summary lost)", name)
+                continue
+            if summary is not None:
+                out[name] = summary
+        return out
 
     def prepare_logs(self, req: Any) -> Prepared:
         ops: list[tuple] = []
@@ -186,7 +212,7 @@ class Preparer:
             except Exception:
                 errors += 1
                 self._log_error("log record of %s could not be ingested", lv.trace_id)
-        return ("logs", n, None, ops, errors)
+        return ("logs", n, None, ops, errors, None)
 
     def _log_error(self, msg: str, *args: Any) -> None:
         self.span_errors += 1
@@ -319,6 +345,16 @@ class Preparer:
             batch.entry_of.append(ix)
             if t > batch.t_max:
                 batch.t_max = t
+        if self.summarizers:
+            record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=sv.end,
+                                experiments=exps, failed_checks=failed, safety_checks=safety,
+                                cost_usd=cost, attributes=attrs)
+            for name, summarizer in self.summarizers:
+                try:
+                    summarizer.add(record)
+                except Exception:
+                    self.summarizer_errors += 1
+                    self._log_error("plugin %s: its summarizer raised on a call (not counted there)", name)
         if self.attributes != "none":
             if self.attributes == "all":
                 out_attrs = attrs
@@ -369,7 +405,8 @@ class Ingestor:
         self.plugins = plugins
         self.default_service = str(cfg["labels"]["default_service"])
         self.preparer = Preparer(checks, prices, self.default_service,
-                                 "all" if self._call_plugins() else "none", clock)
+                                 "all" if self._call_plugins() else "none", clock,
+                                 [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)])
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -386,7 +423,7 @@ class Ingestor:
 
     def apply(self, prepared: Prepared) -> int:
         """Apply one prepared batch: merge its delta, then run its ops in order."""
-        signal, n, delta, ops, errors = prepared
+        signal, n, delta, ops, errors, summaries = prepared
         self.span_errors += errors
         st = self.state
         try:
@@ -395,6 +432,14 @@ class Ingestor:
         except Exception:  # a bug here must not lose the ops or the span count
             self.span_errors += 1
             log.exception("batch delta could not be applied")
+        if summaries:
+            for p in self.plugins:
+                summary = summaries.get(p.name)
+                if summary is not None and type(p).summarizer is not None:
+                    try:
+                        p.on_call_summary(summary)
+                    except Exception:
+                        self._plugin_failed(p, "on_call_summary")
         call_plugins = self._call_plugins() if ops else []
         for op in ops:
             try:
@@ -472,10 +517,10 @@ class Ingestor:
             st.index_add(keys, bounded, of, t_max)
 
     def _call_plugins(self) -> list[Any]:
-        """Plugins that override `on_call` (no CallRecord is built for the others)."""
+        """Plugins that override `on_call` and have no summarizer (they get a CallRecord per call)."""
         base = SidecarPlugin.on_call
-        return [p for p in self.plugins
-                if getattr(type(p), "on_call", None) is not base or "on_call" in getattr(p, "__dict__", {})]
+        return [p for p in self.plugins if getattr(type(p), "summarizer", None) is None
+                and (getattr(type(p), "on_call", None) is not base or "on_call" in getattr(p, "__dict__", {}))]
 
     def apply_feedback(self, body: Mapping[str, Any]) -> None:
         """POST /v1/feedback payload (already validated by the API)."""

@@ -7,6 +7,11 @@ review (review.py) are plugins, so each lives in its own module and owns its own
 Contract for plugin authors:
 - `on_call` / `on_evaluation` run on the ingest worker thread for every record: O(1), no I/O,
   never raise (the core guards and counts exceptions anyway).
+- Optional, for throughput: a `summarizer` class (a `CallSummarizer`) does the per-call part of
+  `on_call` where the spans are decoded (in the `ingest.workers` processes, else on the ingest
+  thread) and returns one picklable summary per batch; the core then calls
+  `on_call_summary(summary)` once per batch on the ingest thread instead of `on_call` per call.
+  The outcome must be the same as `on_call` for each call (the bundled plugins test this).
 - `flush(conn)` runs on the state thread every `state.flush_interval_seconds` inside one SQLite
   transaction shared with the core; write what a restart must find there.
 - `load(conn)` runs once at start, after the core created its tables: create yours
@@ -22,7 +27,8 @@ The SidecarContext the core passes to `attach` offers at least:
 - `ctx.family(metric_name, values)`: a prometheus_client family for a catalog metric, where
   `values` is an iterable of (label dict, value) — or for histograms (label dict, bucket counts,
   sum); label values are bounded by the catalog caps.
-- `ctx.bound(label, value) -> str`: fold a label value into `other` past the label's cap.
+- `ctx.bound(label, value, n=1) -> str`: fold a label value into `other` past the label's cap
+  (an overflow counts `n`: the calls a summary's value stands for).
 - `ctx.experiment_snapshot() -> dict[str, ExperimentSnapshot]`: a consistent copy.
 - `ctx.now() -> float`: unix seconds (tests may replace the clock).
 - `ctx.submit_evaluation(record: EvaluationRecord)`: count an evaluation made inside the sidecar
@@ -115,11 +121,34 @@ class ExperimentSnapshot:
     units_capped: bool = False
 
 
+class CallSummarizer:
+    """The per-call half of a plugin's `on_call`, run per batch where spans are decoded.
+
+    Built once per ingest worker process (and once for the ingest thread) as `cls(config)`, with
+    `config` the plugin's merged config section. `add(record)` gets every LLM call of a batch in
+    order; `record.service` is the raw `service.name` (not yet bounded: bound it when applying)
+    and `record.attributes` are all the span's attributes. `result()` returns the batch's summary
+    (picklable; None when there is nothing to apply) and starts the next batch. Pure: no I/O, no
+    clock, no shared state; must not raise (a raising summarizer loses its batch, counted).
+    """
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+
+    def add(self, record: CallRecord) -> None:
+        pass
+
+    def result(self) -> Any:
+        return None
+
+
 class SidecarPlugin:
     """Base class with no-op hooks; override what you need."""
 
     name = "plugin"
     CONFIG_DEFAULTS: dict[str, Any] = {}
+    #: a CallSummarizer subclass, or None: then `on_call_summary` replaces `on_call`
+    summarizer: type[CallSummarizer] | None = None
 
     def attach(self, ctx: Any) -> None:
         """Called once before `load`. `ctx` is the sidecar's SidecarContext."""
@@ -130,6 +159,9 @@ class SidecarPlugin:
 
     def on_call(self, record: CallRecord) -> None:
         pass
+
+    def on_call_summary(self, summary: Any) -> None:
+        """Apply one batch's `summarizer.result()` (ingest thread; never called with None)."""
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
         pass

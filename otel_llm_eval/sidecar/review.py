@@ -28,7 +28,7 @@ from ..pii import redact
 from .. import semconv
 from ..semconv import ExperimentAssignment
 from . import review_store as store
-from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
+from .plugins import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
 from .review_analysis import LabelFacts, agreement, summarize
 from .review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate)
@@ -90,9 +90,74 @@ def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any] | None) -> d
     return out
 
 
+def review_item(sampling: SamplingConfig, record: CallRecord) -> tuple | None:
+    """What review keeps of a call: (item id, payload, sampling decision, raw stratum, wait for
+    a judge score?, service as given), or None when no strategy and no judge wait wants it.
+    Pure: it runs per call in `ReviewPlugin.on_call` and in ReviewCallSummarizer."""
+    call = record.call
+    if not call.trace_id:
+        return None
+    key = item_id_for(call.trace_id, call.span_id)
+    confidence = None
+    attr = sampling.confidence_attribute
+    if attr:
+        try:
+            raw = record.attributes.get(attr)
+            confidence = float(raw) if raw is not None else None
+        except (TypeError, ValueError):
+            confidence = None
+    decision = classify(sampling, call.trace_id, failed_checks=record.failed_checks,
+                        error=record.error, completion=call.completion, confidence=confidence)
+    wants_judge = sampling.low_judge_score is not None
+    if decision is None and not wants_judge:
+        return None
+    experiments = [[e.id, e.variant] for e in record.experiments]
+    variant = call.variant or (record.experiments[-1].variant if record.experiments else None)
+    experiment = call.experiment or (record.experiments[-1].id if record.experiments else None)
+    strat_key = sampling.stratify_by
+    raw_stratum = None
+    if strat_key in ("variant", "model", "service"):
+        raw_stratum = {"variant": variant, "model": call.model, "service": record.service}[strat_key]
+    elif strat_key:
+        v = record.attributes.get(strat_key)
+        raw_stratum = None if v is None else str(v)
+    payload = {
+        "id": key, "trace_id": call.trace_id, "span_id": call.span_id,
+        "service": record.service or "unknown", "model": call.model, "variant": variant,
+        "experiment": experiment, "experiments": experiments,
+        "prompt": call.prompt, "completion": call.completion,
+        "failed_checks": list(record.failed_checks), "judge_score": None,
+        "created_unix": record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else None,
+    }
+    return (key, payload, decision, raw_stratum, wants_judge, record.service)
+
+
+class ReviewCallSummarizer(CallSummarizer):
+    """`ReviewPlugin.on_call`'s per-call part (sampling decision, item payload) per batch, where
+    the spans are decoded; `ReviewPlugin.on_call_summary` admits the items."""
+
+    def __init__(self, config: Mapping[str, Any]):
+        super().__init__(config)
+        cfg = _merge(CONFIG_DEFAULTS, config)
+        self.enabled = bool(cfg.get("enabled", True))
+        self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
+        self.items: list[tuple] = []
+
+    def add(self, record: CallRecord) -> None:
+        if self.enabled:
+            item = review_item(self.sampling, record)
+            if item is not None:
+                self.items.append(item)
+
+    def result(self) -> Any:
+        out, self.items = self.items, []
+        return out or None
+
+
 class ReviewPlugin(SidecarPlugin):
     name = "review"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
+    summarizer = ReviewCallSummarizer
 
     def __init__(self) -> None:
         self.ctx: Any = None
@@ -183,42 +248,34 @@ class ReviewPlugin(SidecarPlugin):
             log.debug("review on_call failed", exc_info=True)
 
     def _on_call(self, record: CallRecord) -> None:
-        call = record.call
-        if not call.trace_id:
+        item = review_item(self.sampling, record)
+        if item is not None:
+            self._admit(item, self._now())
+
+    def on_call_summary(self, summary: Any) -> None:
+        """Admit the items a ReviewCallSummarizer found in one batch (ingest thread); their
+        service is the raw one, bounded here (the core already counted its overflow)."""
+        if not self.cfg.get("enabled", True):
             return
-        key = item_id_for(call.trace_id, call.span_id)
-        confidence = None
-        attr = self.sampling.confidence_attribute
-        if attr:
-            try:
-                raw = record.attributes.get(attr)
-                confidence = float(raw) if raw is not None else None
-            except (TypeError, ValueError):
-                confidence = None
-        decision = classify(self.sampling, call.trace_id, failed_checks=record.failed_checks,
-                            error=record.error, completion=call.completion, confidence=confidence)
-        wants_judge = self.sampling.low_judge_score is not None
-        if decision is None and not wants_judge:
-            return
-        experiments = [[e.id, e.variant] for e in record.experiments]
-        variant = call.variant or (record.experiments[-1].variant if record.experiments else None)
-        experiment = call.experiment or (record.experiments[-1].id if record.experiments else None)
-        strat_key = self.sampling.stratify_by
-        raw_stratum = None
-        if strat_key in ("variant", "model", "service"):
-            raw_stratum = {"variant": variant, "model": call.model, "service": record.service}[strat_key]
-        elif strat_key:
-            v = record.attributes.get(strat_key)
-            raw_stratum = None if v is None else str(v)
-        payload = {
-            "id": key, "trace_id": call.trace_id, "span_id": call.span_id,
-            "service": record.service or "unknown", "model": call.model, "variant": variant,
-            "experiment": experiment, "experiments": experiments,
-            "prompt": call.prompt, "completion": call.completion,
-            "failed_checks": list(record.failed_checks), "judge_score": None,
-            "created_unix": record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else None,
-        }
+        bound = getattr(self.ctx, "bound", None)
+        names: dict[str, str] = {}
         now = self._now()
+        for item in summary:
+            try:
+                raw = item[5]
+                svc = names.get(raw)
+                if svc is None:
+                    svc = names[raw] = bound("service", raw, 0) if bound is not None and raw else raw
+                item[1]["service"] = svc or "unknown"
+                if self.sampling.stratify_by == "service":
+                    item = (item[0], item[1], item[2], svc, item[4], svc)
+                self._admit(item, now)
+            except Exception:
+                self._dropped["errors"] += 1
+                log.debug("review on_call_summary failed", exc_info=True)
+
+    def _admit(self, item: tuple, now: float) -> None:
+        key, payload, decision, raw_stratum, wants_judge, _ = item
         with self._lock:
             if key in self._pending or key in self._labeled:
                 return

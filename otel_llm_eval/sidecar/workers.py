@@ -37,14 +37,16 @@ _LIMITS: tuple[int, int] = (0, 0)
 
 
 def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_service: str,
-          max_request_bytes: int, max_span_bytes: int, attributes: str) -> None:
+          max_request_bytes: int, max_span_bytes: int, attributes: str,
+          summarizers: list[tuple[str, type, Any]] = ()) -> None:
     global _PREPARER, _LIMITS
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     _watch_parent(os.getppid())
     _PREPARER = Preparer(CheckRunner(build_checks(checks_cfg)), PriceTable.from_config(prices_cfg),
-                         default_service, attributes)
+                         default_service, attributes,
+                         summarizers=[(name, cls(section)) for name, cls, section in summarizers])
     _LIMITS = (max_request_bytes, max_span_bytes)
 
 
@@ -75,12 +77,14 @@ def _prepare(signal_name: str, body: bytes, content_type: str, encoding: str, cl
 
 
 class WorkerPool:
-    def __init__(self, workers: int, cfg: Mapping[str, Any], *, plugins: bool = True):
-        """plugins: whether a plugin takes CallRecords (else workers send back only batch sums)."""
+    def __init__(self, workers: int, cfg: Mapping[str, Any], *, plugins: bool = True,
+                 summarizers: list[tuple[str, type, Any]] = ()):
+        """plugins: whether a plugin takes CallRecords one by one (else workers send back only
+        batch sums); summarizers: (plugin name, CallSummarizer class, config section) to run."""
         self.workers = workers
         self._initargs = (dict(cfg["checks"]), dict(cfg["prices"]), str(cfg["labels"]["default_service"]),
                           int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]),
-                          "short" if plugins else "none")
+                          "short" if plugins else "none", list(summarizers))
         self.restarts = 0
         self._executor = self._new()
 

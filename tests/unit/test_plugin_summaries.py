@@ -1,0 +1,142 @@
+"""Plugin call summaries (made per batch where spans are decoded) leave the state `on_call` per call does."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otel_llm_eval.sidecar.analysis import AnalysisPlugin
+from otel_llm_eval.sidecar.review import ReviewPlugin
+from otel_llm_eval.sidecar.server import build
+
+T0 = 1_800_000_000
+
+
+class PerCallAnalysis(AnalysisPlugin):
+    summarizer = None  # the core then calls on_call for every call
+
+
+class PerCallReview(ReviewPlugin):
+    summarizer = None
+
+
+def _kv(span, key, value):
+    kv = span.attributes.add()
+    kv.key = key
+    if isinstance(value, str):
+        kv.value.string_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.int_value = value
+
+
+def batch(n: int, seed: int, untimed: float = 0.0) -> ExportTraceServiceRequest:
+    """n LLM calls across 3 services (one past a service cap of 2), 2 experiments' variants,
+    sessions, texts of varied length (some short: the review's length rule), errors, a drift
+    attribute that is sometimes numeric and sometimes not; a share `untimed` has no end time."""
+    rng = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    for s in range(3):
+        rs = req.resource_spans.add()
+        kv = rs.resource.attributes.add()
+        kv.key, kv.value.string_value = "service.name", f"svc-{s}"
+        ss = rs.scope_spans.add()
+        for i in range(n // 3):
+            span = ss.spans.add()
+            span.trace_id, span.span_id = rng.randbytes(16), rng.randbytes(8)
+            span.name = "chat"
+            start = (T0 + rng.randint(0, 600)) * 10**9
+            span.start_time_unix_nano = start
+            if rng.random() >= untimed:
+                span.end_time_unix_nano = start + rng.randint(50, 9000) * 10**6
+            if rng.random() < 0.1:
+                span.status.code = 2
+            variant = rng.choice(["control", "treatment"])
+            completion = " ".join(rng.choice(["ok", "sure", "the answer", "42"]) for _ in range(rng.randint(0, 30)))
+            for key, value in {
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": rng.choice(["gpt-4o", "mini"]),
+                "gen_ai.usage.input_tokens": rng.randint(1, 900), "gen_ai.usage.output_tokens": rng.randint(1, 300),
+                "user.id": f"u{rng.randrange(30)}", "gen_ai.conversation.id": f"c{rng.randrange(60)}",
+                "llm_eval.experiment.id": "prompt", "llm_eval.experiment.variant": variant,
+                "app.tier": rng.choice(["free", "pro", "3", "7"]),
+                "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+                    {"type": "text", "content": completion}], "finish_reason": rng.choice(["stop", "length"])}]),
+            }.items():
+                _kv(span, key, value)
+    return req
+
+
+def run(tmp_path, name, plugins, req):
+    cfg = {"state": {"db_path": str(tmp_path / f"{name}.db")}, "labels": {"caps": {"service": 2}},
+           "analysis": {"drift": {"attributes": ["app.tier"]}},
+           "review": {"sampling": {"random_rate": 0.2, "stratify_by": "service"}}}
+    sc = build(cfg, plugins=plugins, clock=lambda: T0 + 700.0, environ={})
+    try:
+        with sc.state.lock:
+            sc.ingestor.apply(sc.ingestor.preparer.prepare_traces(req))
+        return sc.plugins, sc.labels.overflow_snapshot()
+    finally:
+        sc.stop()
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("summaries")
+    req = batch(600, seed=11)
+    summary = run(tmp, "summary", [AnalysisPlugin(), ReviewPlugin()], req)
+    per_call = run(tmp, "per_call", [PerCallAnalysis(), PerCallReview()], req)
+    return summary, per_call
+
+
+def test_the_analysis_summary_leaves_the_drift_anomaly_and_session_state_of_per_call_updates(both):
+    ((a, _), _), ((b, _), _) = both
+    assert a.drift.keys() == b.drift.keys() and {k[0] for k in a.drift} == {"svc-0", "svc-1", "other"}
+    for key in a.drift:
+        assert a.drift[key].keys() == b.drift[key].keys(), key
+        for slot, da in a.drift[key].items():
+            db = b.drift[key][slot]
+            # reservoirs are not full here: same values, same order
+            assert (da.count, list(da.values), da.categories) == (db.count, list(db.values), db.categories), key
+    assert any(ds.categories and ds.values.tolist() for slots in a.drift.values() for ds in slots.values())
+    assert a.anomaly.keys() == b.anomaly.keys()
+    for key in a.anomaly:
+        for slot, sa in a.anomaly[key].items():
+            sb = b.anomaly[key][slot]
+            assert (sa.n, sa.buckets) == (sb.n, sb.buckets) and math.isclose(sa.total, sb.total, rel_tol=1e-12)
+    assert {k: vars(s) for k, s in a.sessions.items()} == {k: vars(s) for k, s in b.sessions.items()}
+    assert a._dirty_drift == b._dirty_drift and a._dirty_anomaly == b._dirty_anomaly
+    assert a._dirty_sessions == b._dirty_sessions and a.errors == b.errors == 0
+
+
+def test_the_review_summary_admits_the_same_items_as_per_call_sampling(both):
+    ((_, a), overflow_a), ((_, b), overflow_b) = both
+    assert list(a._waiting) == list(b._waiting) and len(a._waiting) > 100
+    assert a._waiting == b._waiting and a._by_trace == b._by_trace
+    assert {p["service"] for p in a._waiting.values()} == {"svc-0", "svc-1", "other"}
+    assert a.sampler._heaps == b.sampler._heaps and a.sampler._heaps
+    assert a.sampler._strata == b.sampler._strata == {"svc-0", "svc-1", "other"}
+    assert a._dropped == b._dropped
+    assert overflow_a == overflow_b and overflow_a["service"] == 200  # once per call of svc-2
+
+
+def test_calls_without_an_end_time_are_counted_with_the_plugin_clock_in_both_paths(tmp_path):
+    """A summary applies them after the batch's timed calls (so a session's first variant may
+    differ from call-by-call order); what is counted is the same."""
+    req = batch(90, seed=5, untimed=0.5)
+    (a, _), _ = run(tmp_path, "summary", [AnalysisPlugin(), ReviewPlugin()], req)
+    (b, _), _ = run(tmp_path, "per_call", [PerCallAnalysis(), PerCallReview()], req)
+
+    def calls(plugin):
+        return sum(s.n for (svc, series), slots in plugin.anomaly.items() if series == "error_rate"
+                   for s in slots.values())
+
+    assert calls(a) == calls(b) == 90
+    late = [s for (svc, series), slots in a.anomaly.items() if series == "error_rate"
+            for slot, s in slots.items() if slot == T0 + 600]  # the clock's slot (T0 + 700)
+    assert sum(s.n for s in late) >= 30
+    assert sum(s.messages for s in a.sessions.values()) == sum(s.messages for s in b.sessions.values())
