@@ -19,7 +19,6 @@ import time
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import mul as _mul
 from typing import Any, NamedTuple
 
@@ -132,9 +131,11 @@ class State:
         #: service -> {minute slot start: calls}
         self.request_slots: dict[str, dict[int, int]] = {}
         self.dirty_request_slots: set[tuple[str, int]] = set()
-        #: trace id hex + span id hex -> (IndexEntry, chunk seq); filled and emptied chunk by chunk
-        self.span_index: dict[str, tuple[IndexEntry, int]] = {}
+        #: trace id hex + span id hex -> chunk seq << 32 | position in the chunk: ints, so the
+        #: garbage collector never scans the index (200k tuples would be in every full collection)
+        self.span_index: dict[str, int] = {}
         self.index_chunks: deque[IndexChunk] = deque()  # oldest first
+        self._chunk_by_seq: dict[int, IndexChunk] = {}
         self.index_size = 0                     # live entries in the chunks (duplicates included)
         self.trace_last: dict[str, str] = {}   # trace id hex -> index key of its last LLM call
         self.index_new: list[IndexChunk] = []   # chunks the next flush persists
@@ -373,8 +374,8 @@ class State:
                 self._prune_usage(ids, now)
             chunks = self.index_chunks
             while chunks and chunks[0].t_max < now - index_retention:
-                self._drop_index_keys(chunks[0], len(chunks[0].keys))
-                chunks.popleft()
+                self._drop_index_keys(chunks[0], len(chunks[0].keys) - chunks[0].evicted)
+                self._chunk_by_seq.pop(chunks.popleft().seq, None)
 
     # --- span index (caller holds the lock) ---
     def index_add(self, keys: list[str], entries: list[IndexEntry], entry_of: array,
@@ -395,7 +396,8 @@ class State:
             self.index_seq = seq
         chunk = IndexChunk(seq, t_max, keys, entries, entry_of)
         self.index_chunks.append(chunk)
-        self.span_index.update(zip(keys, zip(map(entries.__getitem__, entry_of), repeat(seq))))
+        self._chunk_by_seq[seq] = chunk
+        self.span_index.update(zip(keys, range(seq << 32, (seq << 32) + len(keys))))
         self.trace_last.update({k[:32]: k for k in keys})
         self.index_size += len(keys)
         if persist:
@@ -409,6 +411,7 @@ class State:
             over -= k
             if oldest.evicted == len(oldest.keys):
                 self.index_chunks.popleft()
+                self._chunk_by_seq.pop(oldest.seq, None)
 
     def _drop_index_keys(self, chunk: IndexChunk, k: int) -> None:
         """Forget the next k live keys of `chunk` (the oldest chunk)."""
@@ -416,7 +419,7 @@ class State:
         start = chunk.evicted
         for key in chunk.keys[start:start + k]:
             hit = index.get(key)
-            if hit is not None and hit[1] == seq:  # not re-added by a later chunk
+            if hit is not None and hit >> 32 == seq:  # not re-added by a later chunk
                 del index[key]
                 if last.get(key[:32]) == key:
                     del last[key[:32]]
@@ -431,17 +434,16 @@ class State:
         if not trace_id:
             return None
         index = self.span_index
-        if span_id:
-            hit = index.get(trace_id + span_id)
-            if hit is not None:
-                return hit[0]
-        # the evaluated span may be a wrapper of the LLM call: fall back to the trace's last call
-        last = self.trace_last.get(trace_id)
-        if last is not None:
-            hit = index.get(last)
-            if hit is not None:
-                return hit[0]
-        return None
+        hit = index.get(trace_id + span_id) if span_id else None
+        if hit is None:
+            # the evaluated span may be a wrapper of the LLM call: fall back to the trace's last call
+            last = self.trace_last.get(trace_id)
+            if last is not None:
+                hit = index.get(last)
+        if hit is None:
+            return None
+        chunk = self._chunk_by_seq.get(hit >> 32)
+        return chunk.entries[chunk.entry_of[hit & 0xFFFFFFFF]] if chunk is not None else None
 
 
 def summarize_rows(rows: list[tuple]) -> list[tuple]:

@@ -47,7 +47,7 @@ def state_of(sc):
              for e in st.experiments.values() for k, s in e.stats.items()}
     units = {(e.id, v): len(u) for e in st.experiments.values() for v, u in e.units.items()}
     exps = {e.id: (e.first_seen, e.last_seen, e.control, e.weights) for e in st.experiments.values()}
-    index = {k: v[0] for k, v in st.span_index.items()}
+    index = {k: st.index_get(k[:32], k[32:]) for k in st.span_index}
     return dict(st.counters), {k: (list(h[0]), h[1]) for k, h in st.hists.items()}, stats, units, \
         set(st.dirty_series), set(st.dirty_stats), exps, index, dict(st.usage), dict(st.request_slots), \
         sc.labels.overflow_snapshot()
