@@ -124,14 +124,6 @@ def _num(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _drift_value(feature: str, value: Any) -> tuple[bool, Any]:
-    """(numeric?, the value to add): a numeric feature's float (None: skip it) or a category."""
-    x = _num(value)
-    numeric = x is not None if feature.startswith("attr:") else (
-        feature in NUMERIC_FEATURES or feature.startswith("judge_score"))
-    return (True, x) if numeric else (False, str(value)[:100])
-
-
 def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterable[str]) -> Iterable[tuple[str, Any]]:
     call = record.call
     values = {
@@ -150,6 +142,11 @@ def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterab
             yield f"attr:{attr}", v
 
 
+#: the call fields drift can follow, in the order of the tuple AnalysisCallSummarizer.add builds
+_CALL_FEATURES = ("input_tokens", "output_tokens", "latency_seconds", "cost_usd", "input_length",
+                  "output_length", "finish_reason")
+
+
 class AnalysisCallSummarizer(CallSummarizer):
     """`AnalysisPlugin.on_call` per batch, where the spans are decoded: drift values, anomaly slot
     aggregates and engagement sessions keyed by the raw service; `on_call_summary` merges them
@@ -158,15 +155,18 @@ class AnalysisCallSummarizer(CallSummarizer):
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
         cfg = _merge(CONFIG_DEFAULTS, config)
-        self._wanted = tuple(cfg["drift"]["features"])
-        self._attributes = tuple(cfg["drift"]["attributes"] or ())
+        wanted = list(cfg["drift"]["features"])
+        # (position in the call's value tuple, feature, numeric?) in the configured order
+        self._plan = tuple((_CALL_FEATURES.index(f), f, f in NUMERIC_FEATURES or f.startswith("judge_score"))
+                           for f in wanted if f in _CALL_FEATURES)
+        self._attributes = tuple((a, f"attr:{a}") for a in cfg["drift"]["attributes"] or ())
         self._drift_slot = cfg["drift"]["slot_seconds"]
         self._anomaly_slot = cfg["anomaly"]["slot_seconds"]
         self._reset()
 
     def _reset(self) -> None:
-        self.drift: dict[tuple, list] = {}     # (service, feature, slot) -> [numeric values, {category: n}]
-        self.anomaly: dict[tuple, list] = {}   # (service, series, slot) -> [n, total, bucket counts | None]
+        self.drift: dict[tuple, dict] = {}     # (service, slot) -> {feature: [numeric values, {category: n}]}
+        self.anomaly: dict[tuple, list] = {}   # (service, slot) -> [latency n, sum, buckets, errors n, sum, cost n, sum]
         self.sessions: dict[tuple, list] = {}  # (experiment, session) -> [variant, unit, messages, first, last]
         self.untimed: list[CallRecord] = []    # no end time: the plugin applies these with its clock
 
@@ -176,29 +176,43 @@ class AnalysisCallSummarizer(CallSummarizer):
             return
         t = record.end_time_unix_nano / 1e9
         service = record.service or "unknown_service"
-        slot = slot_of(t, self._drift_slot)
-        drift = self.drift
-        for feature, value in _call_features(record, self._wanted, self._attributes):
-            key = (service, feature, slot)
-            entry = drift.get(key)
-            if entry is None:
-                entry = drift[key] = [[], None]
-            numeric, v = _drift_value(feature, value)
-            if numeric:
-                if v is not None:
-                    entry[0].append(v)
-            else:
-                cats = entry[1]
-                if cats is None:
-                    cats = entry[1] = {}
-                cats[v] = cats.get(v, 0) + 1
         call = record.call
-        aslot = slot_of(t, self._anomaly_slot)
-        if call.latency_seconds is not None:
-            self._anomaly((service, "latency_p95_seconds", aslot), float(call.latency_seconds), True)
-        self._anomaly((service, "error_rate", aslot), 1.0 if record.error else 0.0)
-        if record.cost_usd is not None and math.isfinite(record.cost_usd):
-            self._anomaly((service, "cost_per_request_usd", aslot), float(record.cost_usd))
+        values = (call.input_tokens, call.output_tokens, call.latency_seconds, record.cost_usd,
+                  len(call.prompt) if call.prompt is not None else None,
+                  len(call.completion) if call.completion is not None else None, call.finish_reason)
+        slot_key = (service, slot_of(t, self._drift_slot))
+        features = self.drift.get(slot_key)
+        if features is None:
+            features = self.drift[slot_key] = {}
+        for i, feature, numeric in self._plan:
+            value = values[i]
+            if value is not None:
+                self._drift(features, feature, numeric, value)
+        if self._attributes:
+            attrs = record.attributes or {}
+            for attr, feature in self._attributes:
+                value = attrs.get(attr)
+                if value is not None:
+                    self._drift(features, feature, _num(value) is not None, value)
+        akey = (service, slot_of(t, self._anomaly_slot))
+        a = self.anomaly.get(akey)
+        if a is None:
+            a = self.anomaly[akey] = [0, 0.0, None, 0, 0.0, 0, 0.0]
+        latency = call.latency_seconds
+        if latency is not None:
+            latency = float(latency)
+            a[0] += 1
+            a[1] += latency
+            if a[2] is None:
+                a[2] = [0] * (len(LATENCY_BUCKETS_SECONDS) + 1)
+            a[2][bisect_left(LATENCY_BUCKETS_SECONDS, latency)] += 1
+        a[3] += 1
+        if record.error:
+            a[4] += 1.0
+        cost = record.cost_usd
+        if cost is not None and math.isfinite(cost):
+            a[5] += 1
+            a[6] += float(cost)
         if call.session_id:
             unit = call.user_id or f"session:{call.session_id}"
             for exp in record.experiments:
@@ -208,24 +222,40 @@ class AnalysisCallSummarizer(CallSummarizer):
                     self.sessions[key] = [exp.variant, unit, 1, t, t]
                 else:
                     got[2] += 1
-                    got[3] = min(got[3], t)
-                    got[4] = max(got[4], t)
+                    if t < got[3]:
+                        got[3] = t
+                    if t > got[4]:
+                        got[4] = t
 
-    def _anomaly(self, key: tuple, x: float, histogram: bool = False) -> None:
-        a = self.anomaly.get(key)
-        if a is None:
-            a = self.anomaly[key] = [0, 0.0, None]
-        a[0] += 1
-        a[1] += x
-        if histogram:
-            if a[2] is None:
-                a[2] = [0] * (len(LATENCY_BUCKETS_SECONDS) + 1)
-            a[2][bisect_left(LATENCY_BUCKETS_SECONDS, x)] += 1
+    @staticmethod
+    def _drift(features: dict, feature: str, numeric: bool, value: Any) -> None:
+        entry = features.get(feature)
+        if entry is None:
+            entry = features[feature] = [[], None]
+        if numeric:
+            x = _num(value)
+            if x is not None:
+                entry[0].append(x)
+        else:
+            cats = entry[1]
+            if cats is None:
+                cats = entry[1] = {}
+            c = str(value)[:100]
+            cats[c] = cats.get(c, 0) + 1
 
     def result(self) -> Any:
         if not (self.drift or self.anomaly or self.sessions or self.untimed):
             return None
-        out = (self.drift, self.anomaly, self.sessions, self.untimed)
+        drift = {(service, feature, slot): entry for (service, slot), features in self.drift.items()
+                 for feature, entry in features.items()}
+        anomaly = {}
+        for (service, slot), (lat_n, lat_sum, buckets, n, errors, cost_n, cost_sum) in self.anomaly.items():
+            if lat_n:
+                anomaly[(service, "latency_p95_seconds", slot)] = [lat_n, lat_sum, buckets]
+            anomaly[(service, "error_rate", slot)] = [n, errors, None]
+            if cost_n:
+                anomaly[(service, "cost_per_request_usd", slot)] = [cost_n, cost_sum, None]
+        out = (drift, anomaly, self.sessions, self.untimed)
         self._reset()
         return out
 
@@ -330,12 +360,7 @@ class AnalysisPlugin(SidecarPlugin):
                 if ds is None:
                     ds = slots[slot] = DriftSlot()
                 if values:
-                    room = max(0, cap - len(ds.values))
-                    if room:  # filling the reservoir draws no random numbers: one C-level extend
-                        ds.values.extend(values[:room])
-                        ds.count += min(room, len(values))
-                    for x in values[room:]:
-                        ds.add_numeric(x, cap, self._rng)
+                    ds.add_numeric_many(values, cap, self._rng)
                 if categories:
                     for c, n in categories.items():
                         ds.count += n

@@ -37,7 +37,7 @@ from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
 from .checks import CheckRunner
 from .labels import LabelBounder
 from .otlp import LogView, SpanView, attributes as kv_attributes, walk_logs, walk_spans
-from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
+from .plugins import CallRecord, EvaluationRecord, SidecarPlugin, call_record
 from .prices import PriceTable
 from .state import IndexEntry, State, id_hash, summarize_rows
 
@@ -346,9 +346,7 @@ class Preparer:
             if t > batch.t_max:
                 batch.t_max = t
         if self.summarizers:
-            record = CallRecord(call=call, service=service, error=error, end_time_unix_nano=sv.end,
-                                experiments=exps, failed_checks=failed, safety_checks=safety,
-                                cost_usd=cost, attributes=attrs)
+            record = call_record(call, service, error, sv.end, exps, failed, safety, cost, attrs)
             for name, summarizer in self.summarizers:
                 try:
                     summarizer.add(record)

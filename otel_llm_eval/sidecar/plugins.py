@@ -65,6 +65,22 @@ class CallRecord:
     attributes: Mapping[str, Any] = field(default_factory=dict)  # raw span attributes
 
 
+def call_record(call: LLMCall, service: str, error: bool, end_time_unix_nano: int,
+                experiments: tuple[ExperimentAssignment, ...], failed_checks: tuple[str, ...],
+                safety_checks: tuple[str, ...], cost_usd: float | None,
+                attributes: Mapping[str, Any]) -> CallRecord:
+    """`CallRecord(...)` with every field, built without the frozen dataclass `__init__`'s
+    object.__setattr__ per field (the ingest path builds one per call): the same object."""
+    record = _object_new(CallRecord)
+    record.__dict__.update(call=call, service=service, error=error, end_time_unix_nano=end_time_unix_nano,
+                           experiments=experiments, failed_checks=failed_checks, safety_checks=safety_checks,
+                           cost_usd=cost_usd, attributes=attributes)
+    return record
+
+
+_object_new = object.__new__
+
+
 @dataclass(frozen=True)
 class EvaluationRecord:
     """One evaluation (judge, user feedback, human label, code check) joined to its call.

@@ -257,41 +257,56 @@ class ReviewPlugin(SidecarPlugin):
         service is the raw one, bounded here (the core already counted its overflow)."""
         if not self.cfg.get("enabled", True):
             return
+        try:
+            self._admit_summary(summary)
+        except Exception:  # never raise into ingest; count it instead
+            self._dropped["errors"] += 1
+            log.debug("review on_call_summary failed", exc_info=True)
+
+    def _admit_summary(self, summary: Any) -> None:
         bound = getattr(self.ctx, "bound", None)
         names: dict[str, str] = {}
         now = self._now()
+        items = []
         for item in summary:
-            try:
-                raw = item[5]
-                svc = names.get(raw)
-                if svc is None:
-                    svc = names[raw] = bound("service", raw, 0) if bound is not None and raw else raw
-                item[1]["service"] = svc or "unknown"
-                if self.sampling.stratify_by == "service":
-                    item = (item[0], item[1], item[2], svc, item[4], svc)
-                self._admit(item, now)
-            except Exception:
-                self._dropped["errors"] += 1
-                log.debug("review on_call_summary failed", exc_info=True)
+            raw = item[5]
+            svc = names.get(raw)
+            if svc is None:
+                svc = names[raw] = bound("service", raw, 0) if bound is not None and raw else raw
+            item[1]["service"] = svc or "unknown"
+            if self.sampling.stratify_by == "service":
+                item = (item[0], item[1], item[2], svc, item[4], svc)
+            items.append(item)
+        self._admit_many(items, now)
 
     def _admit(self, item: tuple, now: float) -> None:
-        key, payload, decision, raw_stratum, wants_judge, _ = item
-        with self._lock:
-            if key in self._pending or key in self._labeled:
-                return
-            stratum = self.sampler.stratum_of(raw_stratum)
-            payload["stratum"] = stratum
-            if wants_judge:
-                self._remember(key, payload, now)
-            if decision is not None:
-                reason, priority = decision
-                self.sampler.offer(Candidate(priority, key, reason, stratum, payload))
+        self._admit_many([item], now)
 
-    def _remember(self, key: str, payload: dict[str, Any], now: float) -> None:
-        payload["_seen_unix"] = now
-        self._waiting[key] = payload
-        self._waiting.move_to_end(key)
-        self._by_trace[payload["trace_id"]] = key
+    def _admit_many(self, items: list[tuple], now: float) -> None:
+        """Queue candidates and remember calls awaiting a judge score; the judge-wait bound is
+        enforced once after the batch (the same calls survive as one at a time: the oldest go)."""
+        waiting = self._waiting
+        remembered = False
+        with self._lock:
+            for key, payload, decision, raw_stratum, wants_judge, _ in items:
+                if key in self._pending or key in self._labeled:
+                    continue
+                stratum = self.sampler.stratum_of(raw_stratum)
+                payload["stratum"] = stratum
+                if wants_judge:
+                    payload["_seen_unix"] = now
+                    waiting[key] = payload
+                    waiting.move_to_end(key)
+                    self._by_trace[payload["trace_id"]] = key
+                    remembered = True
+                if decision is not None:
+                    reason, priority = decision
+                    self.sampler.offer(Candidate(priority, key, reason, stratum, payload))
+            if remembered:
+                self._trim_waiting(now)
+
+    def _trim_waiting(self, now: float) -> None:
+        """Forget calls past judge_wait_seconds, and the oldest past judge_wait_max_calls (counted)."""
         cutoff = now - float(self.cfg["judge_wait_seconds"])
         limit = int(self.cfg["judge_wait_max_calls"])
         while self._waiting:

@@ -43,6 +43,25 @@ class DriftSlot:
             if j < cap:
                 self.values[j] = x
 
+    def add_numeric_many(self, xs: list[float], cap: int, rng: random.Random) -> None:
+        """`add_numeric` for each of xs in order: fills the reservoir with one C-level extend, then
+        Algorithm R with j drawn as int(random() * count) (uniform like randrange, cheaper)."""
+        values = self.values
+        room = cap - len(values)
+        if room > 0:
+            take = xs[:room]
+            values.extend(take)
+            self.count += len(take)
+            xs = xs[room:]
+        count = self.count
+        draw = rng.random
+        for x in xs:
+            count += 1
+            j = int(draw() * count)
+            if j < cap:
+                values[j] = x
+        self.count = count
+
     def add_category(self, c: str, max_categories: int) -> None:
         self.count += 1
         if self.categories is None:

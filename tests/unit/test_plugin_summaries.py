@@ -140,3 +140,40 @@ def test_calls_without_an_end_time_are_counted_with_the_plugin_clock_in_both_pat
             for slot, s in slots.items() if slot == T0 + 600]  # the clock's slot (T0 + 700)
     assert sum(s.n for s in late) >= 30
     assert sum(s.messages for s in a.sessions.values()) == sum(s.messages for s in b.sessions.values())
+
+
+def test_call_record_builds_the_same_frozen_record_as_its_constructor():
+    import dataclasses
+
+    from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
+    from otel_llm_eval.sidecar.plugins import CallRecord, call_record
+
+    fields = dict(call=LLMCall(model="m"), service="s", error=True, end_time_unix_nano=5,
+                  experiments=(ExperimentAssignment("e", "a"),), failed_checks=("pii",), safety_checks=("pii",),
+                  cost_usd=0.5, attributes={"k": 1})
+    fast, slow = call_record(**fields), CallRecord(**fields)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert sorted(vars(fast)) == sorted(f.name for f in dataclasses.fields(CallRecord))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.service = "x"  # type: ignore[misc]
+
+
+def test_a_batch_added_to_a_drift_reservoir_keeps_a_uniform_sample_of_everything_seen():
+    """add_numeric_many (the summary path) keeps each of N values with probability cap / N, like
+    add_numeric one by one: over 2,000 seeded runs every position is kept about equally often."""
+    from otel_llm_eval.sidecar.stats_windows import DriftSlot
+
+    cap, n, runs = 10, 100, 2000
+    kept = [0] * n
+    rng = random.Random(3)
+    for _ in range(runs):
+        ds = DriftSlot()
+        ds.add_numeric_many([float(i) for i in range(40)], cap, rng)   # fills, then replaces
+        ds.add_numeric_many([float(i) for i in range(40, n)], cap, rng)
+        assert ds.count == n and len(ds.values) == cap
+        for v in ds.values:
+            kept[int(v)] += 1
+    expected = runs * cap / n  # 200 per position
+    chi2 = sum((k - expected) ** 2 / expected for k in kept)
+    assert chi2 < 150  # 99 degrees of freedom: p ~ 0.001 at 149
+    assert kept[:10] != [runs] * 10  # the first values do get replaced
