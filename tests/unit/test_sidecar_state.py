@@ -426,3 +426,21 @@ def test_span_index_chunks_expire_with_their_newest_call_and_leave_the_database(
         sc.stop()
     with sqlite3.connect(tmp_path / "s.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM span_index_chunks").fetchone()[0] == 0
+
+
+def test_a_chunk_the_size_cap_trimmed_leaves_the_index_empty_when_it_expires(tmp_path):
+    now = [T0 + 10.0]
+    cfg = {"state": {"db_path": str(tmp_path / "s.db"), "span_index_retention_seconds": 100.0,
+                     "span_index_max_entries": 1}, "plugins": []}
+    sc = build(cfg, plugins=[], clock=lambda: now[0], environ={})
+    try:
+        sc._apply(0, "traces", batch())  # two calls in one chunk, one evicted by the cap
+        assert sc.state.index_size == 1 and sc.state.index_evicted == 1
+        assert sc.state.index_get(TRACE_B, SPAN_B) is not None and sc.state.index_get(TRACE_A, SPAN_A) is None
+        now[0] = T0 + 200.0
+        assert sc.flush()
+        assert sc.state.index_size == 0 and not sc.state.span_index and not sc.state.index_chunks
+        sc._apply(0, "traces", batch())  # the cap still holds afterwards
+        assert sc.state.index_size == 1 and len(sc.state.span_index) == 1
+    finally:
+        sc.stop()
