@@ -50,3 +50,35 @@ def test_two_worker_processes_produce_the_same_metrics_as_the_ingest_thread(tmp_
             sc.stop()
     assert _series(texts[0]) == _series(texts[1])
     assert metric_value(texts[1], "llm_quality_score_count", evaluator="relevance") == 12
+
+
+def test_plugin_summaries_made_in_worker_processes_equal_the_ingest_thread_ones(tmp_path):
+    """The analysis and review summarizers run in the spawned workers (their classes and config
+    travel there); what the plugins hold afterwards is what the ingest thread computes."""
+    bodies = [llm_batch(n=50, model=lambda k, i=i: f"m{(i + k) % 3}").SerializeToString() for i in range(6)]
+    states = []
+    for workers in (0, 2):
+        sc = start_in_thread({"state": {"db_path": str(tmp_path / f"p{workers}.db")},
+                              "review": {"sampling": {"random_rate": 0.3}},
+                              "ingest": {"workers": workers}}, environ={})
+        try:
+            assert [p.name for p in sc.sidecar.plugins][:2] == ["analysis", "review"]
+            for body in bodies:
+                assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
+            assert wait_for(sc.url, "llm_eval_ingest_spans_total", 300, timeout=60) == 300
+            analysis, review = sc.sidecar.plugins[:2]
+            with analysis.lock:
+                drift = {k: {s: (d.count, sorted(d.values), d.categories) for s, d in slots.items()}
+                         for k, slots in analysis.drift.items()}
+                anomaly = {k: {s: (a.n, a.buckets) for s, a in slots.items()} for k, slots in analysis.anomaly.items()}
+            with review._lock:
+                waiting = sorted(review._waiting)
+                sampled = sorted(c.key for heap in review.sampler._heaps.values() for *_, c in heap)
+            states.append((drift, anomaly, waiting, sampled, analysis.errors, review._dropped["errors"]))
+            if workers:
+                assert sc.sidecar.pool is not None and sc.sidecar.pool.restarts == 0
+        finally:
+            sc.stop()
+    assert states[0] == states[1]
+    drift, anomaly, waiting, sampled, errors, review_errors = states[1]
+    assert drift and anomaly and len(waiting) == 300 and sampled and errors == review_errors == 0
