@@ -1,18 +1,19 @@
 """Worker processes for the per-span work: decode, walk, normalize, checks, cost (`ingest.workers`).
 
 With `ingest.workers: N` (N >= 1) the ingest thread hands each OTLP request body to one of N
-spawned processes, which returns the prepared operations (ingest.Preparer); the ingest thread
-applies them in request order, so state, journal bookkeeping and plugins behave exactly as with
-`ingest.workers: 0` (everything on the ingest thread). It pays off on machines with cores to
-spare: Python runs one thread at a time per process, and normalizing and checking spans is most
-of the sidecar's CPU.
+spawned processes, which returns the prepared batch (prepare.Preparer: batch sums, evaluation
+operations, plugin summaries); the ingest thread applies them in request order, so state, journal
+bookkeeping and plugins behave exactly as with `ingest.workers: 0` (everything on the ingest
+thread). It pays off on machines with cores to spare: Python runs one thread at a time per
+process, and walking, normalizing and checking spans is most of the sidecar's CPU. Plugins'
+CallSummarizers run here too (built from their class and config section).
 
 Contract: `WorkerPool.submit` never blocks for long; `Future.result()` raises when a worker died
 (the caller then prepares on its own thread and calls `restart()`). User check functions
 (`checks.custom`) must be importable by module path in the workers, and so must the main module
-(spawned workers import it: guard scripts with `if __name__ == "__main__"`). Plugins get
-`CallRecord.attributes` without string values over 256 characters (the prompt and completion are
-in `record.call`).
+(spawned workers import it: guard scripts with `if __name__ == "__main__"`). Plugins without a
+summarizer get `CallRecord.attributes` without string values over 256 characters (the prompt and
+completion are in `record.call`); summarizers see every attribute.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, Mapping
 
 from .checks import CheckRunner, build_checks
-from .ingest import Preparer
+from .prepare import Preparer
 from .otlp import decode_logs, decode_traces
 from .prices import PriceTable
 
