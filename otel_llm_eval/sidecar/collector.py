@@ -51,11 +51,14 @@ class SidecarCollector:
         by_metric["llm_eval_ab_samples"] = [
             ({k: sc.labels.bound(k, v) for k, v in lbl.items()}, n) for lbl, n in ab]
         rejected = sc.rejected_snapshot()
-        # spans that broke a rule inside ingest (counted, skipped) and user checks that raised
+        # spans that broke a rule inside ingest (counted, skipped), user checks and plugin
+        # summarizers that raised (in a worker process or here)
         if sc.ingestor.span_errors:
             rejected["span_error"] = sc.ingestor.span_errors
-        if sc.checks.errors:
-            rejected["check_error"] = sc.checks.errors
+        if sc.ingestor.check_errors:
+            rejected["check_error"] = sc.ingestor.check_errors
+        if sc.ingestor.summarizer_errors:
+            rejected["summarizer_error"] = sc.ingestor.summarizer_errors
         by_metric["llm_eval_ingest_rejected_total"] = [({"reason": r}, n) for r, n in sorted(rejected.items())]
         by_metric["llm_eval_ingest_queue_depth"] = [({}, sc.queue_depth())]
         overflow = sc.labels.overflow_snapshot()

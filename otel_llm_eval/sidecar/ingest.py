@@ -64,6 +64,8 @@ class Ingestor:
         self.clock = clock
         self.plugin_errors = 0
         self.span_errors = 0
+        self.check_errors = 0        # checks that raised (counted as passed), wherever they ran
+        self.summarizer_errors = 0   # plugin summarizer calls that raised
 
     # --- entry points (caller holds state.lock) ---
     def apply_traces(self, req: Any) -> int:
@@ -76,7 +78,9 @@ class Ingestor:
     def apply(self, prepared: Prepared) -> int:
         """Apply one prepared batch: merge its delta, then run its ops in order."""
         signal, n, delta, ops, errors, summaries = prepared
-        self.span_errors += errors
+        self.span_errors += errors[0]
+        self.check_errors += errors[1]
+        self.summarizer_errors += errors[2]
         st = self.state
         try:
             if delta is not None:

@@ -2,7 +2,8 @@
 
 `Preparer.prepare_traces(req)` / `prepare_logs(req)` (pure, no shared state; in an ingest worker
 process or on the ingest thread) walk a validated message and return
-`(signal, items, delta, ops, errors, summaries)`:
+`(signal, items, delta, ops, errors, summaries)`, errors being (spans that raised, checks that
+raised, summarizer calls that raised) during this batch:
 - `delta` sums the batch's LLM calls (`semconv.normalize` returned an LLMCall) per raw label
   set: request, token, cost and check counters, latency histogram buckets, experiment sufficient
   statistics (`state.summarize_rows`), unit keys, user/session id hashes, request slots, and the
@@ -141,6 +142,7 @@ class Preparer:
         self.checks = checks
         self.summarizers = list(summarizers or ())
         self.summarizer_errors = 0
+        self._reported = (checks.errors, 0)  # check and summarizer errors already in a batch
         self.prices = prices
         self.default_service = default_service
         self.attributes = attributes
@@ -172,7 +174,16 @@ class Preparer:
                         self._log_error("span %s/%s could not be ingested", span.trace_id.hex(), span.span_id.hex())
         for sv in deferred:
             errors += self._guarded(sv, ops, batch)
-        return ("traces", n, batch.finish(), ops, errors, self._summaries())
+        summaries = self._summaries()
+        return ("traces", n, batch.finish(), ops, self._errors(errors), summaries)
+
+    def _errors(self, span_errors: int) -> tuple[int, int, int]:
+        """This batch's error counts: the ingest thread adds them up (a worker's own counters
+        are not visible there)."""
+        checks, summarizers = self.checks.errors, self.summarizer_errors
+        out = (span_errors, checks - self._reported[0], summarizers - self._reported[1])
+        self._reported = (checks, summarizers)
+        return out
 
     def _summaries(self) -> dict[str, Any] | None:
         if not self.summarizers:
@@ -199,7 +210,7 @@ class Preparer:
             except Exception:
                 errors += 1
                 self._log_error("log record of %s could not be ingested", lv.trace_id)
-        return ("logs", n, None, ops, errors, None)
+        return ("logs", n, None, ops, self._errors(errors), None)
 
     def _log_error(self, msg: str, *args: Any) -> None:
         self.span_errors += 1

@@ -7,6 +7,7 @@ import pytest
 from sidecar_fixtures import metric_value
 from test_sidecar_http import llm_batch, wait_for
 
+from otel_llm_eval.sidecar.plugins import CallSummarizer, SidecarPlugin
 from otel_llm_eval.sidecar.server import start_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -82,3 +83,36 @@ def test_plugin_summaries_made_in_worker_processes_equal_the_ingest_thread_ones(
     assert states[0] == states[1]
     drift, anomaly, waiting, sampled, errors, review_errors = states[1]
     assert drift and anomaly and len(waiting) == 300 and sampled and errors == review_errors == 0
+
+
+def raising_check(call, attributes):
+    raise RuntimeError("a user check with a bug")
+
+
+class RaisingSummarizer(CallSummarizer):
+    def add(self, record):
+        raise RuntimeError("a summarizer with a bug")
+
+
+class BuggySummaryPlugin(SidecarPlugin):
+    name = "buggy"
+    summarizer = RaisingSummarizer
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["on the ingest thread", "in worker processes"])
+def test_checks_and_summarizers_that_raise_are_counted_wherever_they_run(tmp_path, workers):
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}, "ingest": {"workers": workers},
+                          "plugins": ["test_sidecar_workers:BuggySummaryPlugin"],
+                          "checks": {"custom": [{"name": "buggy", "function": "test_sidecar_workers:raising_check",
+                                                 "category": "quality", "needs_text": False}]}}, environ={})
+    try:
+        for _ in range(3):
+            body = llm_batch(n=20).SerializeToString()
+            assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
+        assert wait_for(sc.url, "llm_requests_total", 60, timeout=60) == 60  # the calls still count
+        text = httpx.get(sc.url + "/metrics").text
+        assert metric_value(text, "llm_eval_ingest_rejected_total", reason="check_error") == 60
+        assert metric_value(text, "llm_eval_ingest_rejected_total", reason="summarizer_error") == 60
+        assert metric_value(text, "llm_check_failures_total") == 0  # a raising check counts as passed
+    finally:
+        sc.stop()
