@@ -353,52 +353,23 @@ class AnalysisPlugin(SidecarPlugin):
         with self.lock:
             for (raw, feature, slot), (values, categories) in drift.items():
                 service = service_of(raw)
-                slots = self.drift.get((service, feature))
-                if slots is None:
-                    slots = self.drift[(service, feature)] = {}
-                ds = slots.get(slot)
-                if ds is None:
-                    ds = slots[slot] = DriftSlot()
+                ds = self._slot(self.drift, (service, feature), slot, DriftSlot)
                 if values:
                     ds.add_numeric_many(values, cap, self._rng)
-                if categories:
-                    for c, n in categories.items():
-                        ds.count += n
-                        if ds.categories is None:
-                            ds.categories = {}
-                        if c not in ds.categories and len(ds.categories) >= max_categories:
-                            c = "other"
-                        ds.categories[c] = ds.categories.get(c, 0) + n
+                for c, n in (categories or {}).items():
+                    ds.add_category(c, max_categories, n)
                 if values or categories:
                     self._dirty_drift.add((service, feature, slot))
             for (raw, series, slot), (n, total, buckets) in anomaly.items():
                 service = service_of(raw)
-                slots = self.anomaly.get((service, series))
-                if slots is None:
-                    slots = self.anomaly[(service, series)] = {}
-                a = slots.get(slot)
-                if a is None:
-                    a = slots[slot] = AnomalySlot()
+                a = self._slot(self.anomaly, (service, series), slot, AnomalySlot)
                 a.n += n
                 a.total += total
                 if buckets is not None:
                     a.buckets = buckets if a.buckets is None else [x + y for x, y in zip(a.buckets, buckets)]
                 self._dirty_anomaly.add((service, series, slot))
-            max_sessions = self.cfg["engagement"]["max_sessions"]
             for key, (variant, unit, messages, first, last) in sessions.items():
-                s = self.sessions.get(key)
-                if s is None:
-                    if len(self.sessions) >= max_sessions:
-                        old = next(iter(self.sessions))
-                        del self.sessions[old]
-                        self._deleted_sessions.add(old)
-                        self._drop("sessions")
-                    s = self.sessions[key] = Session(key[0], variant, unit, messages, first, last)
-                else:
-                    s.messages += messages
-                    s.first_unix = min(s.first_unix, first)
-                    s.last_unix = max(s.last_unix, last)
-                self._dirty_sessions.add(key)
+                self._add_session(key, variant, unit, messages, first, last)
         for record in untimed:
             self._on_call(replace(record, service=service_of(record.service or "unknown_service")))
 
@@ -419,19 +390,35 @@ class AnalysisPlugin(SidecarPlugin):
             if call.session_id:
                 unit = call.user_id or f"session:{call.session_id}"
                 for exp in record.experiments:
-                    key = (exp.id, str(call.session_id))
-                    s = self.sessions.get(key)
-                    if s is None:
-                        if len(self.sessions) >= self.cfg["engagement"]["max_sessions"]:
-                            old = next(iter(self.sessions))
-                            del self.sessions[old]
-                            self._deleted_sessions.add(old)
-                            self._drop("sessions")
-                        s = self.sessions[key] = Session(exp.id, exp.variant, unit, 0, t, t)
-                    s.messages += 1
-                    s.first_unix = min(s.first_unix, t)
-                    s.last_unix = max(s.last_unix, t)
-                    self._dirty_sessions.add(key)
+                    self._add_session((exp.id, str(call.session_id)), exp.variant, unit, 1, t, t)
+
+    def _add_session(self, key: tuple[str, str], variant: str, unit: str, messages: int,
+                     first: float, last: float) -> None:
+        """Count `messages` calls of a session (a new one takes the variant and unit given; the
+        oldest session goes past engagement.max_sessions, counted). Caller holds self.lock."""
+        s = self.sessions.get(key)
+        if s is None:
+            if len(self.sessions) >= self.cfg["engagement"]["max_sessions"]:
+                old = next(iter(self.sessions))
+                del self.sessions[old]
+                self._deleted_sessions.add(old)
+                self._drop("sessions")
+            s = self.sessions[key] = Session(key[0], variant, unit, 0, first, last)
+        s.messages += messages
+        s.first_unix = min(s.first_unix, first)
+        s.last_unix = max(s.last_unix, last)
+        self._dirty_sessions.add(key)
+
+    @staticmethod
+    def _slot(table: dict, key: tuple[str, str], slot: int, factory: Any) -> Any:
+        """table[key][slot], created (by factory()) when missing."""
+        slots = table.get(key)
+        if slots is None:
+            slots = table[key] = {}
+        got = slots.get(slot)
+        if got is None:
+            got = slots[slot] = factory()
+        return got
 
     def _add_drift(self, service: str, feature: str, value: Any, t: float) -> None:
         dcfg = self.cfg["drift"]
@@ -439,13 +426,8 @@ class AnalysisPlugin(SidecarPlugin):
         x = _num(value)
         if feature.startswith("attr:"):
             numeric = x is not None
-        slots = self.drift.get((service, feature))
-        if slots is None:
-            slots = self.drift[(service, feature)] = {}
         slot = slot_of(t, dcfg["slot_seconds"])
-        ds = slots.get(slot)
-        if ds is None:
-            ds = slots[slot] = DriftSlot()
+        ds = self._slot(self.drift, (service, feature), slot, DriftSlot)
         if numeric:
             if x is None:
                 return
@@ -455,13 +437,7 @@ class AnalysisPlugin(SidecarPlugin):
         self._dirty_drift.add((service, feature, slot))
 
     def _add_anomaly(self, service: str, series: str, slot: int, x: float, histogram: bool = False) -> None:
-        slots = self.anomaly.get((service, series))
-        if slots is None:
-            slots = self.anomaly[(service, series)] = {}
-        a = slots.get(slot)
-        if a is None:
-            a = slots[slot] = AnomalySlot()
-        a.add(x, histogram)
+        self._slot(self.anomaly, (service, series), slot, AnomalySlot).add(x, histogram)
         self._dirty_anomaly.add((service, series, slot))
 
     def on_evaluation(self, record: EvaluationRecord) -> None:

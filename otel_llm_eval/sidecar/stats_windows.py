@@ -62,13 +62,14 @@ class DriftSlot:
                 values[j] = x
         self.count = count
 
-    def add_category(self, c: str, max_categories: int) -> None:
-        self.count += 1
+    def add_category(self, c: str, max_categories: int, n: int = 1) -> None:
+        """Count n values of category c (c folds into 'other' past max_categories)."""
+        self.count += n
         if self.categories is None:
             self.categories = {}
         if c not in self.categories and len(self.categories) >= max_categories:
             c = "other"
-        self.categories[c] = self.categories.get(c, 0) + 1
+        self.categories[c] = self.categories.get(c, 0) + n
 
     @property
     def weight(self) -> float:
