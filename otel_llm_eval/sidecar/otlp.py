@@ -222,33 +222,33 @@ def _drop_invalid(item_lists: Iterable[Any], problem: Callable[[Any, int], str |
     return accepted, rejected, msg
 
 
+def _decode(body: bytes, content_type: str | None, content_encoding: str | None, message: Any,
+            signal: str, items: Callable[[Any], Iterable[Any]], problem: Callable[[Any, int], str | None],
+            what: str, max_request_bytes: int, max_span_bytes: int, validated: bool) -> Decoded:
+    mt = check_content_type(content_type)
+    raw = decompress(body, content_encoding, max_request_bytes)
+    _parse(raw, mt, message, signal)
+    if validated:
+        return Decoded(message, -1, 0)
+    # protobuf: no item is larger than the request; JSON is larger than its protobuf encoding
+    limit = max_span_bytes if len(raw) > max_span_bytes else 0
+    return Decoded(message, *_drop_invalid(items(message), problem, limit, what))
+
+
 def decode_traces(body: bytes, content_type: str | None, content_encoding: str | None, *,
                   max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
     """validated: this body decoded before with no invalid span (an ingest worker re-decoding
-    what the HTTP handler accepted): skip the per-span checks."""
-    mt = check_content_type(content_type)
-    raw = decompress(body, content_encoding, max_request_bytes)
-    req = ExportTraceServiceRequest()
-    _parse(raw, mt, req, "traces")
-    if validated:
-        return Decoded(req, -1, 0)
-    groups = (ss.spans for rs in req.resource_spans for ss in rs.scope_spans)
-    # protobuf: no span is larger than the request; JSON is larger than its protobuf encoding
-    limit = max_span_bytes if len(raw) > max_span_bytes else 0
-    return Decoded(req, *_drop_invalid(groups, _span_problem, limit, "span"))
+    what the HTTP handler accepted): skip the per-span checks (accepted is then -1: not counted)."""
+    return _decode(body, content_type, content_encoding, ExportTraceServiceRequest(), "traces",
+                   lambda req: (ss.spans for rs in req.resource_spans for ss in rs.scope_spans),
+                   _span_problem, "span", max_request_bytes, max_span_bytes, validated)
 
 
 def decode_logs(body: bytes, content_type: str | None, content_encoding: str | None, *,
                 max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
-    mt = check_content_type(content_type)
-    raw = decompress(body, content_encoding, max_request_bytes)
-    req = ExportLogsServiceRequest()
-    _parse(raw, mt, req, "logs")
-    if validated:
-        return Decoded(req, -1, 0)
-    groups = (sl.log_records for rl in req.resource_logs for sl in rl.scope_logs)
-    limit = max_span_bytes if len(raw) > max_span_bytes else 0
-    return Decoded(req, *_drop_invalid(groups, _log_problem, limit, "log record"))
+    return _decode(body, content_type, content_encoding, ExportLogsServiceRequest(), "logs",
+                   lambda req: (sl.log_records for rl in req.resource_logs for sl in rl.scope_logs),
+                   _log_problem, "log record", max_request_bytes, max_span_bytes, validated)
 
 
 def traces_response(rejected: int, message: str) -> bytes:
