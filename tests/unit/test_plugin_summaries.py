@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from otel_llm_eval.sidecar.analysis import AnalysisPlugin
 from otel_llm_eval.sidecar.review import ReviewPlugin
 from otel_llm_eval.sidecar.server import build
+from test_sidecar_state import _set as _kv  # one span-attribute helper for the sidecar tests
 
 T0 = 1_800_000_000
 
@@ -22,17 +23,6 @@ class PerCallAnalysis(AnalysisPlugin):
 
 class PerCallReview(ReviewPlugin):
     summarizer = None
-
-
-def _kv(span, key, value):
-    kv = span.attributes.add()
-    kv.key = key
-    if isinstance(value, str):
-        kv.value.string_value = value
-    elif isinstance(value, float):
-        kv.value.double_value = value
-    else:
-        kv.value.int_value = value
 
 
 def batch(n: int, seed: int, untimed: float = 0.0) -> ExportTraceServiceRequest:
