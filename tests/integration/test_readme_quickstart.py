@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -49,8 +50,12 @@ def test_a_marker_without_a_code_block_is_reported():
 def wheel_site(tmp_path_factory) -> Path:
     """The package installed from a wheel built from this checkout, in a directory of its own."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # a copy of the checkout: building in place would leave build/ behind in it
+    source = tmp / "checkout"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "node_modules", "*.db*"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"),
-                            str(ROOT)], capture_output=True, text=True, timeout=180)
+                            str(source)], capture_output=True, text=True, timeout=180)
     assert build.returncode == 0, build.stdout + build.stderr
     wheels = list((tmp / "dist").glob("otel_llm_eval-*.whl"))
     assert len(wheels) == 1, wheels
