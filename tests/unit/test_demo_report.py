@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otel_llm_eval.demo.report import cost_section, decision_text
-from otel_llm_eval.demo.stack import _unix, alert_rows
+from otel_llm_eval.demo.stack import Stack, _unix, alert_rows
 
 
 @pytest.mark.parametrize("analysis, shown", [
@@ -61,3 +61,9 @@ def test_the_cost_section_projects_the_runs_outputs_and_prices_what_was_spent():
     assert cost["example_command"] == ("otel-llm-eval cost --daily-outputs 10000 --llm-sample-rate 0.59 "
                                        "--human-sample-rate 0.08")
     assert cost["example_month"]["total_cost_usd"] == pytest.approx(10000 * 30 * (0.59 * 0.05 + 0.08 * 5))
+
+
+def test_a_skipped_stack_gives_an_alerts_section_that_says_why_and_lists_nothing():
+    section = Stack.skipped("prometheus not found on PATH, so the alerts section is skipped").alerts_section(120)
+    assert section["mode"] == "skipped" and section["fired"] == [] and section["pending"] == []
+    assert "not found" in section["mode_text"]
