@@ -53,6 +53,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, decision, ...}}
     "decision": {
         "primary": None,               # metric that decides (default: first judge metric, else first feedback)
+        "primary_alpha_share": 0.5,    # share of alpha for the primary's comparisons; the rest split over the others
         "targets": {},                 # metric -> {relative: x} | {absolute: x}; default by kind (stats_experiments.DEFAULT_TARGETS)
         "guardrails": {                # metric -> largest degradation accepted (non-inferiority margin)
             "latency_seconds": {"relative": 0.10},
@@ -657,6 +658,7 @@ class AnalysisPlugin(SidecarPlugin):
         out, new_running = {}, {}
         for cid, (arms, total, decisive, first_wins) in comparisons.items():
             family = max(1, len(arms) - 1)
+            level = alpha / family
             per_arm = {}
             for arm, r in arms.items():
                 p = I.preference(r.wins, r.losses, r.ties)
@@ -665,15 +667,15 @@ class AnalysisPlugin(SidecarPlugin):
                 prev = running.get(key)
                 pref = p.preference
                 look = SequentialResult(look_p, pref, pref)
-                if prev is None or prev.family != family:
-                    run = RunningSequence.start(look, family)
+                if prev is None or abs(prev.level - level) > 1e-12:
+                    run = RunningSequence.start(look, level)
                 elif look_p is not None and (prev.p_value is None or look_p < prev.p_value):
-                    run = RunningSequence(look_p, pref, pref, family)
+                    run = RunningSequence(look_p, pref, pref, level)
                 else:
                     run = prev
                 if run.p_value is not None:
                     new_running[key] = run
-                significant = run.p_value is not None and run.p_value * family < alpha and run.lower
+                significant = run.p_value is not None and run.p_value <= level and run.lower
                 verdict = ("better" if run.lower > 0 else "worse") if significant else \
                     ("collecting" if r.wins + r.losses else None)
                 per_arm[arm] = prune_none({"wins": r.wins, "losses": r.losses, "ties": r.ties, "n": p.n,
@@ -1014,7 +1016,7 @@ class AnalysisPlugin(SidecarPlugin):
     def load(self, conn: Any) -> None:
         conn.executescript("""
             CREATE TABLE IF NOT EXISTS analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL,
-                lower REAL, upper REAL, family INTEGER, PRIMARY KEY (experiment, metric, variant));
+                lower REAL, upper REAL, level REAL, PRIMARY KEY (experiment, metric, variant));
             CREATE TABLE IF NOT EXISTS analysis_bandits (id TEXT PRIMARY KEY, arms TEXT, last_requested REAL);
             CREATE TABLE IF NOT EXISTS analysis_interleaving (id TEXT PRIMARY KEY, data TEXT);
             CREATE TABLE IF NOT EXISTS analysis_sessions (experiment TEXT, session TEXT, variant TEXT, unit TEXT,
@@ -1027,8 +1029,8 @@ class AnalysisPlugin(SidecarPlugin):
         """)
         with self.lock:
             for e, m, v, p, lo, hi, fam in conn.execute(
-                    "SELECT experiment, metric, variant, p, lower, upper, family FROM analysis_sequential"):
-                self.running[(e, m, v)] = RunningSequence(p, lo, hi, int(fam))
+                    "SELECT experiment, metric, variant, p, lower, upper, level FROM analysis_sequential"):
+                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam))
             for bid, arms, last in conn.execute("SELECT id, arms, last_requested FROM analysis_bandits"):
                 self.bandits[bid] = {"arms": json.loads(arms or "[]"), "last_requested": last or 0.0}
             for cid, data in conn.execute("SELECT id, data FROM analysis_interleaving"):
@@ -1050,7 +1052,7 @@ class AnalysisPlugin(SidecarPlugin):
 
     def flush(self, conn: Any) -> None:
         with self.lock:
-            running = [(*k, r.p_value, r.lower, r.upper, r.family) for k, r in self.running.items()]
+            running = [(*k, r.p_value, r.lower, r.upper, r.level) for k, r in self.running.items()]
             bandits = [(b, json.dumps(self.bandits[b]["arms"]), self.bandits[b]["last_requested"])
                        for b in self._dirty_bandits if b in self.bandits]
             comps = [(c, json.dumps({"arms": {a: [r.wins, r.losses, r.ties] for a, r in self.comparisons[c].arms.items()},

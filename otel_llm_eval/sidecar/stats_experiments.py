@@ -89,8 +89,9 @@ class _Comparison:
     mean_control: float | None
     mean_variant: float | None
     rel: float | None
-    rel_var: float | None     # sampling variance of rel (delta method)
     fixed: dict[str, Any]     # the fixed-horizon test (informational)
+    log_ratio: float | None = None   # ln(mean_v / mean_c): what the always-valid test runs on
+    log_var: float | None = None     # its sampling variance (delta method)
 
 
 def _unit_summary(clusters: tuple[Any, Any] | None) -> RatioSummary | None:
@@ -110,12 +111,20 @@ def _unit_summary(clusters: tuple[Any, Any] | None) -> RatioSummary | None:
     return RatioSummary(n, sx, sy, sxx, syy, sxy) if n else None
 
 
-def _relative_variance(mc: float | None, var_mc: float | None, mv: float | None, var_mv: float | None) -> float | None:
-    """Delta-method variance of mv / mc - 1 from the variances of the two means."""
-    if mc in (None, 0) or mv is None or var_mc is None or var_mv is None:
+def _rel(log_ratio: float | None) -> float | None:
+    """A log ratio as a relative lift (exp - 1); None stays None."""
+    if log_ratio is None:
         return None
-    v = var_mv / (mc * mc) + var_mc * mv * mv / mc ** 4
-    return v if v > 0 and math.isfinite(v) else None
+    return math.expm1(log_ratio) if log_ratio < 700 else None
+
+
+def _log_ratio(mc: float | None, var_mc: float | None, mv: float | None,
+               var_mv: float | None) -> tuple[float | None, float | None]:
+    """ln(mv / mc) and its delta-method variance var_mv / mv^2 + var_mc / mc^2 (positive means only)."""
+    if mc is None or mv is None or var_mc is None or var_mv is None or mc <= 0 or mv <= 0:
+        return None, None
+    v = var_mv / (mv * mv) + var_mc / (mc * mc)
+    return (math.log(mv / mc), v) if v > 0 and math.isfinite(v) else (None, None)
 
 
 def _call_comparison(metric: str, variant: str, c: MetricStats, v: MetricStats, binary: bool, hib: bool,
@@ -123,24 +132,24 @@ def _call_comparison(metric: str, variant: str, c: MetricStats, v: MetricStats, 
     sc, sv = _summary(c), _summary(v)
     cmp = ab.compare(sc, sv, binary=binary, alpha=alpha)
     vc, vv = sc.variance(binary), sv.variance(binary)
-    rel_var = None
+    log_ratio = log_var = None
     if vc is not None and vv is not None and sc.n >= 2 and sv.n >= 2:
-        rel_var = _relative_variance(sc.mean, vc / sc.n, sv.mean, vv / sv.n)
-    return _Comparison(metric, variant, hib, binary, sc.n, sv.n, sc.n, sv.n, sc.mean, sv.mean, cmp.rel_lift, rel_var,
+        log_ratio, log_var = _log_ratio(sc.mean, vc / sc.n, sv.mean, vv / sv.n)
+    return _Comparison(metric, variant, hib, binary, sc.n, sv.n, sc.n, sv.n, sc.mean, sv.mean, cmp.rel_lift,
                        {"test": cmp.test, "p_value": cmp.p_value, "rel_ci_lower": cmp.rel_ci_lower,
                         "rel_ci_upper": cmp.rel_ci_upper, "abs_lift": cmp.abs_lift,
-                        "abs_ci_lower": cmp.abs_ci_lower, "abs_ci_upper": cmp.abs_ci_upper})
+                        "abs_ci_lower": cmp.abs_ci_lower, "abs_ci_upper": cmp.abs_ci_upper}, log_ratio, log_var)
 
 
 def _ratio_comparison(metric: str, variant: str, c: RatioSummary, v: RatioSummary, calls: tuple[int, int],
                       binary: bool, hib: bool, alpha: float) -> _Comparison:
     rc = compare_ratio(c, v, alpha=alpha)
-    rel_var = _relative_variance(c.ratio, c.variance_of_ratio(), v.ratio, v.variance_of_ratio())
+    log_ratio, log_var = _log_ratio(c.ratio, c.variance_of_ratio(), v.ratio, v.variance_of_ratio())
     return _Comparison(metric, variant, hib, binary, c.n, v.n, calls[0], calls[1], rc.ratio_control, rc.ratio_variant,
-                       rc.rel_lift, rel_var,
+                       rc.rel_lift,
                        {"test": "delta_z", "p_value": rc.p_value, "rel_ci_lower": rc.rel_ci_lower,
                         "rel_ci_upper": rc.rel_ci_upper, "abs_lift": rc.abs_lift,
-                        "abs_ci_lower": rc.abs_ci_lower, "abs_ci_upper": rc.abs_ci_upper})
+                        "abs_ci_lower": rc.abs_ci_lower, "abs_ci_upper": rc.abs_ci_upper}, log_ratio, log_var)
 
 
 def metric_kind(metric: str, judge_metrics: frozenset[str] | set[str], feedback_metrics: frozenset[str] | set[str]) -> str:
@@ -267,40 +276,50 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
                 if v != control and c is not None:
                     comparisons.append(_ratio_comparison(metric, v, c, r, (c.n, r.n), False, hib, alpha))
 
-    # --- always-valid tests at the family level; verdicts; required samples ---
-    testable = [c for c in comparisons if c.rel is not None and c.rel_var is not None]
-    family = max(1, len(testable))
-    level = alpha / family
+    # --- always-valid tests; verdicts; required samples ---
+    # Weighted Bonferroni over every comparison that can give a verdict: the primary metric's
+    # comparisons share `primary_alpha_share` of alpha, the others the rest (all of it without a
+    # primary). Each is tested on the log of the ratio of means (closer to normal than the lift
+    # itself for skewed and rare metrics); its interval is published as a relative lift.
+    testable = [c for c in comparisons if c.log_ratio is not None and c.log_var is not None]
+    primary = _primary(snap, dcfg, judge_metrics, feedback_metrics)
+    n_primary = sum(1 for c in testable if c.metric == primary)
+    n_other = len(testable) - n_primary
+    share = float(dcfg.get("primary_alpha_share", 0.5)) if n_primary and n_other else (1.0 if n_primary else 0.0)
     new_running: dict[tuple[str, str], sequential.RunningSequence] = {}
     evidence: dict[tuple[str, str], Any] = {}
     targets = dcfg.get("targets") or {}
     for c in comparisons:
         key = (c.metric, c.variant)
+        level = alpha * share / n_primary if c.metric == primary and n_primary else \
+            alpha * (1.0 - share) / max(1, n_other)
         n_total = c.calls_control + c.calls_variant
         look = sequential.SequentialResult(None, None, None)
         if c in testable:
-            tau2 = sequential.gavi_tau2(c.rel_var, n_total, alpha=level, tuning_n=tuning_n)
-            look = sequential.mixture(c.rel, c.rel_var, tau2=tau2, alpha=level)
+            tau2 = sequential.gavi_tau2(c.log_var, n_total, alpha=level, tuning_n=tuning_n)
+            lg = sequential.mixture(c.log_ratio, c.log_var, tau2=tau2, alpha=level)
+            look = sequential.SequentialResult(lg.p_value, _rel(lg.ci_lower), _rel(lg.ci_upper))
         prev = running.get(key)
-        run = prev.update(look, family) if prev is not None else sequential.RunningSequence.start(look, family)
+        run = prev.update(look, level) if prev is not None else sequential.RunningSequence.start(look, level)
         if run.p_value is not None:
             new_running[key] = run
         kind = metric_kind(c.metric, judge_metrics, feedback_metrics)
         target = _relative(targets.get(c.metric) or DEFAULT_TARGETS.get(kind), c.mean_control)
-        effect = abs(target) if target else mde
+        effect = abs(math.log1p(target)) if target is not None and target > -1 else math.log1p(mde)
         req = mde_rel = None
-        if c.rel_var is not None:
-            n_req = sequential.gavi_required_n(effect, c.rel_var, n_total, alpha=level, power=pw, tuning_n=tuning_n)
+        if c.log_var is not None:
+            n_req = sequential.gavi_required_n(effect, c.log_var, n_total, alpha=level, power=pw, tuning_n=tuning_n)
             if n_req is not None:  # per arm, in the smaller arm's share of the samples
                 req = int(math.ceil(n_req * min(c.calls_control, c.calls_variant) / n_total))
-            mde_rel = sequential.gavi_mde(c.rel_var, n_total, alpha=level, power=pw, tuning_n=tuning_n)
+            mde_log = sequential.gavi_mde(c.log_var, n_total, alpha=level, power=pw, tuning_n=tuning_n)
+            mde_rel = _rel(mde_log)
         started = min(c.n_control, c.n_variant) >= min_samples
         enough = req is not None and min(c.calls_control, c.calls_variant) >= req
         side = run.excludes(0.0) if run.p_value is not None else 0
         vd = decision.verdict(side=side, srm=srm_detected, started=started, enough=enough, higher_is_better=c.hib)
         good_lo, good_hi = decision.good_direction(run.lower, run.upper, c.hib)
         evidence[key] = (c, good_lo, good_hi, started, enough, target)
-        p_adj = min(1.0, run.p_value * family) if run.p_value is not None else None
+        p_adj = min(1.0, run.p_value * alpha / level) if run.p_value is not None else None
         metrics_out[c.metric]["variants"][c.variant].update({
             "rel_lift": c.rel, "rel_ci_lower": run.lower, "rel_ci_upper": run.upper,
             "always_valid_p_value": run.p_value, "p_value_adjusted": p_adj,
@@ -309,16 +328,16 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
                               "rel_ci_upper": c.fixed["rel_ci_upper"], "abs_ci_lower": c.fixed["abs_ci_lower"],
                               "abs_ci_upper": c.fixed["abs_ci_upper"], "test": c.fixed["test"],
                               "note": "valid only if read once, at a sample size fixed in advance"},
-            "required_samples": req, "mde_relative": mde_rel, "target_relative": target,
+            "required_samples": req, "mde_relative": mde_rel, "target_relative": target, "alpha_level": level,
             "verdict": vd, "verdict_text": decision.VERDICT_TEXT[vd],
         })
-    out["comparisons"] = family
-    out["family_alpha"] = level
+    out["comparisons"] = len(testable)
+    out["primary"] = primary
     out["metrics"] = metrics_out
 
     # --- the experiment-level decision, per variant ---
     if not is_bandit and control is not None and exposures:
-        out["decision"] = _decisions(snap, dcfg, evidence, judge_metrics, feedback_metrics, srm_detected, control)
+        out["decision"] = _decisions(snap, dcfg, evidence, primary, srm_detected, control)
 
     # --- judge sample rate per variant ---
     if not is_bandit and exposures:
@@ -327,8 +346,7 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
 
 
 def _decisions(snap: ExperimentSnapshot, dcfg: Mapping[str, Any], evidence: Mapping[tuple[str, str], Any],
-               judge_metrics: Any, feedback_metrics: Any, srm_detected: bool, control: str) -> dict[str, Any]:
-    primary = _primary(snap, dcfg, judge_metrics, feedback_metrics)
+               primary: str | None, srm_detected: bool, control: str) -> dict[str, Any]:
     guardrail_cfg = dcfg.get("guardrails") or {}
     variants = sorted(v for v in snap.metrics.get(EXPOSURES, {}) if v != control)
     per_variant: dict[str, Any] = {}

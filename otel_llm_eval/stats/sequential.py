@@ -162,25 +162,25 @@ def gavi_required_n(effect: float, variance: float | None, n_total: float, *, al
 @dataclass(frozen=True)
 class RunningSequence:
     """What one comparison's always-valid test has shown so far: the running minimum p-value and
-    the running intersection [lower, upper] of its confidence sequence at level alpha / family
-    (`family`: the number of comparisons the level was split over, Bonferroni). A change of family
-    size restarts both (a sequence at one fixed level may be intersected over any set of looks;
-    mixing levels may not), so the published p and interval always agree: the interval excludes
-    0 exactly when p <= alpha / family."""
+    the running intersection [lower, upper] of its confidence sequence at `level` (the comparison's
+    share of alpha, Bonferroni). A change of level restarts both (a sequence at one fixed level may
+    be intersected over any set of looks; mixing levels may not), so the published p and interval
+    always agree: the interval excludes 0 exactly when p <= level."""
 
     p_value: float | None
     lower: float | None
     upper: float | None
-    family: int
+    level: float
 
-    def update(self, look: SequentialResult, family: int) -> "RunningSequence":
-        return RunningSequence.start(look, family) if family != self.family else RunningSequence(
-            running_min(self.p_value, look.p_value),
-            _max(self.lower, look.ci_lower), _min(self.upper, look.ci_upper), family)
+    def update(self, look: SequentialResult, level: float) -> "RunningSequence":
+        if abs(level - self.level) > 1e-12 * max(level, self.level):
+            return RunningSequence.start(look, level)
+        return RunningSequence(running_min(self.p_value, look.p_value),
+                               _max(self.lower, look.ci_lower), _min(self.upper, look.ci_upper), level)
 
     @staticmethod
-    def start(look: SequentialResult, family: int) -> "RunningSequence":
-        return RunningSequence(look.p_value, look.ci_lower, look.ci_upper, family)
+    def start(look: SequentialResult, level: float) -> "RunningSequence":
+        return RunningSequence(look.p_value, look.ci_lower, look.ci_upper, level)
 
     def excludes(self, value: float = 0.0) -> int:
         """+1 when the interval lies above `value`, -1 below, 0 when it contains it (or is

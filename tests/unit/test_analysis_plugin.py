@@ -180,6 +180,23 @@ def test_always_valid_p_value_never_rises_between_ticks_and_survives_a_restart(t
     assert third["always_valid_p_value"] == first["always_valid_p_value"]
 
 
+def test_the_primary_metric_gets_half_of_alpha_and_the_other_comparisons_share_the_rest(tmp_path):
+    plugin, _, ctx = make(tmp_path)
+    plugin.feedback_names.add("thumbs")
+    ctx.snapshot = {"exp": snap(metrics={
+        "thumbs": {"control": bern(2000, 200), "treatment": bern(2000, 260)},
+        "done": {"control": bern(2000, 1000), "treatment": bern(2000, 1050)},
+        "latency_seconds": {"control": ms([1.0, 2.0] * 500), "treatment": ms([1.1, 2.0] * 500)},
+    })}
+    plugin.tick(ctx.t)
+    d = plugin.experiment_details("exp")["analysis"]
+    m = d["metrics"]
+    assert d["primary"] == "thumbs" and d["comparisons"] == 3
+    assert m["thumbs"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.025)
+    assert m["done"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.0125)
+    assert m["latency_seconds"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.0125)
+
+
 def test_the_decision_level_is_split_over_every_metric_and_variant_of_the_experiment(tmp_path):
     plugin, _, ctx = make(tmp_path)
     ctx.snapshot = {"exp": snap(weights={"control": 1 / 3, "a": 1 / 3, "b": 1 / 3}, metrics={
@@ -188,10 +205,11 @@ def test_the_decision_level_is_split_over_every_metric_and_variant_of_the_experi
     })}
     plugin.tick(ctx.t)
     d = plugin.experiment_details("exp")["analysis"]
-    assert d["comparisons"] == 4 and d["family_alpha"] == pytest.approx(0.05 / 4)
+    assert d["comparisons"] == 4 and "primary" not in d  # no judge or feedback metric: alpha split evenly
     for x in ("done", "thumbs"):
         for v in ("a", "b"):
             r = d["metrics"][x]["variants"][v]
+            assert r["alpha_level"] == pytest.approx(0.05 / 4)
             assert r["p_value_adjusted"] == pytest.approx(min(1.0, 4 * r["always_valid_p_value"]))
             # a verdict never contradicts its interval
             excludes = r["rel_ci_lower"] > 0 or r["rel_ci_upper"] < 0

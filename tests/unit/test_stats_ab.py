@@ -129,12 +129,12 @@ def test_mixture_p_value_and_interval_agree_at_every_look():
         assert excludes == (look.p_value <= 0.05), (est, var, look)
 
 
-def test_running_sequence_restarts_when_the_family_changes_and_never_widens_otherwise():
-    a = sequential.RunningSequence.start(sequential.SequentialResult(0.2, -0.1, 0.3), 2)
-    b = a.update(sequential.SequentialResult(0.5, -0.2, 0.2), 2)
+def test_running_sequence_restarts_when_the_level_changes_and_never_widens_otherwise():
+    a = sequential.RunningSequence.start(sequential.SequentialResult(0.2, -0.1, 0.3), 0.025)
+    b = a.update(sequential.SequentialResult(0.5, -0.2, 0.2), 0.025)
     assert (b.p_value, b.lower, b.upper) == (0.2, -0.1, 0.2)
-    c = b.update(sequential.SequentialResult(0.6, -0.3, 0.4), 3)
-    assert (c.p_value, c.lower, c.upper, c.family) == (0.6, -0.3, 0.4, 3)
+    c = b.update(sequential.SequentialResult(0.6, -0.3, 0.4), 0.0125)
+    assert (c.p_value, c.lower, c.upper, c.level) == (0.6, -0.3, 0.4, 0.0125)
 
 
 def test_required_samples_are_where_the_always_valid_test_reaches_its_power():
