@@ -174,6 +174,9 @@ def cost_section(report: dict[str, Any], *, judge_sample_rate: float, review_ran
     }
 
 
+_DECISION_WORDS = {"ship": "SHIP", "dont_ship": "DON'T SHIP", "keep_running": "KEEP RUNNING"}
+
+
 def decision_text(exp_json: dict[str, Any] | None) -> str | None:
     """The experiment-level decision (ship / don't ship / keep running) when the sidecar gives one."""
     decision = (((exp_json or {}).get("analysis") or {}).get("decision"))
@@ -182,10 +185,15 @@ def decision_text(exp_json: dict[str, Any] | None) -> str | None:
     if not isinstance(decision, dict):
         return str(decision)
     head = next((decision[k] for k in ("decision", "verdict", "value", "outcome", "status") if decision.get(k)), None)
-    why = next((decision[k] for k in ("reason", "text", "explanation", "why", "summary") if decision.get(k)), None)
+    why = next((decision[k] for k in ("text", "explanation", "reason", "why", "summary") if decision.get(k)), None)
     if head is None and why is None:
         return json.dumps(decision, sort_keys=True)[:200]
-    return " - ".join(str(x) for x in (head, why) if x is not None)
+    if isinstance(head, str):
+        head = _DECISION_WORDS.get(head, head)
+    scope = (f" (primary {decision['primary']}"
+             + (f"; guardrails {', '.join(map(str, decision['guardrails']))}" if decision.get("guardrails") else "")
+             + ")") if decision.get("primary") else ""
+    return " - ".join(str(x) for x in (head, why) if x is not None) + scope
 
 
 def _sum_by(rows: Iterable[tuple[dict[str, str], float]], label: str) -> list[tuple[dict[str, str], float]]:
@@ -303,7 +311,7 @@ def render(report: dict[str, Any]) -> str:
     add("")
     add(f"A/B experiment '{exp['id']}': '{exp['treatment']}' vs control '{exp['control']}' "
         f"(in the simulation the new prompt really is better, and longer)")
-    add(f"  {'metric':<17}{'control':>9}{'variant':>9}{'lift':>9}{'95% CI of lift':>21}{'p':>9}"
+    add(f"  {'metric':<17}{'control':>9}{'variant':>9}{'lift':>9}{'interval of lift':>21}{'fixed p':>9}"
         f"{'always-valid p':>16}  verdict (n control/variant)")
     metrics = exp["metrics"]
     order = [m for m in metrics if m not in _CALL_METRICS and m not in _SKIPPED_METRICS
@@ -327,7 +335,9 @@ def render(report: dict[str, Any]) -> str:
         add(f"  → {exp['treatment']}: " + "; ".join(headline))
     decision = decision_text(exp.get("json"))
     if decision:
-        add(f"  DECISION (the sidecar's, on the primary metric and guardrails): {decision}")
+        add(f"  DECISION (the sidecar's, from the primary metric and the guardrails): {decision}")
+    add("  (interval of lift: the sidecar's interval for the verdict; verdicts use the always-valid p, safe to read "
+        "at any time; the fixed-horizon p is for reference)")
     skipped = [m for m in metrics if m in _SKIPPED_METRICS]
     if skipped:
         add(f"  (also analysed: {', '.join(skipped)}; most simulated sessions have one request)")

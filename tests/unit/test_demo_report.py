@@ -12,11 +12,16 @@ from otel_llm_eval.demo.stack import Stack, _unix, alert_rows
     ({}, None),
     ({"decision": None}, None),
     ({"decision": "ship"}, "ship"),
-    ({"decision": {"decision": "keep running", "reason": "guardrail cost_usd still collecting"}},
-     "keep running - guardrail cost_usd still collecting"),
+    ({"decision": {"decision": "keep_running", "reason": "primary_collecting"}},
+     "KEEP RUNNING - primary_collecting"),
+    ({"decision": {"decision": "dont_ship", "primary": "quality", "guardrails": ["cost_usd", "error"],
+                   "text": "concise-v2: guardrail cost_usd is worse by more than its 10% margin"}},
+     "DON'T SHIP - concise-v2: guardrail cost_usd is worse by more than its 10% margin "
+     "(primary quality; guardrails cost_usd, error)"),
     ({"decision": {"verdict": "don't ship"}}, "don't ship"),
 ], ids=["no decision: nothing is shown", "a null decision: nothing is shown", "a plain decision is shown",
-        "a decision with its reason is shown with it", "another key for the decision is understood"])
+        "a decision with its reason is shown with it",
+        "the sidecar's decision is shown with its text, primary metric and guardrails", "another key for the decision is understood"])
 def test_the_ab_section_shows_the_sidecars_decision_only_when_there_is_one(analysis, shown):
     assert decision_text({"analysis": analysis}) == shown
     assert decision_text(None) is None
