@@ -209,30 +209,34 @@ def _plugin(config: dict[str, Any] | None = None) -> tuple[AnalysisPlugin, _Ctx]
 
 def run_interleaving(*, comparisons: int = 200, outcomes: int = 400, looks: int = 20, preference: float = 0.5,
                      seed: int = 0) -> float:
-    """Share of interleaving experiments with a better/worse verdict at any look."""
+    """Share of interleaving experiments with a better/worse verdict at any look (run in plugins of
+    at most 50 comparisons each: the plugin's own bound)."""
     rng = np.random.default_rng(seed)
-    plugin, ctx = _plugin()
-    flagged: set[str] = set()
+    flagged = 0
     per_look = outcomes // looks
-    for look in range(looks):
-        for c in range(comparisons):
-            cid = f"pair-{c}"
-            for _ in range(per_look):
-                tie = rng.random() < 0.1
-                b_wins = rng.random() < preference
-                winner, loser = ("b", "a") if b_wins else ("a", "b")
-                plugin.on_evaluation(EvaluationRecord(
-                    name=semconv.INTERLEAVING_EVALUATION, source="user", trace_id=None, span_id=None,
-                    time_unix_nano=int(ctx.t * 1e9), attributes={
-                        semconv.INTERLEAVING_ID: cid, semconv.INTERLEAVING_WINNER: winner,
-                        semconv.INTERLEAVING_LOSER: loser, semconv.INTERLEAVING_TIE: bool(tie),
-                        semconv.INTERLEAVING_FIRST_SHOWN: winner if rng.random() < 0.5 else loser}))
-        ctx.t += 60
-        plugin.tick(ctx.t)
-        for cid, r in plugin.results["interleaving"].items():
-            if r["arms"].get("b", {}).get("verdict") in ("better", "worse"):
-                flagged.add(cid)
-    return len(flagged) / comparisons
+    for first in range(0, comparisons, 50):
+        plugin, ctx = _plugin()
+        seen: set[str] = set()
+        ids = [f"pair-{c}" for c in range(first, min(comparisons, first + 50))]
+        for look in range(looks):
+            for cid in ids:
+                for _ in range(per_look):
+                    tie = rng.random() < 0.1
+                    winner, loser = ("b", "a") if rng.random() < preference else ("a", "b")
+                    plugin.on_evaluation(EvaluationRecord(
+                        name=semconv.INTERLEAVING_EVALUATION, source="user", trace_id=None, span_id=None,
+                        time_unix_nano=int(ctx.t * 1e9), attributes={
+                            semconv.INTERLEAVING_ID: cid, semconv.INTERLEAVING_WINNER: winner,
+                            semconv.INTERLEAVING_LOSER: loser, semconv.INTERLEAVING_TIE: bool(tie),
+                            semconv.INTERLEAVING_FIRST_SHOWN: winner if rng.random() < 0.5 else loser}))
+            ctx.t += 60
+            plugin.tick(ctx.t)
+            for cid, r in plugin.results["interleaving"].items():
+                if r["arms"].get("b", {}).get("verdict") in ("better", "worse"):
+                    seen.add(cid)
+        assert not plugin.dropped, plugin.dropped
+        flagged += len(seen)
+    return flagged / comparisons
 
 
 # --- drift -----------------------------------------------------------------------------------------

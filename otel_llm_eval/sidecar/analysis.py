@@ -850,7 +850,7 @@ class AnalysisPlugin(SidecarPlugin):
                 put("llm_eval_ab_basis", {"experiment": exp_id, "basis": d["basis"]}, 1.0)
             for variant, dv in d.get("decision", {}).get("variants", {}).items():
                 put("llm_eval_ab_decision", {"experiment": exp_id, "variant": variant, "decision": dv["decision"],
-                                             "reason": dv["reason"]}, 1.0)
+                                             "reason": dv["reason"], "metric": dv.get("metric", "")}, 1.0)
             for metric, m in d.get("metrics", {}).items():
                 for variant, v in m.get("variants", {}).items():
                     lab = {"experiment": exp_id, "metric": metric, "variant": variant}
@@ -880,6 +880,9 @@ class AnalysisPlugin(SidecarPlugin):
                 put("llm_eval_bandit_pulls", {"bandit": bid, "arm": arm}, n)
             for arm, m in b.get("mean_reward", {}).items():
                 put("llm_eval_bandit_mean_reward", {"bandit": bid, "arm": arm}, m)
+            for arm, pb in (b.get("probability_best") or {}).items():
+                put("llm_eval_bandit_probability_best", {"bandit": bid, "arm": arm}, pb)
+            put("llm_eval_bandit_expected_regret", {"bandit": bid}, b.get("expected_regret_per_pull"))
         for service, feature, r in res.get("drift", []):
             lab = {"service": service, "feature": feature, "method": r.method}
             put("llm_eval_drift_score", lab, r.published)

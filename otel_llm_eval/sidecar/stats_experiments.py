@@ -373,13 +373,13 @@ def _decisions(snap: ExperimentSnapshot, dcfg: Mapping[str, Any], evidence: Mapp
                 guards.append(decision.MetricEvidence(g, None, None, False, False, empty=empty))
         d = decision.decide(p_ev if primary is not None else None, guards, srm=srm_detected)
         if primary is not None and p_ev is None and d.reason == "no_primary":
-            d = decision.Decision("keep_running", "collecting", f"collecting data for {primary}")
-        per_variant[v] = {"decision": d.decision, "reason": d.reason, "text": d.text,
+            d = decision.Decision("keep_running", "collecting", f"collecting data for {primary}", primary)
+        per_variant[v] = {"decision": d.decision, "reason": d.reason, "text": d.text, "metric": d.metric,
                           "guardrails": [g.metric for g in guards]}
     if primary is None and per_variant:
         for v in per_variant:
             d = decision.decide(None, [], srm=srm_detected)
-            per_variant[v].update(decision=d.decision, reason=d.reason, text=d.text)
+            per_variant[v].update(decision=d.decision, reason=d.reason, text=d.text, metric=d.metric)
     ships = [v for v, d in per_variant.items() if d["decision"] == "ship"]
     if ships:
         overall = {"decision": "ship", "variant": ships[0], "text": per_variant[ships[0]]["text"]}

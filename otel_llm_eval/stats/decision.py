@@ -79,6 +79,7 @@ class Decision:
     decision: str
     reason: str
     text: str
+    metric: str = ""   # the metric whose interval decided ("" when none did)
 
 
 def good_direction(lower: float | None, upper: float | None, higher_is_better: bool) -> tuple[float | None, float | None]:
@@ -101,27 +102,28 @@ def decide(primary: MetricEvidence | None, guardrails: Sequence[MetricEvidence],
     p = primary
     if p.started and p.upper is not None and p.upper < 0:
         return Decision("dont_ship", "primary_worse",
-                        f"{p.metric} is worse than control (lift in [{_pct(p.lower)}, {_pct(p.upper)}])")
+                        f"{p.metric} is worse than control (lift in [{_pct(p.lower)}, {_pct(p.upper)}])", p.metric)
     for g in guardrails:
         if g.started and g.margin is not None and g.upper is not None and g.upper < -g.margin:
             return Decision("dont_ship", "guardrail_worse",
                             f"guardrail {g.metric} is worse by more than its {g.margin * 100:.0f}% margin "
-                            f"(lift in [{_pct(g.lower)}, {_pct(g.upper)}], good direction)")
+                            f"(lift in [{_pct(g.lower)}, {_pct(g.upper)}], good direction)", g.metric)
     better = p.started and p.lower is not None and p.lower > 0
     if not better and p.started and p.target is not None and p.upper is not None and p.upper < p.target:
         return Decision("dont_ship", "below_target",
-                        f"{p.metric} cannot reach its target of {_pct(p.target)} (at most {_pct(p.upper)})")
+                        f"{p.metric} cannot reach its target of {_pct(p.target)} (at most {_pct(p.upper)})", p.metric)
     if not better:
         if p.enough:
             return Decision("dont_ship", "no_difference",
-                            f"no detectable difference on {p.metric} at the planned sample size")
-        return Decision("keep_running", "collecting", f"collecting data for {p.metric}")
+                            f"no detectable difference on {p.metric} at the planned sample size", p.metric)
+        return Decision("keep_running", "collecting", f"collecting data for {p.metric}", p.metric)
     unproven = [g.metric for g in guardrails
                 if not g.empty and not (g.started and g.margin is not None and g.lower is not None
                                         and g.lower > -g.margin)]
     if unproven:
         return Decision("keep_running", "guardrail_unproven",
                         f"{p.metric} is better ({_pct(p.lower)} or more); waiting for "
-                        f"{', '.join(unproven)} to be shown within margin")
+                        f"{', '.join(unproven)} to be shown within margin", p.metric)
     return Decision("ship", "primary_better",
-                    f"{p.metric} is better (lift in [{_pct(p.lower)}, {_pct(p.upper)}]) and every guardrail is within margin")
+                    f"{p.metric} is better (lift in [{_pct(p.lower)}, {_pct(p.upper)}]) and every guardrail is within margin",
+                    p.metric)
