@@ -294,6 +294,10 @@ def run(args: argparse.Namespace) -> int:
         poller.stop_event.set()
         poller.join(timeout=5)
         final = poller.scrape_once() or poller.last
+        deadline = time.monotonic() + 10  # bounded: the offline loop's pushes are on /metrics
+        while time.monotonic() < deadline and not _pushes_visible(final, offline):
+            time.sleep(0.25)
+            final = poller.scrape_once() or final
         t_end = time.monotonic() - t0
         if stack.running:
             stack.wait_caught_up(time.time())
@@ -362,6 +366,19 @@ def run(args: argparse.Namespace) -> int:
         sidecar.stop()
         if own_state:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _pushes_visible(scrape: Any, offline: dict[str, Any]) -> bool:
+    """Whether the sidecar publishes what the offline loop pushed (benchmarks, the gate's run)."""
+    from .offline import BENCHMARK
+
+    if scrape is None:
+        return False
+    recorded = sum(1 for s in offline.get("steps", []) if s["command"].startswith("otel-llm-eval bench record")
+                   and s["exit_code"] == 0)
+    gate_pushed = "gate" in offline
+    return (len(scrape.select("llm_benchmark_score", benchmark=BENCHMARK)) >= recorded
+            and (not gate_pushed or scrape.total("llm_eval_regression_runs_total") >= 1))
 
 
 def _hold(seconds: float) -> None:

@@ -206,9 +206,11 @@ def test_the_offline_loop_exports_the_failures_gates_and_records_benchmarks_on_t
     assert len(samples) == off["dataset"]["samples"] == len(failures) > 0
     # the new prompt answers the failures better and costs more: the gate says so, exit code 1
     gate = off["gate"]
-    assert gate["current"]["f1"] > gate["baseline"]["f1"] and gate["current"]["cost"] > gate["baseline"]["cost"]
-    assert gate["exit_code"] == 1 and gate["verdict"].startswith("REGRESSION") and "cost" in gate["verdict"]
-    assert _metric_total(live, "llm_eval_regression_runs_total", status="fail") == 1
+    steps = json.dumps(off["steps"], indent=1)  # every command's exit code and output, when one fails
+    assert gate["current"]["f1"] > gate["baseline"]["f1"] and gate["current"]["cost"] > gate["baseline"]["cost"], steps
+    assert gate["exit_code"] == 1 and gate["verdict"].startswith("REGRESSION") and "cost" in gate["verdict"], steps
+    assert _metric_total(live, "llm_eval_regression_runs_total", status="fail") == 1, steps
+    assert set(off["benchmark_scores"]) == {"gpt-4o-mini+control", "gpt-4o-mini+concise-v2"}, steps
     for model, score in off["benchmark_scores"].items():
         assert _close(score, live["metrics"][("llm_benchmark_score", (("benchmark", "review-failures-f1"),
                                                                        ("model", model)))])

@@ -1,6 +1,6 @@
 """`otel-llm-eval demo`: alerts fire in a real Prometheus and reach a real Alertmanager.
 
-Runs the demo for 15 s with Debian's prometheus and prometheus-alertmanager on the PATH (the
+Runs the demo for 15 s at 60 requests/s (enough for the experiment to be decided) with Debian's prometheus and prometheus-alertmanager on the PATH (the
 default; required under CI=true, skipped locally when missing) and checks that the report's alert
 section came from that Prometheus, that alerts of the time-compressed rules fired there, that
 Alertmanager routed them by severity to the demo's webhook, and that an alert's numbers are the
@@ -25,7 +25,7 @@ def test_the_demo_shows_alerts_that_really_fired_and_were_routed(tmp_path):
     require_binary("prometheus-alertmanager", "alertmanager")
     report_path = tmp_path / "report.json"
     res = subprocess.run(
-        [sys.executable, "-m", "otel_llm_eval.cli", "demo", "--duration", "15", "--seed", "5",
+        [sys.executable, "-m", "otel_llm_eval.cli", "demo", "--duration", "15", "--seed", "5", "--rate", "60",
          "--quiet", "--report-json", str(report_path)],
         capture_output=True, text=True, timeout=140)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -43,10 +43,15 @@ def test_the_demo_shows_alerts_that_really_fired_and_were_routed(tmp_path):
     for name, severity, receiver in routed:
         assert receiver == receivers[severity], (name, severity, receiver)
 
-    # The variant-worse alert's value is the lift the A/B table shows (Prometheus read the same state).
-    worse = [a for a in alerts["fired"] if a["name"] == "LLMExperimentVariantWorse" and a["state"] == "firing"
-             and a["labels"].get("experiment") == report["experiment"]["id"]]
-    assert worse, alerts["fired"]
-    for a in worse:
-        table = report["experiment"]["metrics"][a["labels"]["metric"]][a["labels"]["variant"]]
+    # The experiment's decision alert says what the report's A/B section says, with the table's lift.
+    exp = report["experiment"]
+    decision = exp["json"]["analysis"]["decision"]["variants"][exp["treatment"]]
+    alert_for = {"dont_ship": "LLMExperimentDontShip", "ship": "LLMExperimentReadyToShip"}
+    assert decision["decision"] in alert_for, decision  # the story decides within 15 s
+    decided = [a for a in alerts["fired"] if a["name"] == alert_for[decision["decision"]]
+               and a["state"] == "firing" and a["labels"].get("experiment") == exp["id"]]
+    assert decided, alerts["fired"]
+    for a in decided:
+        assert a["labels"]["variant"] == exp["treatment"]
+        table = exp["metrics"][a["labels"]["metric"]][a["labels"]["variant"]]
         assert a["value"] == pytest.approx(table["lift"], rel=1e-9), (a, table)
