@@ -1,6 +1,6 @@
 """`otel-llm-eval demo`: alerts fire in a real Prometheus and reach a real Alertmanager.
 
-Runs the demo for 15 s at 60 requests/s (enough for the experiment to be decided) with Debian's prometheus and prometheus-alertmanager on the PATH (the
+Runs the demo for 15 s at 100 requests/s (enough traffic for the experiment to be decided) with Debian's prometheus and prometheus-alertmanager on the PATH (the
 default; required under CI=true, skipped locally when missing) and checks that the report's alert
 section came from that Prometheus, that alerts of the time-compressed rules fired there, that
 Alertmanager routed them by severity to the demo's webhook, and that an alert's numbers are the
@@ -25,7 +25,7 @@ def test_the_demo_shows_alerts_that_really_fired_and_were_routed(tmp_path):
     require_binary("prometheus-alertmanager", "alertmanager")
     report_path = tmp_path / "report.json"
     res = subprocess.run(
-        [sys.executable, "-m", "otel_llm_eval.cli", "demo", "--duration", "15", "--seed", "5", "--rate", "60",
+        [sys.executable, "-m", "otel_llm_eval.cli", "demo", "--duration", "15", "--seed", "5", "--rate", "100",
          "--quiet", "--report-json", str(report_path)],
         capture_output=True, text=True, timeout=140)
     assert res.returncode == 0, res.stdout + res.stderr
