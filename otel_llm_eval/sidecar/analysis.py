@@ -1122,7 +1122,8 @@ class AnalysisPlugin(SidecarPlugin):
     def load(self, conn: Any) -> None:
         conn.executescript("""
             CREATE TABLE IF NOT EXISTS analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL,
-                lower REAL, upper REAL, level REAL, PRIMARY KEY (experiment, metric, variant));
+                lower REAL, upper REAL, level REAL, restarts INTEGER DEFAULT 0,
+                PRIMARY KEY (experiment, metric, variant));
             CREATE TABLE IF NOT EXISTS analysis_bandits (id TEXT PRIMARY KEY, arms TEXT, last_requested REAL);
             CREATE TABLE IF NOT EXISTS analysis_interleaving (id TEXT PRIMARY KEY, data TEXT);
             CREATE TABLE IF NOT EXISTS analysis_sessions (experiment TEXT, session TEXT, variant TEXT, unit TEXT,
@@ -1136,9 +1137,9 @@ class AnalysisPlugin(SidecarPlugin):
                 pairs TEXT, PRIMARY KEY (service, signal, slot));
         """)
         with self.lock:
-            for e, m, v, p, lo, hi, fam in conn.execute(
-                    "SELECT experiment, metric, variant, p, lower, upper, level FROM analysis_sequential"):
-                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam))
+            for e, m, v, p, lo, hi, fam, rs in conn.execute(
+                    "SELECT experiment, metric, variant, p, lower, upper, level, restarts FROM analysis_sequential"):
+                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam), int(rs or 0))
             for bid, arms, last in conn.execute("SELECT id, arms, last_requested FROM analysis_bandits"):
                 self.bandits[bid] = {"arms": json.loads(arms or "[]"), "last_requested": last or 0.0}
             for cid, data in conn.execute("SELECT id, data FROM analysis_interleaving"):
@@ -1163,7 +1164,7 @@ class AnalysisPlugin(SidecarPlugin):
 
     def flush(self, conn: Any) -> None:
         with self.lock:
-            running = [(*k, r.p_value, r.lower, r.upper, r.level) for k, r in self.running.items()]
+            running = [(*k, r.p_value, r.lower, r.upper, r.level, r.restarts) for k, r in self.running.items()]
             bandits = [(b, json.dumps(self.bandits[b]["arms"]), self.bandits[b]["last_requested"])
                        for b in self._dirty_bandits if b in self.bandits]
             comps = [(c, json.dumps({"arms": {a: [r.wins, r.losses, r.ties] for a, r in self.comparisons[c].arms.items()},
@@ -1199,7 +1200,7 @@ class AnalysisPlugin(SidecarPlugin):
             self._deleted_sessions.clear()
             self._dirty_drift.clear()
             self._dirty_anomaly.clear()
-        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?)", running)
+        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?, ?)", running)
         conn.executemany("INSERT OR REPLACE INTO analysis_bandits VALUES (?, ?, ?)", bandits)
         conn.executemany("INSERT OR REPLACE INTO analysis_interleaving VALUES (?, ?)", comps)
         conn.executemany("INSERT OR REPLACE INTO analysis_sessions VALUES (?, ?, ?, ?, ?, ?, ?)", sessions)
