@@ -66,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     "usage": {
         "max_ids_per_service": 100_000,   # distinct users (and sessions) tracked per service per day
     },
+    "feedback": {
+        # what each feedback name means: {name: {kind: binary|outcome|scale|categorical|text, min, max}};
+        # names not listed follow the default of otel_llm_eval/sidecar/feedback_kinds.py
+        "kinds": {},
+    },
     "checks": {
         "enabled": ["empty_output", "output_too_short", "output_too_long", "refusal", "invalid_json",
                     "pii", "toxicity", "bad_finish_reason", "error_status"],
