@@ -24,6 +24,7 @@ OVERFLOW_VALUE = "other"
 DEFAULT_LABEL_CAPS: dict[str, int] = {
     "service": 100,
     "model": 50,
+    "provider": 20,
     "experiment": 50,
     "variant": 20,
     "evaluator": 30,
@@ -94,17 +95,20 @@ _CALL = ("service", "model", "experiment", "variant")
 METRICS: tuple[Metric, ...] = (
     # --- traffic, performance, cost (from every LLM span) ---
     Metric("llm_requests_total", "counter", "1",
-           "LLM calls seen by the sidecar, by outcome (status=ok|error).",
-           _CALL + ("status",), "traffic"),
+           "LLM calls seen by the sidecar, each real call once, by outcome (status=ok|error).",
+           _CALL + ("provider", "status"), "traffic"),
     Metric("llm_response_latency_seconds", "histogram", "seconds",
            "Duration of LLM calls (span end minus start).",
            _CALL, "traffic", LATENCY_BUCKETS_SECONDS),
     Metric("llm_tokens_total", "counter", "tokens",
            "Tokens used by LLM calls, direction=input|output.",
-           _CALL + ("direction",), "cost"),
+           _CALL + ("provider", "direction"), "cost"),
     Metric("llm_cost_usd_total", "counter", "usd",
-           "Cost of LLM calls in US dollars: span attribute when present, else the price table.",
-           _CALL, "cost"),
+           "Cost of LLM calls in US dollars: a positive span attribute, else tokens x the price catalogue.",
+           _CALL + ("provider",), "cost"),
+    Metric("llm_calls_without_text_total", "counter", "1",
+           "LLM calls that arrived without output text: not judged, text checks not run (turn capture on).",
+           ("service",), "quality"),
     # --- usage ---
     Metric("llm_active_users", "gauge", "1",
            "Distinct users seen in the trailing window (window=1h|1d). Counted, never a label.",

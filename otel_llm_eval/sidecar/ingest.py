@@ -22,6 +22,7 @@ from .. import semconv
 from ..semconv import ExperimentAssignment
 from .checks import CheckRunner
 from .labels import LabelBounder
+from .one_call import Links
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prepare import (COST, COST_N, ERRORS, IN_TOKENS, LATENCY_COUNTS, LATENCY_N, LATENCY_SUM, OK,
                       OUT_TOKENS, Prepared, Preparer, score_of, summarizer_specs)
@@ -59,6 +60,9 @@ class Ingestor:
         self.preparer = Preparer(checks, prices, self.default_service,
                                  "all" if self._call_plugins() else "none", clock,
                                  [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)])
+        #: inner LLM calls by parent span key, for outer spans arriving in a later batch (one_call)
+        self.links = Links(min(50_000, int(cfg.get("state", {}).get("span_index_max_entries", 200_000))))
+        self.preparer.links = self.links.map
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -107,6 +111,11 @@ class Ingestor:
                     self._evaluation(ev, dedup_key=self._dedup_key(ev) if op[2] else None)
                 elif kind == "judge":
                     self._judge_stats(op)
+                elif kind == "links":  # inner calls an outer span of a later batch may wrap
+                    self.links.add(op[1])
+                elif kind == "notext":
+                    for service, count in op[1].items():
+                        st.inc("llm_calls_without_text_total", (self.labels.bound("service", service, count),), count)
             except Exception:
                 self.span_errors += 1
                 if self.span_errors <= 3:
@@ -122,22 +131,24 @@ class Ingestor:
         b = self.labels.bound
         counters: dict[tuple, float] = {}
         services: dict[str, str] = {}
-        for (svc_raw, model_raw, exp_raw, var_raw), acc in calls.items():
+        for (svc_raw, model_raw, exp_raw, var_raw, provider_raw), acc in calls.items():
             n = acc[OK] + acc[ERRORS]
             service = b("service", svc_raw, n)
             services[svc_raw] = service
             base = (service, b("model", model_raw, n),
                     b("experiment", exp_raw, n) if exp_raw else "", b("variant", var_raw, n) if exp_raw else "")
+            # requests, tokens and cost also carry the provider (labels: ..., provider[, status|direction])
+            pbase = base + (b("provider", provider_raw, n) if provider_raw else "",)
             for status, count in (("ok", acc[OK]), ("error", acc[ERRORS])):
                 if count:
-                    key = ("llm_requests_total", base + (status,))
+                    key = ("llm_requests_total", pbase + (status,))
                     counters[key] = counters.get(key, 0.0) + count
             for kind, value in (("input", acc[IN_TOKENS]), ("output", acc[OUT_TOKENS])):
                 if value:
-                    key = ("llm_tokens_total", base + (kind,))
+                    key = ("llm_tokens_total", pbase + (kind,))
                     counters[key] = counters.get(key, 0.0) + value
             if acc[COST_N]:
-                key = ("llm_cost_usd_total", base)
+                key = ("llm_cost_usd_total", pbase)
                 counters[key] = counters.get(key, 0.0) + acc[COST]
             if acc[LATENCY_N]:
                 st.observe_counts("llm_response_latency_seconds", base, acc[LATENCY_COUNTS], acc[LATENCY_SUM])
