@@ -156,7 +156,7 @@ METRICS: tuple[Metric, ...] = (
            "Calls sampled for judging but dropped in the app (judge queue full, shutdown).",
            ("service", "evaluator"), "judge"),
     Metric("llm_eval_judge_skipped_total", "counter", "1",
-           "Calls sampled for judging but skipped by the judge budget (reason=rate|cost).",
+           "Calls sampled for judging but not judged: over the judge budget (reason=rate|cost) or without output text (reason=no_text).",
            ("service", "evaluator", "reason"), "judge"),
     Metric("llm_eval_judge_cost_usd_total", "counter", "usd",
            "What the LLM judge itself cost, in US dollars.",

@@ -43,6 +43,8 @@ JUDGE_EVALUATOR = "llm_eval.judge.evaluator"
 JUDGE_DROPPED = "llm_eval.judge.dropped"
 JUDGE_SKIPPED_RATE = "llm_eval.judge.skipped.rate"
 JUDGE_SKIPPED_COST = "llm_eval.judge.skipped.cost"
+#: Calls sampled for judging that carried no output text ("not judged: no text").
+JUDGE_SKIPPED_NO_TEXT = "llm_eval.judge.skipped.no_text"
 #: Interleaving / pairwise preference records: evaluation spans named INTERLEAVING_EVALUATION
 #: (source "user") with these attributes. For a tie, winner/loser hold the two arms and TIE=true.
 INTERLEAVING_EVALUATION = "llm_eval.interleaving"

@@ -213,13 +213,14 @@ class Ingestor:
         return (ev.trace_id, ev.span_id, ev.name, ev.score, ev.label)
 
     def _judge_stats(self, op: tuple) -> None:
-        _, service, evaluator, dropped, skipped_rate, skipped_cost = op
+        _, service, evaluator, dropped, skipped_rate, skipped_cost = op[:6]
+        skipped_no_text = op[6] if len(op) > 6 else None
         b = self.labels.bound
         svc, ev_l = b("service", service), b("evaluator", evaluator)
         st = self.state
         if dropped and dropped > 0:
             st.inc("llm_eval_judge_dropped_total", (svc, ev_l), dropped)
-        for value, reason in ((skipped_rate, "rate"), (skipped_cost, "cost")):
+        for value, reason in ((skipped_rate, "rate"), (skipped_cost, "cost"), (skipped_no_text, "no_text")):
             if value and value > 0:
                 st.inc("llm_eval_judge_skipped_total", (svc, ev_l, b("reason", reason)), value)
 

@@ -288,7 +288,7 @@ class Preparer:
             a = attrs
             ops.append(("judge", sv.service, a.get(semconv.JUDGE_EVALUATOR) or "judge",
                         score_of(a.get(semconv.JUDGE_DROPPED)), score_of(a.get(semconv.JUDGE_SKIPPED_RATE)),
-                        score_of(a.get(semconv.JUDGE_SKIPPED_COST))))
+                        score_of(a.get(semconv.JUDGE_SKIPPED_COST)), score_of(a.get(semconv.JUDGE_SKIPPED_NO_TEXT))))
             return
         # raw id bytes: normalize turns them into hex without re-validating a hex string
         call = semconv.normalize(attrs, name=sv.name, trace_id=sv.raw_trace_id, span_id=sv.raw_span_id,
