@@ -224,7 +224,7 @@ class Preparer:
         if not had_out and outer.output_tokens:
             acc[OUT_TOKENS] += outer.output_tokens
         if not had_cost and not (had_in or had_out):
-            cost = self.prices.cost_usd(base[1], outer.input_tokens, outer.output_tokens, None)
+            cost = self.prices.cost_usd(base[1], outer.input_tokens, outer.output_tokens, None, base[4] or None)
             if cost is not None:
                 acc[COST_N] += 1
                 acc[COST] += cost
@@ -326,7 +326,7 @@ class Preparer:
         latency = call.latency_seconds
         if latency is None and sv.end and sv.start and sv.end >= sv.start:
             latency = (sv.end - sv.start) / 1e9
-        cost = self.prices.cost_usd(model, call.input_tokens, call.output_tokens, attrs)
+        cost = self.prices.cost_usd(model, call.input_tokens, call.output_tokens, attrs, call.provider)
         failed, safety = self.checks.run(call, attrs, error)
         exps = self._experiments(attrs)
         t = (sv.end or sv.start) / 1e9 or self.clock()
