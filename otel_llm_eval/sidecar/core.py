@@ -446,6 +446,8 @@ class Sidecar:
         """Run every plugin's tick once (the analysis thread calls this periodically)."""
         start = time.perf_counter()
         now = self.clock()
+        with self.state.lock:  # calls whose text never arrived as a log record
+            self.ingestor.settle_text()
         for p in self.plugins:
             try:
                 p.tick(now)

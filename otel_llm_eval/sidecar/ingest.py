@@ -19,10 +19,11 @@ from collections import OrderedDict
 from typing import Any, Mapping
 
 from .. import semconv
-from ..semconv import ExperimentAssignment
+from ..semconv import ExperimentAssignment, LLMCall
 from .checks import CheckRunner
 from .labels import LabelBounder
 from .one_call import Links
+from .text_join import TextJoin
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prepare import (COST, COST_N, ERRORS, IN_TOKENS, LATENCY_COUNTS, LATENCY_N, LATENCY_SUM, OK,
                       OUT_TOKENS, Prepared, Preparer, score_of, summarizer_specs)
@@ -63,6 +64,7 @@ class Ingestor:
         #: inner LLM calls by parent span key, for outer spans arriving in a later batch (one_call)
         self.links = Links(min(50_000, int(cfg.get("state", {}).get("span_index_max_entries", 200_000))))
         self.preparer.links = self.links.map
+        self.text_join = TextJoin(50_000)
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -113,15 +115,39 @@ class Ingestor:
                     self._judge_stats(op)
                 elif kind == "links":  # inner calls an outer span of a later batch may wrap
                     self.links.add(op[1])
-                elif kind == "notext":
-                    for service, count in op[1].items():
-                        st.inc("llm_calls_without_text_total", (self.labels.bound("service", service, count),), count)
+                elif kind == "notext":  # calls whose span had no text: wait for a GenAI log record
+                    now = self.clock()
+                    for key, service, model in op[1]:
+                        text = self.text_join.span_without_text(key, service, model, now)
+                        if text is not None:
+                            self._text_checks(service, model, text)
+                elif kind == "text":  # a GenAI log record's text (event_only content capture)
+                    got = self.text_join.text(op[1], op[2])
+                    if got is not None:
+                        self._text_checks(got[0], got[1], op[2])
             except Exception:
                 self.span_errors += 1
                 if self.span_errors <= 3:
                     log.exception("prepared %s could not be applied", op[0])
         st.inc("llm_eval_ingest_spans_total", (signal,), n)
+        self.settle_text()
         return n
+
+    def settle_text(self) -> None:
+        """Count the calls whose text did not arrive within text_join.SETTLE_SECONDS (caller holds
+        state.lock; also called from the analysis tick, so a quiet sidecar settles too)."""
+        for service, count in self.text_join.settle(self.clock()).items():
+            self.state.inc("llm_calls_without_text_total", (self.labels.bound("service", service, count),), count)
+
+    def _text_checks(self, service: str, model: str, text: tuple) -> None:
+        """The text checks of a call whose text came in a log record, under the call's labels."""
+        _prompt, completion, finish = text
+        failed, safety = self.preparer.checks.run_text(LLMCall(model=model or None, completion=completion,
+                                                               finish_reason=finish))
+        b = self.labels.bound
+        for names, metric in ((failed, "llm_check_failures_total"), (safety, "llm_safety_violations_total")):
+            for name in names:  # as in prepare: every failure, and safety ones once more
+                self.state.inc(metric, (b("service", service), b("model", model or ""), b("check", name)))
 
     def _merge(self, delta: tuple) -> None:
         """Fold a batch's sums into the state. Label values are bounded once per raw label set,

@@ -188,7 +188,7 @@ class Preparer:
         """Count the batch's LLM calls once each (`one_call.resolve`); spans that raise are counted."""
         errors = 0
         links: list[tuple[str, one_call.Link]] = []
-        notext: dict[str, int] = {}
+        notext: list[tuple[str, str, str]] = []
         for sv, call, attrs, aliases, merge, parent_key in one_call.resolve(batch.pending, self.links):
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
@@ -197,8 +197,9 @@ class Preparer:
                         links.append((parent_key, merge))
                     continue
                 base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
-                if not semconv.has_text(call):  # "not judged: no text", counted per service
-                    notext[sv.service] = notext.get(sv.service, 0) + 1
+                if not semconv.has_text(call) and call.trace_id and call.span_id:
+                    # "not judged: no text": its text may still come as a GenAI log record (text_join)
+                    notext.append((call.trace_id + call.span_id, sv.service, base[1]))
                 if parent_key:
                     links.append((parent_key, one_call.Link(
                         call.operation, call.trace_id or "", sv.start, sv.end, base,
@@ -310,6 +311,11 @@ class Preparer:
                 and semconv.EVALUATION_NAME in lv.body:
             attrs = {**lv.body, **attrs}  # some emitters put the evaluation in the body
         if semconv.EVALUATION_NAME not in attrs:
+            name = lv.event_name or attrs.get("event.name")
+            if name in semconv.TEXT_EVENTS and lv.trace_id and lv.span_id:  # event_only content capture
+                text = semconv.text_of_event(name, attrs, lv.body)
+                if text[1] is not None:
+                    ops.append(("text", lv.trace_id + lv.span_id, text))
             return
         ev = evaluation_from_attrs(attrs, lv.trace_id, lv.span_id, lv.time, lv.service)
         if ev is not None:

@@ -19,6 +19,7 @@ from otel_llm_eval.sidecar.prepare import Preparer
 from otel_llm_eval.sidecar.checks import CheckRunner
 from otel_llm_eval.sidecar.prices import PriceTable
 from otel_llm_eval.sidecar.server import build
+from otel_llm_eval.sidecar.text_join import SETTLE_SECONDS
 from sidecar_fixtures import metric_value
 
 T0 = 1_800_000_000 * 10**9
@@ -180,11 +181,14 @@ def exposition(sc) -> str:
 
 @pytest.mark.parametrize("case,batches,requests,tin,tout,notext,failed", CASES, ids=[c[0] for c in CASES])
 def test_each_real_call_is_counted_once(tmp_path, case, batches, requests, tin, tout, notext, failed):
+    now = [T0 / 1e9 + 10]
     sc = build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, plugins=[],
-               clock=lambda: T0 / 1e9 + 10, environ={})
+               clock=lambda: now[0], environ={})
     try:
         for spans in batches:
             sc._apply(0, "traces", request(*spans))
+        now[0] += SETTLE_SECONDS + 1  # no log record brought text within the window
+        sc.tick()
         text = exposition(sc)
         assert metric_value(text, "llm_requests_total") == requests
         assert metric_value(text, "llm_tokens_total", direction="input") == tin
@@ -219,5 +223,53 @@ def test_the_provider_label_is_on_requests_tokens_and_cost(tmp_path):
         text = exposition(sc)
         for name in ("llm_requests_total", "llm_tokens_total", "llm_cost_usd_total"):
             assert metric_value(text, name, provider="openai") > 0, name
+    finally:
+        sc.stop()
+
+
+def log_request(event_name, attrs, body=None, sid="01" * 8, service="shop"):
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    kv = rl.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    rec = rl.scope_logs.add().log_records.add()
+    rec.trace_id, rec.span_id, rec.event_name = bytes.fromhex(TRACE), bytes.fromhex(sid), event_name
+    rec.time_unix_nano = T0
+    for k, v in attrs.items():
+        _set(rec, k, v)
+    if body is not None:
+        rec.body.string_value = body
+    return req
+
+
+DETAILS = ("gen_ai.client.inference.operation.details",
+           {"gen_ai.output.messages": out_messages("mail jane@example.com", "stop")})
+
+
+@pytest.mark.parametrize("case,order,settle,notext,pii", [
+    ("text in a log record after its span runs the text checks", ("span", "log"), True, 0, 1),
+    ("text in a log record before its span runs the text checks", ("log", "span"), True, 0, 1),
+    ("a span whose text never comes counts as without text once the window passed", ("span",), True, 1, 0),
+    ("a span without text is not counted before the window passed", ("span",), False, 0, 0),
+])
+def test_text_sent_as_genai_log_records_is_joined_to_its_span(tmp_path, case, order, settle, notext, pii):
+    now = [T0 / 1e9 + 10]
+    sc = build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, plugins=[],
+               clock=lambda: now[0], environ={})
+    try:
+        for what in order:
+            if what == "span":
+                sc._apply(0, "traces", request(span("01" * 8, "aa" * 8, openai_v2(text=None), 0, 1000)))
+            else:
+                sc._apply(0, "logs", log_request(*DETAILS))
+        if settle:
+            now[0] += SETTLE_SECONDS + 1
+        sc.tick()
+        text = exposition(sc)
+        assert metric_value(text, "llm_calls_without_text_total", service="shop") == notext
+        assert metric_value(text, "llm_safety_violations_total", check="pii") == pii
+        assert metric_value(text, "llm_check_failures_total", check="pii") == pii
+        assert metric_value(text, "llm_requests_total") == 1
     finally:
         sc.stop()
