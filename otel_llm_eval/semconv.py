@@ -318,9 +318,20 @@ def _text_of_messages(value: Any, *, skip_system: bool = False) -> str | None:
     return _cut("\n".join(t for t in texts if t)) if texts else None
 
 
+#: Provider spellings of finish reasons -> the GenAI values (stop, length, content_filter,
+#: tool_call, error), so checks such as finish_reason_length fire for every provider.
+FINISH_REASON_ALIASES = {
+    "max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_call",
+    "tool_calls": "tool_call", "function_call": "tool_call", "refusal": "content_filter",
+    "safety": "content_filter", "recitation": "content_filter", "blocklist": "content_filter",
+    "prohibited_content": "content_filter", "finish_reason_unspecified": None,
+}
+
+
 def finish_reason_of(value: Any) -> str | None:
     """The first finish reason of an array, a JSON array string (Logfire sends
-    `gen_ai.response.finish_reasons` as '["stop"]') or a plain string; None when there is none."""
+    `gen_ai.response.finish_reasons` as '["stop"]') or a plain string, in the GenAI spelling
+    (`FINISH_REASON_ALIASES`: Anthropic's max_tokens is length); None when there is none."""
     if value is None:
         return None
     value = _maybe_json(value)
@@ -332,7 +343,11 @@ def finish_reason_of(value: Any) -> str | None:
         return None
     if isinstance(value, Mapping):
         return None
-    return _to_str(value)
+    text = _to_str(value)
+    if text is None:
+        return None
+    low = text.strip().lower()
+    return FINISH_REASON_ALIASES.get(low, low) or None
 
 
 def _finish_of_messages(value: Any) -> str | None:
