@@ -347,6 +347,8 @@ def finish_reason_of(value: Any) -> str | None:
     if text is None:
         return None
     low = text.strip().lower()
+    if len(low) > 1 and low[0] == low[-1] == '"':  # a JSON string (Langfuse metadata: '"stop"')
+        low = low[1:-1]
     return FINISH_REASON_ALIASES.get(low, low) or None
 
 

@@ -178,6 +178,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
         #: innermost LLM span id -> outer LLM spans describing the same call that ended (bounded);
         #: the judge worker merges what only they have (text, tokens) into the call it judges
         self._outer_spans: dict[int, list] = {}
+        #: (trace id, gen_ai.response.id) -> the span judged for that response (bounded): spans of
+        #: two instrumentations that are not nested (the Anthropic SDK's own and OpenLLMetry's)
+        self._responses: dict[tuple, int] = {}
         self._stats_lock = threading.Lock()
         self._delta = {"dropped": 0, "rate": 0, "cost": 0, "no_text": 0}
         #: cumulative counters (tests, debugging): sampled, judged, errors, dropped, skipped_rate,
@@ -282,16 +285,27 @@ class LLMEvalSpanProcessor(SpanProcessor):
             if wrappers_parent is not None:  # a wrapper of a wrapper is skipped too
                 wrappers[wrappers_parent.span_id] = inner
             return
+        span_id = span._context.span_id
+        response_id = d.get("gen_ai.response.id")
+        if response_id is not None:  # another span of the same response (not nested) was judged
+            rkey = (span._context.trace_id, response_id)
+            first = self._responses.get(rkey)
+            if first is not None:
+                outers = self._outer_spans.get(first)
+                if outers is not None and len(outers) < 8:
+                    outers.append(span)
+                return
+            self._responses[rkey] = span_id
         parent = span._parent
         if parent is not None and not parent.is_remote:
-            wrappers[parent.span_id] = span._context.span_id
-            self._outer_spans[span._context.span_id] = []
-            for bounded in (wrappers, self._outer_spans):
-                if len(bounded) > 4096:
-                    try:
-                        del bounded[next(iter(bounded))]
-                    except (KeyError, RuntimeError, StopIteration):
-                        pass
+            wrappers[parent.span_id] = span_id
+        self._outer_spans[span_id] = []
+        for bounded in (wrappers, self._outer_spans, self._responses):
+            if len(bounded) > 4096:
+                try:
+                    del bounded[next(iter(bounded))]
+                except (KeyError, RuntimeError, StopIteration):
+                    pass
         if self._is_shutdown:
             self._count_drop("shutdown")
             return

@@ -42,10 +42,26 @@ class Resolved(NamedTuple):
     aliases: tuple[str, ...]    # span index keys of the outer spans in this batch
     merge: Link | None          # set: this span is the outer of an earlier batch's inner call
     parent_key: str | None      # where a later outer span would be found (for a new Link)
+    response_key: str | None    # where a later span of the same response would be found
 
 
 def _key(call: LLMCall) -> str | None:
     return call.trace_id + call.span_id if call.trace_id and call.span_id else None
+
+
+def _response_key(sv: Any, call: LLMCall) -> str | None:
+    rid = sv.attributes.get("gen_ai.response.id")
+    return f"r{call.trace_id}{rid}" if rid and call.trace_id and isinstance(rid, str) else None
+
+
+def _inner_first(a: Any, b: Any) -> bool:
+    """Of two overlapping spans of one call, whether `a` is the inner one: inside `b`, else the
+    one that ended first (then the one that started last)."""
+    if a.start >= b.start and a.end <= b.end:
+        return not (b.start >= a.start and b.end <= a.end) or a.start > b.start or a.end < b.end
+    if b.start >= a.start and b.end <= a.end:
+        return False
+    return (a.end, -a.start) <= (b.end, -b.start)
 
 
 def _parent_key(sv: Any, call: LLMCall) -> str | None:
@@ -72,15 +88,40 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
                 if same_call(outer, osv.start, osv.end, call, sv.start, sv.end):
                     parent[i] = j
                     children[j] += 1
+        # Rule 3: spans of one trace with the same gen_ai.response.id (two instrumentations that
+        # are not nested, e.g. the Anthropic SDK's own span beside OpenLLMetry's) are one call.
+        by_response: dict[str, int] = {}
+        for i, (sv, call) in enumerate(pending):
+            rk = _response_key(sv, call)
+            if not rk or children[i]:
+                continue
+            j = by_response.get(rk)
+            if j is None:
+                by_response[rk] = i
+                continue
+            osv, other = pending[j]
+            if not same_call(other, osv.start, osv.end, call, sv.start, sv.end):
+                continue
+            inner, outer = (i, j) if _inner_first(sv, osv) else (j, i)
+            if parent[inner] is None:
+                parent[inner] = outer
+            children[outer] += 1
+            by_response[rk] = inner
     out: list[Resolved] = []
     for i, (sv, call) in enumerate(pending):
         if children[i]:
             continue  # an outer span: counted through its innermost call
+        rkey = _response_key(sv, call)
         if links:
-            link = links.get(keys[i] or "")
-            if link is not None and link.trace_id == call.trace_id and link.operation == call.operation \
-                    and sv.start <= link.end and link.start <= sv.end:
-                out.append(Resolved(sv, call, sv.attributes, (), link, _parent_key(sv, call)))
+            for lkey in (keys[i], rkey):
+                link = links.get(lkey or "")
+                if link is not None and link.trace_id == call.trace_id and link.operation == call.operation \
+                        and sv.start <= link.end and link.start <= sv.end:
+                    out.append(Resolved(sv, call, sv.attributes, (), link, _parent_key(sv, call), None))
+                    break
+            else:
+                link = None
+            if link is not None:
                 continue
         merged, attrs, aliases, top = call, sv.attributes, [], i
         j = parent[i]
@@ -93,7 +134,7 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
                 aliases.append(keys[j])
             top, j = j, parent[j]
         tsv, tcall = pending[top]
-        out.append(Resolved(sv, merged, attrs, tuple(aliases), None, _parent_key(tsv, tcall)))
+        out.append(Resolved(sv, merged, attrs, tuple(aliases), None, _parent_key(tsv, tcall), rkey))
     return out
 
 
@@ -114,9 +155,12 @@ class Links:
     def needs_local(self, prepared: tuple) -> bool:
         """Whether a batch prepared without `Links` (in a worker) counted an outer span of an
         inner call from an earlier batch: it must then be prepared again on the ingest thread."""
+        m = self.map
+        if not m:
+            return False
+        for op in prepared[3]:  # response keys of the batch's calls (rule 3)
+            if op[0] == "links" and any(k[0] == "r" and k in m for k, _ in op[1]):
+                return True
         delta = prepared[2]
         index = delta[6] if delta is not None else None
-        if not index or not self.map:
-            return False
-        m = self.map
-        return any(k in m for k in index[0])
+        return bool(index) and any(k in m for k in index[0])

@@ -189,7 +189,7 @@ class Preparer:
         errors = 0
         links: list[tuple[str, one_call.Link]] = []
         notext: list[tuple[str, str, str]] = []
-        for sv, call, attrs, aliases, merge, parent_key in one_call.resolve(batch.pending, self.links):
+        for sv, call, attrs, aliases, merge, parent_key, response_key in one_call.resolve(batch.pending, self.links):
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
                     self._merge_late(merge, call, batch)
@@ -200,10 +200,10 @@ class Preparer:
                 if not semconv.has_text(call) and call.trace_id and call.span_id:
                     # "not judged: no text": its text may still come as a GenAI log record (text_join)
                     notext.append((call.trace_id + call.span_id, sv.service, base[1]))
-                if parent_key:
-                    links.append((parent_key, one_call.Link(
-                        call.operation, call.trace_id or "", sv.start, sv.end, base,
-                        bool(call.input_tokens), bool(call.output_tokens), cost is not None)))
+                if parent_key or response_key:
+                    link = one_call.Link(call.operation, call.trace_id or "", sv.start, sv.end, base,
+                                         bool(call.input_tokens), bool(call.output_tokens), cost is not None)
+                    links.extend((k, link) for k in (parent_key, response_key) if k)
             except Exception:
                 errors += 1
                 self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
@@ -337,7 +337,8 @@ class Preparer:
         exps = self._experiments(attrs)
         t = (sv.end or sv.start) / 1e9 or self.clock()
         inner = exps[-1] if exps else None
-        base = (service, model or "", inner.id if inner else "", inner.variant if inner else "", call.provider or "")
+        provider = call.provider or self.prices.provider_of(model)  # Langfuse names none: the catalogue's
+        base = (service, model or "", inner.id if inner else "", inner.variant if inner else "", provider or "")
         acc = batch.calls.get(base)
         if acc is None:
             acc = batch.calls[base] = [0, 0, 0, 0, 0, 0.0, 0, 0.0, None]

@@ -34,6 +34,10 @@ CATALOGUE_PROVIDERS = {
     "azure.ai.openai": "azure", "azure.ai.inference": "azure", "mistral_ai": "mistral", "x_ai": "x-ai",
 }
 
+#: and back, for the provider label of spans that name none
+_GENAI_PROVIDERS = {"google": "gcp.gemini", "aws": "aws.bedrock", "azure": "azure.ai.openai",
+                    "mistral": "mistral_ai", "x-ai": "x_ai"}
+
 _MEMO_MAX = 4096
 _MISS = object()
 
@@ -69,6 +73,7 @@ class PriceTable:
         # longest first, so gpt-4o-mini wins over gpt-4o for "gpt-4o-mini-2024-07-18"
         self._prefixes = sorted(self._models, key=len, reverse=True)
         self._memo: dict[tuple[str, str | None], tuple[float, float] | None] = {}
+        self._providers: dict[str, str | None] = {}  # model -> catalogue provider (GenAI spelling)
         self._catalogue = _catalogue() if catalogue else None
 
     @classmethod
@@ -107,6 +112,26 @@ class PriceTable:
         if len(self._memo) >= _MEMO_MAX:
             self._memo.clear()  # bounded: odd model names must not grow memory
         self._memo[memo_key] = found
+        return found
+
+    def provider_of(self, model: str | None) -> str | None:
+        """The provider the catalogue knows `model` from, in the `gen_ai.provider.name` spelling
+        (for spans that name no provider, e.g. Langfuse's); None when unknown. Memoized."""
+        if not model or self._catalogue is None:
+            return None
+        hit = self._providers.get(model, _MISS)
+        if hit is not _MISS:
+            return hit  # type: ignore[return-value]
+        found = None
+        try:
+            gp = self._catalogue
+            found = gp.calc_price(gp.Usage(input_tokens=1), model.lower().rsplit("/", 1)[-1]).provider.id
+            found = _GENAI_PROVIDERS.get(found, found)
+        except Exception:
+            found = None
+        if len(self._providers) >= _MEMO_MAX:
+            self._providers.clear()
+        self._providers[model] = found
         return found
 
     def _from_catalogue(self, model: str, provider: str | None) -> tuple[float, float] | None:

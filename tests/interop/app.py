@@ -107,7 +107,8 @@ def instrument(name: str, stack, llm_url: str, provider):
     if name == "openlit":
         import openlit
 
-        openlit.init(tracer=provider.get_tracer("openlit"), disable_metrics=True, application_name=name)
+        # uses the global TracerProvider set above (OpenLIT detects existing providers)
+        openlit.init(disable_metrics=True, application_name=name, service_name=name)
     if name.startswith("langfuse"):
         from langfuse import Langfuse
 
@@ -125,7 +126,14 @@ def instrument(name: str, stack, llm_url: str, provider):
 
 
 def calls(stack, client) -> None:
-    """A plain call, a streaming call and a call cut by max_tokens."""
+    """A plain call, a streaming call and a call cut by max_tokens, inside the app's request span."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("interop-app").start_as_current_span("handle request"):
+        _calls(stack, client)
+
+
+def _calls(stack, client) -> None:
     if stack.client == "anthropic":
         client.messages.create(model=stack.model, max_tokens=100, messages=QUESTION)
         for _ in client.messages.create(model=stack.model, max_tokens=100, messages=QUESTION, stream=True):
@@ -136,7 +144,12 @@ def calls(stack, client) -> None:
     for _ in client.chat.completions.create(model=stack.model, messages=QUESTION, stream=True,
                                             stream_options={"include_usage": True}):
         pass
-    client.chat.completions.create(model=stack.model, messages=QUESTION, max_tokens=3)
+    if stack.length_streamed:  # Langfuse records a finish reason only for streams
+        for _ in client.chat.completions.create(model=stack.model, messages=QUESTION, max_tokens=3, stream=True,
+                                                stream_options={"include_usage": True}):
+            pass
+    else:
+        client.chat.completions.create(model=stack.model, messages=QUESTION, max_tokens=3)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ class Stack:
     model: str = "gpt-4o-mini"
     #: usd per token (input, output) of `model` in the genai-prices catalogue
     prices: tuple[float, float] = (0.15e-6, 0.6e-6)
+    #: the max_tokens=3 call is streamed (Langfuse records finish reasons only for streams)
+    length_streamed: bool = False
+    #: finish reasons the judge sees for the plain, streamed and cut calls (None: not recorded)
+    finish_reasons: tuple = ("stop", "stop", "length")
 
 
 OPENAI_V2_ENV = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
@@ -33,8 +37,9 @@ STACKS: dict[str, Stack] = {s.name: s for s in (
     Stack("openllmetry-anthropic", "otel-llm-eval[openllmetry-anthropic]", {"TRACELOOP_TRACE_CONTENT": "true"},
           client="anthropic", model="claude-3-5-haiku-latest", prices=(0.8e-6, 4e-6)),
     Stack("openlit", "otel-llm-eval[openlit]"),
-    Stack("langfuse", "otel-llm-eval[langfuse]"),
-    Stack("langfuse-3", "otel-llm-eval[exporter] langfuse==3.15.0 openai>=1.40 httpx>=0.27"),
+    Stack("langfuse", "otel-llm-eval[langfuse]", length_streamed=True, finish_reasons=(None, "stop", "length")),
+    Stack("langfuse-3", "otel-llm-eval[exporter] langfuse==3.15.0 openai>=1.40 httpx>=0.27", length_streamed=True,
+          finish_reasons=(None, "stop", "length")),
     Stack("logfire", "otel-llm-eval[logfire]"),
 )}
 

@@ -90,4 +90,4 @@ def test_each_library_gives_exact_counts_tokens_cost_checks_and_judge_input(name
 
     judged = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(j["completion"] for j in judged) == sorted([ANSWER, ANSWER, CUT_ANSWER])
-    assert sorted(j["finish_reason"] for j in judged) == ["length", "stop", "stop"]
+    assert sorted((j["finish_reason"] for j in judged), key=str) == sorted(stack.finish_reasons, key=str)

@@ -481,3 +481,16 @@ def test_the_request_half_of_a_logfire_stream_is_not_judged_and_its_response_log
                 "gen_ai.output.messages": CHAT["gen_ai.output.messages"]})
     assert p.processor.force_flush(5000)
     assert calls == ["fine"] and p.processor.counters["skipped_no_text"] == 0
+
+
+def test_two_spans_of_one_response_that_are_not_nested_are_judged_once_with_the_text_of_either(make):
+    calls = []
+    p = make(judge=lambda c: calls.append((c.completion, c.output_tokens)) or 4.0, judge_sample_rate=1.0)
+    sdk = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude", "gen_ai.response.id": "msg_1",
+           "gen_ai.usage.output_tokens": 9}
+    with p.tracer.start_as_current_span("request"):
+        p.llm_span(sdk, name="anthropic.messages.create")  # the SDK's own span ends first
+        p.llm_span({**sdk, "gen_ai.usage.output_tokens": 10,
+                    "gen_ai.output.messages": CHAT["gen_ai.output.messages"]}, name="anthropic.chat")
+    assert p.processor.force_flush(5000)
+    assert calls == [("fine", 9)]

@@ -121,6 +121,22 @@ def logfire_stream_log(finish="stop"):
             "gen_ai.response.finish_reasons": json.dumps([finish])}
 
 
+def anthropic_sdk():
+    """The Anthropic SDK's own span (scope com.anthropic.sdk.python): no text."""
+    return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-3-5-haiku-latest", "gen_ai.response.id": "msg_1",
+            "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 9,
+            "anthropic.message.stop_reason": "end_turn"}
+
+
+def openllmetry_anthropic(output_tokens=10):
+    """OpenLLMetry's anthropic.chat span beside it (0.62.4 counts one output token too many on streams)."""
+    return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-3-5-haiku-latest", "gen_ai.response.id": "msg_1",
+            "gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": output_tokens,
+            "gen_ai.output.messages": out_messages(ANSWER), "gen_ai.response.finish_reasons": ["stop"]}
+
+
 APP = span("aa" * 8, "", {"http.route": "/ask"}, 0, 10_000_000)
 
 # (case, batches of spans, requests, input tokens, output tokens, calls without text, failed checks)
@@ -138,6 +154,15 @@ CASES = [
     ("tokens only the outer span has are added once when it arrives in a later batch",
      [[span("02" * 8, "01" * 8, openai_v2(tokens=None), 100, 900)], [span("01" * 8, "aa" * 8, openinference(), 50, 1000)]],
      1, 12, 9, 0, {}),
+    ("two sibling spans with the same response id are one call, the inner one's tokens counted",
+     [[span("01" * 8, "aa" * 8, openllmetry_anthropic(), 0, 1000), span("02" * 8, "aa" * 8, anthropic_sdk(), 100, 900)]],
+     1, 12, 9, 0, {}),
+    ("two sibling spans with the same response id in two batches are one call (text is not merged across batches)",
+     [[span("02" * 8, "aa" * 8, anthropic_sdk(), 100, 900)], [span("01" * 8, "aa" * 8, openllmetry_anthropic(), 0, 1000)]],
+     1, 12, 9, 1, {}),
+    ("two calls of one trace with the same response id one after the other are two calls",
+     [[span("01" * 8, "aa" * 8, openllmetry_anthropic(9), 0, 1000), span("02" * 8, "aa" * 8, anthropic_sdk(), 2000, 3000)]],
+     2, 24, 18, 1, {}),
     ("a wrapper of a wrapper of the call is still one call",
      [[span("03" * 8, "02" * 8, openinference(), 200, 800), span("02" * 8, "01" * 8, openai_v2(), 100, 900),
        span("01" * 8, "aa" * 8, openinference(), 50, 1000)]],
