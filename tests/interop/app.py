@@ -59,6 +59,17 @@ def main() -> None:
                 exported[0] += len(spans)
             return result
 
+    logger_provider = None
+    if stack.logs:  # GenAI log records (event_only content capture) to the sidecar's /v1/logs
+        from opentelemetry._logs import set_logger_provider
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.sdk._logs import LoggerProvider
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+        logger_provider = LoggerProvider(resource=Resource.create({"service.name": stack.name}))
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(
+            endpoint=args.sidecar + "/v1/logs")))
+        set_logger_provider(logger_provider)
     processor = LLMEvalSpanProcessor(judge=judge, judge_sample_rate=1.0)
     batch = BatchSpanProcessor(CountingExporter(endpoint=args.sidecar + "/v1/traces"))
     name = stack.name
@@ -77,6 +88,8 @@ def main() -> None:
     calls(stack, client)
     processor.force_flush(30_000)  # judge work first: it emits evaluation spans
     provider.force_flush(30_000)
+    if logger_provider is not None:
+        logger_provider.force_flush(30_000)
     Path(args.out).write_text("".join(json.dumps(j) + "\n" for j in judged))
     print(json.dumps({"exported": exported[0]}), flush=True)
     provider.shutdown()
@@ -96,7 +109,7 @@ def instrument(name: str, stack, llm_url: str, provider):
         from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInference
 
         OpenInference().instrument(tracer_provider=provider)
-    if name in ("openai-v2", "openai-v2+openinference"):
+    if name in ("openai-v2", "openai-v2+openinference", "openai-v2-event-only"):
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OpenAIV2
 
         OpenAIV2().instrument(tracer_provider=provider)

@@ -25,7 +25,8 @@ CACHE = ROOT / ".cache" / "interop"
 
 
 def venv_dir(name: str) -> Path:
-    return CACHE / name.replace("+", "_")
+    stack = STACKS.get(name)
+    return CACHE / ((stack.venv if stack and stack.venv else name).replace("+", "_"))
 
 
 def python_of(name: str) -> Path:
@@ -41,6 +42,8 @@ def stamp_of(stack: Stack) -> str:
 
 
 def is_built(stack: Stack) -> bool:
+    if stack.venv:
+        return is_built(STACKS[stack.venv])
     stamp = venv_dir(stack.name) / ".stamp"
     return stamp.exists() and stamp.read_text() == stamp_of(stack) and python_of(stack.name).exists()
 
@@ -64,7 +67,7 @@ def build(stack: Stack) -> tuple[str, bool]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(STACKS)
+    names = argv or [n for n, s in STACKS.items() if not s.venv]  # stacks with their own venv
     unknown = [n for n in names if n not in STACKS]
     if unknown:
         print(f"unknown stacks: {unknown}; known: {list(STACKS)}", file=sys.stderr)

@@ -24,6 +24,10 @@ class Stack:
     length_streamed: bool = False
     #: finish reasons the judge sees for the plain, streamed and cut calls (None: not recorded)
     finish_reasons: tuple = ("stop", "stop", "length")
+    #: the venv (stack name) this stack runs in, when it only differs by its settings
+    venv: str = ""
+    #: GenAI log records go to the sidecar's /v1/logs too (text sent as events)
+    logs: bool = False
 
 
 OPENAI_V2_ENV = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
@@ -31,6 +35,9 @@ OPENAI_V2_ENV = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_onl
 
 STACKS: dict[str, Stack] = {s.name: s for s in (
     Stack("openai-v2", "otel-llm-eval[openai-v2]", OPENAI_V2_ENV),
+    Stack("openai-v2-event-only", "otel-llm-eval[openai-v2]",
+          {**OPENAI_V2_ENV, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "event_only"},
+          venv="openai-v2", logs=True, finish_reasons=()),
     Stack("openinference", "otel-llm-eval[openinference]"),
     Stack("openai-v2+openinference", "otel-llm-eval[openai-v2,openinference]", OPENAI_V2_ENV),
     Stack("openllmetry", "otel-llm-eval[openllmetry]", {"TRACELOOP_TRACE_CONTENT": "true"}),

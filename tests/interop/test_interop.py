@@ -25,6 +25,8 @@ from build_venvs import is_built, python_of
 from provider import ANSWER, CUT_ANSWER, CUT_USAGE, USAGE, Provider
 from stacks import STACKS
 
+from otel_llm_eval.sidecar.text_join import SETTLE_SECONDS
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 APP = Path(__file__).resolve().parent / "app.py"
@@ -35,7 +37,8 @@ OUTPUT_TOKENS = 2 * USAGE[1] + CUT_USAGE[1]
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
     llm = Provider()
-    sidecar = SidecarSubprocess(tmp_path_factory.mktemp("interop"), {"plugins": []}).start()
+    sidecar = SidecarSubprocess(tmp_path_factory.mktemp("interop"),
+                                {"plugins": [], "analysis": {"interval_seconds": 0.5}}).start()
     try:
         yield llm, sidecar
     finally:
@@ -89,5 +92,13 @@ def test_each_library_gives_exact_counts_tokens_cost_checks_and_judge_input(name
     assert _failures(text, name) == {"finish_reason_length": 1.0}
 
     judged = [json.loads(line) for line in out.read_text().splitlines()]
+    if not stack.finish_reasons:  # no text on spans: not judged, counted with the reason
+        assert judged == []
+        assert metric_value(text, "llm_eval_judge_skipped_total", service=name, reason="no_text") == 3
+        # the text came as log records: once the join window passed, no call is without text
+        time.sleep(SETTLE_SECONDS + 1.5)  # not an assertion on time: the window must pass first
+        assert metric_value(sidecar.metrics(), "llm_calls_without_text_total", service=name) == 0
+        return
     assert sorted(j["completion"] for j in judged) == sorted([ANSWER, ANSWER, CUT_ANSWER])
     assert sorted((j["finish_reason"] for j in judged), key=str) == sorted(stack.finish_reasons, key=str)
+    assert metric_value(text, "llm_eval_judge_skipped_total", service=name) == 0
