@@ -193,8 +193,8 @@ class Preparer:
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
                     self._merge_late(merge, call, batch)
-                    if parent_key:  # a wrapper of the wrapper finds the same inner call
-                        links.append((parent_key, merge))
+                    if parent_key:  # a wrapper of the wrapper finds the same inner call (nothing left to add)
+                        links.append((parent_key, merge._replace(had_in=True, had_out=True, had_cost=True)))
                     continue
                 base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
                 if not semconv.has_text(call) and call.trace_id and call.span_id:
