@@ -32,6 +32,12 @@ def main() -> None:
     args = ap.parse_args()
     stack = STACKS[args.stack]
     os.environ.update(stack.env)
+    if stack.zero_code:  # `opentelemetry-instrument` built the provider and attached the processor
+        import openai
+
+        calls(stack, openai.OpenAI(base_url=args.llm_url, api_key="sk-test", max_retries=0))
+        print(json.dumps({"exported": None}), flush=True)  # the SDK's atexit shutdown exports
+        return
 
     from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

@@ -28,6 +28,8 @@ class Stack:
     venv: str = ""
     #: GenAI log records go to the sidecar's /v1/logs too (text sent as events)
     logs: bool = False
+    #: run under `opentelemetry-instrument` (zero-code attach through the distro's entry points)
+    zero_code: bool = False
 
 
 OPENAI_V2_ENV = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_only",
@@ -38,6 +40,7 @@ STACKS: dict[str, Stack] = {s.name: s for s in (
     Stack("openai-v2-event-only", "otel-llm-eval[openai-v2]",
           {**OPENAI_V2_ENV, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "event_only"},
           venv="openai-v2", logs=True, finish_reasons=()),
+    Stack("openai-v2-zero-code", "otel-llm-eval[openai-v2]", OPENAI_V2_ENV, venv="openai-v2", zero_code=True),
     Stack("openinference", "otel-llm-eval[openinference]"),
     Stack("openai-v2+openinference", "otel-llm-eval[openai-v2,openinference]", OPENAI_V2_ENV),
     Stack("openllmetry", "otel-llm-eval[openllmetry]", {"TRACELOOP_TRACE_CONTENT": "true"}),

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,23 @@ def _ingested(sidecar) -> float:
     return metric_value(sidecar.metrics(), "llm_eval_ingest_spans_total", signal="traces")
 
 
+def _post_marker(sidecar) -> str:
+    """One LLM span of its own service, posted after the app's batches: the sidecar applies
+    batches in order, so once it is counted every earlier batch is too. Returns the service."""
+    service = f"marker-{time.monotonic_ns()}"
+    body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                               "scopeSpans": [{"spans": [{
+                                   "traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "chat m",
+                                   "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                                   "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                                                  {"key": "gen_ai.request.model", "value": {"stringValue": "m"}}]}]}]}]}
+    req = urllib.request.Request(sidecar.url + "/v1/traces", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    return service
+
+
 def _failures(text: str, service: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for line in text.splitlines():
@@ -72,13 +90,28 @@ def test_each_library_gives_exact_counts_tokens_cost_checks_and_judge_input(name
     out = tmp_path / "judged.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "LANGFUSE_"))}
     env.update({"OTEL_SDK_DISABLED": "false", "PYTHONDONTWRITEBYTECODE": "1"})
-    proc = subprocess.run([str(python_of(name)), str(APP), "--stack", name, "--llm-url", llm.base_url,
-                           "--sidecar", sidecar.url, "--out", str(out)],
-                          capture_output=True, text=True, timeout=240, env=env)
+    cmd = [str(python_of(name)), str(APP), "--stack", name, "--llm-url", llm.base_url,
+           "--sidecar", sidecar.url, "--out", str(out)]
+    if stack.zero_code:  # the documented zero-code line: opentelemetry-instrument python app.py
+        cmd = [str(python_of(name).parent / "opentelemetry-instrument")] + cmd
+        env.update(stack.env)
+        env.update({"OTEL_SERVICE_NAME": name, "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
+                    "OTEL_LOGS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sidecar.url + "/v1/traces",
+                    "OTEL_LLM_EVAL_ENABLED": "true", "OTEL_LLM_EVAL_JUDGE": "interop_judge:judge",
+                    "OTEL_LLM_EVAL_JUDGE_SAMPLE_RATE": "1", "INTEROP_JUDGE_OUT": str(out),
+                    "PYTHONPATH": str(APP.parent)})
+        out.write_text("")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "not active" not in proc.stderr, proc.stderr[-4000:]  # no instrumentor failed to load
     exported = json.loads(proc.stdout.strip().splitlines()[-1])["exported"]
     deadline = time.monotonic() + 60
-    while _ingested(sidecar) < before + exported and time.monotonic() < deadline:
+    if exported is None:  # every batch was accepted before the app exited: wait for a marker behind them
+        marker = _post_marker(sidecar)
+        while metric_value(sidecar.metrics(), "llm_requests_total", service=marker) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    while exported is not None and _ingested(sidecar) < before + exported and time.monotonic() < deadline:
         time.sleep(0.1)  # the sidecar applies accepted batches on its ingest thread
     text = sidecar.metrics()
 
