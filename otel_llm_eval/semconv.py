@@ -334,6 +334,28 @@ def finish_reason_of(value: Any) -> str | None:
     (`FINISH_REASON_ALIASES`: Anthropic's max_tokens is length); None when there is none."""
     if value is None:
         return None
+    kind = type(value)
+    if kind is tuple or kind is list:  # the common shape (OTLP string arrays): the first reason
+        for item in value:
+            got = finish_reason_of(item)
+            if got:
+                return got
+        return None
+    if kind is str:  # a handful of distinct values: memoized (bounded)
+        hit = _FINISH_MEMO.get(value, _FINISH_MISS)
+        if hit is _FINISH_MISS:
+            hit = _finish_reason_of(value)
+            if len(_FINISH_MEMO) < 1024:
+                _FINISH_MEMO[value] = hit
+        return hit
+    return _finish_reason_of(value)
+
+
+_FINISH_MEMO: dict[str, str | None] = {}
+_FINISH_MISS = object()
+
+
+def _finish_reason_of(value: Any) -> str | None:
     value = _maybe_json(value)
     if isinstance(value, (list, tuple)):
         for item in value:

@@ -23,7 +23,8 @@ from ..semconv import LLMCall, merge_call, same_call
 
 
 class Link(NamedTuple):
-    """An inner call counted in an earlier batch, waiting for the outer span that wraps it."""
+    """An inner call counted in an earlier batch, waiting for the outer span that wraps it.
+    (The preparer builds plain tuples in this field order: cheaper per call.)"""
 
     operation: str | None
     trace_id: str
@@ -35,7 +36,7 @@ class Link(NamedTuple):
     had_cost: bool     # its cost was known
 
 
-class Resolved(NamedTuple):
+class Resolved(NamedTuple):  # documentation of the plain tuples `resolve` returns
     sv: Any                     # the counted span's SpanView
     call: LLMCall               # merged with its outer spans
     attrs: Mapping[str, Any]    # the span's attributes over its outer spans'
@@ -69,7 +70,7 @@ def _parent_key(sv: Any, call: LLMCall) -> str | None:
     return call.trace_id + parent.hex() if parent and call.trace_id else None
 
 
-def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None) -> list[Resolved]:
+def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | None) -> list[tuple]:
     """Each real call once: the innermost span of every nested group, merged with its outer spans.
 
     An outer span with more than one LLM child (a framework span around several provider calls)
@@ -77,6 +78,7 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
     earlier batches by parent key (None in worker processes)."""
     n = len(pending)
     keys = [_key(call) for _, call in pending]
+    rkeys = [_response_key(sv, call) for sv, call in pending]
     parent: list[int | None] = [None] * n
     children = [0] * n
     if n > 1:
@@ -92,7 +94,7 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
         # are not nested, e.g. the Anthropic SDK's own span beside OpenLLMetry's) are one call.
         by_response: dict[str, int] = {}
         for i, (sv, call) in enumerate(pending):
-            rk = _response_key(sv, call)
+            rk = rkeys[i]
             if not rk or children[i]:
                 continue
             j = by_response.get(rk)
@@ -111,20 +113,23 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
     for i, (sv, call) in enumerate(pending):
         if children[i]:
             continue  # an outer span: counted through its innermost call
-        rkey = _response_key(sv, call)
+        rkey = rkeys[i]
         if links:
             for lkey in (keys[i], rkey):
                 link = links.get(lkey or "")
-                if link is not None and link.trace_id == call.trace_id and link.operation == call.operation \
-                        and sv.start <= link.end and link.start <= sv.end:
-                    out.append(Resolved(sv, call, sv.attributes, (), link, _parent_key(sv, call), None))
+                if link is not None and link[1] == call.trace_id and link[0] == call.operation \
+                        and sv.start <= link[3] and link[2] <= sv.end:
+                    out.append((sv, call, sv.attributes, (), link, _parent_key(sv, call), None))
                     break
             else:
                 link = None
             if link is not None:
                 continue
-        merged, attrs, aliases, top = call, sv.attributes, [], i
         j = parent[i]
+        if j is None:  # the common case: a call described by one span
+            out.append((sv, call, sv.attributes, (), None, _parent_key(sv, call), rkey))
+            continue
+        merged, attrs, aliases, top = call, sv.attributes, [], i
         while j is not None:
             osv, outer = pending[j]
             if children[j] == 1:
@@ -134,7 +139,7 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, Link] | None
                 aliases.append(keys[j])
             top, j = j, parent[j]
         tsv, tcall = pending[top]
-        out.append(Resolved(sv, merged, attrs, tuple(aliases), None, _parent_key(tsv, tcall), rkey))
+        out.append((sv, merged, attrs, tuple(aliases), None, _parent_key(tsv, tcall), rkey))
     return out
 
 

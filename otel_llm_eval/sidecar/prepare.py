@@ -194,16 +194,19 @@ class Preparer:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
                     self._merge_late(merge, call, batch)
                     if parent_key:  # a wrapper of the wrapper finds the same inner call (nothing left to add)
-                        links.append((parent_key, merge._replace(had_in=True, had_out=True, had_cost=True)))
+                        links.append((parent_key, merge[:5] + (True, True, True)))
                     continue
                 base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
                 if not semconv.has_text(call) and call.trace_id and call.span_id:
                     # "not judged: no text": its text may still come as a GenAI log record (text_join)
                     notext.append((call.trace_id + call.span_id, sv.service, base[1]))
                 if parent_key or response_key:
-                    link = one_call.Link(call.operation, call.trace_id or "", sv.start, sv.end, base,
-                                         bool(call.input_tokens), bool(call.output_tokens), cost is not None)
-                    links.extend((k, link) for k in (parent_key, response_key) if k)
+                    link = (call.operation, call.trace_id or "", sv.start, sv.end, base,  # a one_call.Link
+                            bool(call.input_tokens), bool(call.output_tokens), cost is not None)
+                    if parent_key:
+                        links.append((parent_key, link))
+                    if response_key:
+                        links.append((response_key, link))
             except Exception:
                 errors += 1
                 self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
@@ -216,7 +219,7 @@ class Preparer:
     def _merge_late(self, merge: Any, outer: LLMCall, batch: _Batch) -> None:
         """Tokens and cost only the outer span has, added under the earlier inner call's labels
         (the call itself, its checks and exposures were counted with the inner span)."""
-        base, had_in, had_out, had_cost = merge.base, merge.had_in, merge.had_out, merge.had_cost
+        base, had_in, had_out, had_cost = merge[4:8]
         acc = batch.calls.get(base)
         if acc is None:
             acc = batch.calls[base] = [0, 0, 0, 0, 0, 0.0, 0, 0.0, None]
