@@ -185,3 +185,26 @@ def test_text_sent_as_genai_log_records_is_joined_to_its_span(tmp_path, case, or
         assert metric_value(text, "llm_requests_total") == 1
     finally:
         sc.stop()
+
+
+EXPERIMENT = {"llm_eval.experiment.id": "e1", "llm_eval.experiment.variant": "a", "llm_eval.experiments": "e1=a",
+              "llm_eval.experiment.weights": "e1=a:0.5,b:0.5"}
+
+
+@pytest.mark.parametrize("case,batches", [
+    ("in one batch", [[span("02" * 8, "01" * 8, {**openinference(), **EXPERIMENT}, 100, 900),
+                       span("01" * 8, "aa" * 8, {**openai_v2(), **EXPERIMENT}, 50, 1000)]]),
+    ("across two batches", [[span("02" * 8, "01" * 8, {**openinference(), **EXPERIMENT}, 100, 900)],
+                            [span("01" * 8, "aa" * 8, {**openai_v2(), **EXPERIMENT}, 50, 1000)]]),
+])
+def test_a_stacked_call_is_one_exposure_of_its_experiment(tmp_path, case, batches):
+    sc = build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, plugins=[],
+               clock=lambda: T0 / 1e9 + 10, environ={})
+    try:
+        for spans in batches:
+            sc._apply(0, "traces", request(*spans))
+        text = exposition(sc)
+        assert metric_value(text, "llm_eval_ab_samples", experiment="e1", metric="exposures", variant="a") == 1
+        assert metric_value(text, "llm_eval_ab_samples", experiment="e1", metric="input_tokens", variant="a") == 1
+    finally:
+        sc.stop()
