@@ -31,8 +31,11 @@ from typing import Any, Iterable, Mapping
 
 from .. import semconv
 from .plugins import CallRecord, CallSummarizer, EvaluationRecord, ExperimentSnapshot, SidecarPlugin
+from ..stats.sequential import RunningSequence
 from .stats_experiments import ENGAGEMENT_METRICS, analyze_experiment, prune_none
 from ..catalog import LATENCY_BUCKETS_SECONDS
+from .concept_windows import ConceptSlot, ConceptWindows
+from .feedback_kinds import is_positive
 from .stats_windows import AnomalySlot, ArmRecord, Comparisons, DriftSlot, Session, as_bool, slot_of
 
 log = logging.getLogger(__name__)
@@ -43,14 +46,23 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "power": 0.8,
     "mde": 0.05,                       # relative minimum detectable effect for sample sizes
     "srm_threshold": 0.001,
-    "sequential_tuning_n": 5000,       # GAVI: total samples where the confidence sequence is tightest
-    "correction": "holm",              # holm | bh, across an experiment's metrics and variants
-    "min_samples": 30,                 # per arm before any verdict but "collecting"
+    "sequential_tuning_n": 5000,       # GAVI: samples (both arms) where the always-valid interval is tightest
+    "min_samples": 30,                 # units (else calls) per arm before any verdict but "collecting"
     "lower_is_better": ["latency_seconds", "input_tokens", "output_tokens", "cost_usd", "error"],
     "binary_metrics": [],              # force 0/1 analysis (default: detected, every value 0 or 1)
     "continuous_metrics": [],          # force Welch
     "planned_duration_days": 14,       # planned end = first seen + this, unless experiments.<id>.planned_end_unix
-    "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, ...}}
+    "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, decision, ...}}
+    "decision": {
+        "primary": None,               # metric that decides (default: first judge metric, else first feedback)
+        "primary_alpha_share": 0.5,    # share of alpha for the primary's comparisons; the rest split over the others
+        "targets": {},                 # metric -> {relative: x} | {absolute: x}; default by kind (stats_experiments.DEFAULT_TARGETS)
+        "guardrails": {                # metric -> largest degradation accepted (non-inferiority margin)
+            "latency_seconds": {"relative": 0.10},
+            "cost_usd": {"relative": 0.10},
+            "error": {"absolute": 0.01},
+        },
+    },
     "judge": {
         "metric": None,                # evaluation used for the rate plan (default: first judge one, semconv.JUDGE_SOURCES)
         "budget_calls_per_hour": None,
@@ -60,7 +72,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
         "margin": 1.1,
     },
     "engagement": {"max_sessions": 100_000},
-    "interleaving": {"max_arms": 20},
+    "interleaving": {"max_arms": 20, "prior_strength": 12.0},  # Beta(a, a) mixture of the always-valid test
     "bandits": {
         "ids": [],                     # experiments served as bandits (GET /v1/bandits/{id} adds more)
         "max_bandits": 20,
@@ -79,16 +91,27 @@ CONFIG_DEFAULTS: dict[str, Any] = {
         "current_seconds": 3_600,      # ... vs the last hour
         "slot_seconds": 600,
         "reservoir_size": 200,         # values kept per feature and slot (uniform sample)
-        "min_samples": 50,             # per window before a score
-        "js_threshold": 0.1,
+        "min_samples": 10,             # per window before a test (the tests are exact down to a few values)
+        "js_threshold": 0.1,           # JS/PSI are effect sizes: thresholds only label them, never decide
         "psi_threshold": 0.2,
-        "p_threshold": 0.05,
+        "p_threshold": 0.05,           # KS / chi-square level: the false-alarm rate at any traffic
         "psi_epsilon": 1e-4,
-        "ks_max_samples": 1000,
+        "ks_max_samples": 2000,        # current window's KS sample (drawn in proportion to slot counts)
+        "ks_reference_samples": 5000,  # reference window's KS sample
         "max_categories": 50,
         "features": ["input_tokens", "output_tokens", "latency_seconds", "input_length", "output_length",
                      "cost_usd", "finish_reason", "judge_score"],
         "attributes": [],              # extra span attributes (numbers → numeric, else categorical)
+    },
+    "concept_drift": {                 # quality per input segment, current vs reference drift window
+        "segment_attribute": None,     # span attribute naming the segment (e.g. app.topic); default: input-length bins
+        "quantile_bins": 4,            # input-length bins from the reference window's quantiles
+        "max_segments": 20,            # attribute values past this fold into "other"
+        "reservoir_size": 500,         # (segment, quality) pairs kept per service, signal and slot
+        "min_samples": 20,             # per segment and window before a test
+        "p_threshold": 0.05,           # family-wise over a service's segments (Bonferroni)
+        "max_pairs": 5000,             # pairs per window sampled for the test
+        "pending_calls": 100_000,      # calls remembered until their evaluation arrives
     },
     "anomaly": {
         "slot_seconds": 300,
@@ -103,6 +126,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     },
 }
 
+#: the `metric` under which interleaving comparisons keep their running always-valid p-value
+INTERLEAVING_METRIC = "__interleaving__"
 NUMERIC_FEATURES = {"input_tokens", "output_tokens", "latency_seconds", "input_length", "output_length", "cost_usd"}
 SERIES_KIND = {"latency_p95_seconds": "p95"}  # others are slot means
 
@@ -142,6 +167,22 @@ def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterab
             yield f"attr:{attr}", v
 
 
+def call_segment(record: CallRecord, attribute: str | None) -> tuple[str, str, Any] | None:
+    """(trace+span hex, raw service, segment) of a call for concept drift: the segment attribute's
+    value (a short string), else the input length (binned later); None when neither is known."""
+    call = record.call
+    if not call.trace_id or not call.span_id:
+        return None
+    if attribute:
+        v = (record.attributes or {}).get(attribute)
+        raw: Any = None if v is None else str(v)[:100]
+    else:
+        raw = len(call.prompt) if call.prompt is not None else None
+    if raw is None:
+        return None
+    return call.trace_id + call.span_id, record.service or "unknown_service", raw
+
+
 #: the call fields drift can follow, in the order of the tuple AnalysisCallSummarizer.add builds
 _CALL_FEATURES = ("input_tokens", "output_tokens", "latency_seconds", "cost_usd", "input_length",
                   "output_length", "finish_reason")
@@ -162,6 +203,7 @@ class AnalysisCallSummarizer(CallSummarizer):
         self._attributes = tuple((a, f"attr:{a}") for a in cfg["drift"]["attributes"] or ())
         self._drift_slot = cfg["drift"]["slot_seconds"]
         self._anomaly_slot = cfg["anomaly"]["slot_seconds"]
+        self._segment_attribute = cfg["concept_drift"]["segment_attribute"]
         self._reset()
 
     def _reset(self) -> None:
@@ -169,11 +211,15 @@ class AnalysisCallSummarizer(CallSummarizer):
         self.anomaly: dict[tuple, list] = {}   # (service, slot) -> [latency n, sum, buckets, errors n, sum, cost n, sum]
         self.sessions: dict[tuple, list] = {}  # (experiment, session) -> [variant, unit, messages, first, last]
         self.untimed: list[CallRecord] = []    # no end time: the plugin applies these with its clock
+        self.segments: list[tuple] = []        # (trace+span hex, service, raw segment) for concept drift
 
     def add(self, record: CallRecord) -> None:
         if not record.end_time_unix_nano:
             self.untimed.append(record)
             return
+        seg = call_segment(record, self._segment_attribute)
+        if seg is not None:
+            self.segments.append(seg)
         t = record.end_time_unix_nano / 1e9
         service = record.service or "unknown_service"
         call = record.call
@@ -244,7 +290,7 @@ class AnalysisCallSummarizer(CallSummarizer):
             cats[c] = cats.get(c, 0) + 1
 
     def result(self) -> Any:
-        if not (self.drift or self.anomaly or self.sessions or self.untimed):
+        if not (self.drift or self.anomaly or self.sessions or self.untimed or self.segments):
             return None
         drift = {(service, feature, slot): entry for (service, slot), features in self.drift.items()
                  for feature, entry in features.items()}
@@ -255,7 +301,7 @@ class AnalysisCallSummarizer(CallSummarizer):
             anomaly[(service, "error_rate", slot)] = [n, errors, None]
             if cost_n:
                 anomaly[(service, "cost_per_request_usd", slot)] = [cost_n, cost_sum, None]
-        out = (drift, anomaly, self.sessions, self.untimed)
+        out = (drift, anomaly, self.sessions, self.untimed, self.segments)
         self._reset()
         return out
 
@@ -272,13 +318,17 @@ class AnalysisPlugin(SidecarPlugin):
         self.anomaly: dict[tuple[str, str], dict[int, AnomalySlot]] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.comparisons: dict[str, Comparisons] = {}
+        self.concept = ConceptWindows(pending_calls=CONFIG_DEFAULTS["concept_drift"]["pending_calls"],
+                                      reservoir_size=CONFIG_DEFAULTS["concept_drift"]["reservoir_size"])
         self.judge_names: set[str] = set()
         self.feedback_names: set[str] = set()
         self.bandits: dict[str, dict[str, Any]] = {}   # id -> {"arms": [...], "last_requested": t}
-        self.avp: dict[tuple[str, str, str], float] = {}
+        #: (experiment, metric, variant) -> the always-valid test's running p and interval
+        self.running: dict[tuple[str, str, str], RunningSequence] = {}
         self.dropped: dict[str, int] = {}
         self.errors = 0
         self._rng = random.Random(0)
+        self._np_rng: Any = None  # numpy Generator for drift samples, made on first use (numpy is lazy here)
         # dirty keys for flush
         self._dirty_drift: set[tuple[str, str, int]] = set()
         self._dirty_anomaly: set[tuple[str, str, int]] = set()
@@ -295,11 +345,11 @@ class AnalysisPlugin(SidecarPlugin):
     def attach(self, ctx: Any) -> None:
         self.ctx = ctx
         self.cfg = _merge(CONFIG_DEFAULTS, (getattr(ctx, "config", None) or {}).get(self.name))
+        ccfg = self.cfg["concept_drift"]
+        self.concept = ConceptWindows(pending_calls=ccfg["pending_calls"], reservoir_size=ccfg["reservoir_size"])
         alg = self.cfg["bandits"]["algorithm"]
         if alg not in ("thompson", "ucb1", "epsilon_greedy"):
             raise ValueError(f"analysis.bandits.algorithm must be thompson, ucb1 or epsilon_greedy, got {alg!r}")
-        if self.cfg["correction"] not in ("holm", "bh"):
-            raise ValueError(f"analysis.correction must be holm or bh, got {self.cfg['correction']!r}")
         for bid in self.cfg["bandits"]["ids"] or []:
             self.bandits.setdefault(str(bid), {"arms": [], "last_requested": 0.0})
 
@@ -338,7 +388,7 @@ class AnalysisPlugin(SidecarPlugin):
                 log.exception("analysis on_call_summary failed")
 
     def _apply_summary(self, summary: Any) -> None:
-        drift, anomaly, sessions, untimed = summary
+        drift, anomaly, sessions, untimed, segments = summary
         dcfg = self.cfg["drift"]
         cap, max_categories = dcfg["reservoir_size"], dcfg["max_categories"]
         bound = getattr(getattr(self, "ctx", None), "bound", None)
@@ -370,6 +420,8 @@ class AnalysisPlugin(SidecarPlugin):
                 self._dirty_anomaly.add((service, series, slot))
             for key, (variant, unit, messages, first, last) in sessions.items():
                 self._add_session(key, variant, unit, messages, first, last)
+            for key, raw_service, raw in segments:
+                self.concept.remember(key, service_of(raw_service), raw)
         for record in untimed:
             self._on_call(replace(record, service=service_of(record.service or "unknown_service")))
 
@@ -391,6 +443,9 @@ class AnalysisPlugin(SidecarPlugin):
                 unit = call.user_id or f"session:{call.session_id}"
                 for exp in record.experiments:
                     self._add_session((exp.id, str(call.session_id)), exp.variant, unit, 1, t, t)
+            seg = call_segment(record, self.cfg["concept_drift"]["segment_attribute"])
+            if seg is not None:
+                self.concept.remember(seg[0], service, seg[2])
 
     def _add_session(self, key: tuple[str, str], variant: str, unit: str, messages: int,
                      first: float, last: float) -> None:
@@ -458,8 +513,11 @@ class AnalysisPlugin(SidecarPlugin):
             return
         service = self._bound("service", record.service or "unknown_service")
         name = self._bound("evaluator", record.name)
+        cslot = slot_of(t, self.cfg["drift"]["slot_seconds"])
         with self.lock:
             if record.source in semconv.JUDGE_SOURCES:
+                self.concept.observe(record.trace_id, record.span_id, f"judge_score:{name}", float(record.score),
+                                     cslot, self._rng)
                 if len(self.judge_names) < 1000 or record.name in self.judge_names:
                     self.judge_names.add(record.name)
                 if "judge_score" in self.cfg["drift"]["features"]:
@@ -469,6 +527,10 @@ class AnalysisPlugin(SidecarPlugin):
             elif record.source in ("user", "human"):
                 if len(self.feedback_names) < 1000 or record.name in self.feedback_names:
                     self.feedback_names.add(record.name)
+                if record.kind in ("binary", "outcome", "scale"):
+                    value = float(record.score) if record.kind == "scale" else \
+                        (1.0 if is_positive(record.score, record.label) else 0.0)
+                    self.concept.observe(record.trace_id, record.span_id, f"feedback:{name}", value, cslot, self._rng)
                 self._add_anomaly(service, f"feedback_positive_rate:{name}",
                                   slot_of(t, self.cfg["anomaly"]["slot_seconds"]),
                                   1.0 if record.score > 0 else 0.0)
@@ -504,35 +566,40 @@ class AnalysisPlugin(SidecarPlugin):
             comparisons = {k: (dict((a, ArmRecord(r.wins, r.losses, r.ties)) for a, r in c.arms.items()),
                                c.total, c.decisive_with_position, c.first_wins) for k, c in self.comparisons.items()}
             drift_input = self._drift_input(now)
+            dcfg = self.cfg["drift"]
+            concept_input = self.concept.windows(now, dcfg["current_seconds"], dcfg["reference_seconds"],
+                                                 dcfg["slot_seconds"], self.cfg["concept_drift"]["max_pairs"], self._rng)
             anomaly_input = self._anomaly_input(now)
             judge_names = frozenset(self.judge_names)
             feedback_names = frozenset(self.feedback_names)
             bandits = {k: list(v["arms"]) for k, v in self.bandits.items()}
-            avp = dict(self.avp)
+            running = dict(self.running)
         results: dict[str, Any] = {"experiments": {}, "bandits": {}, "drift": [], "anomaly": [],
-                                   "interleaving": {}, "computed_unix": now}
-        new_avp: dict[tuple[str, str, str], float] = {}
-        avp_by_exp: dict[str, dict[tuple[str, str], float]] = {}
-        for (e, m, v), p in avp.items():
-            avp_by_exp.setdefault(e, {})[(m, v)] = p
+                                   "interleaving": {}, "concept_drift": [], "computed_unix": now}
+        new_running: dict[tuple[str, str, str], RunningSequence] = {}
+        by_exp: dict[str, dict[tuple[str, str], RunningSequence]] = {}
+        for (e, m, v), r in running.items():
+            by_exp.setdefault(e, {})[(m, v)] = r
         for exp_id, snap in snapshot.items():
-            prev = avp_by_exp.get(exp_id, {})
             try:
-                details, exp_avp = analyze_experiment(snap, self.cfg, avp_previous=prev, is_bandit=exp_id in bandits,
-                                                      judge_metrics=judge_names, engagement=engagement.get(exp_id),
-                                                      now=now)
+                details, exp_running = analyze_experiment(
+                    snap, self.cfg, running=by_exp.get(exp_id, {}), is_bandit=exp_id in bandits,
+                    judge_metrics=judge_names, feedback_metrics=feedback_names,
+                    engagement=engagement.get(exp_id), now=now)
             except Exception:
                 log.exception("analysis of experiment %s failed", exp_id)
                 continue
             results["experiments"][exp_id] = prune_none(details)
-            new_avp.update({(exp_id, m, v): p for (m, v), p in exp_avp.items()})
+            new_running.update({(exp_id, m, v): r for (m, v), r in exp_running.items()})
         for bid, arms in bandits.items():
             results["bandits"][bid] = self._bandit(bid, arms, snapshot.get(bid), judge_names, feedback_names)
-        results["interleaving"] = self._interleaving(comparisons)
+        results["interleaving"], inter_running = self._interleaving(comparisons, running)
+        new_running.update(inter_running)
         results["drift"] = self._drift(drift_input)
+        results["concept_drift"] = self._concept_drift(concept_input)
         results["anomaly"] = self._anomalies(anomaly_input, now)
         with self.lock:
-            self.avp.update(new_avp)
+            self.running.update(new_running)
         self.results = results  # atomic swap: readers see the old or the new result, never half
 
     def _prune(self, now: float) -> None:
@@ -549,6 +616,7 @@ class AnalysisPlugin(SidecarPlugin):
                 del slots[s]
             if not slots:
                 del self.anomaly[key]
+        self.concept.prune(d_cut)
         self._pruned_before = {"drift": d_cut, "anomaly": a_cut}
 
     def _engagement_summaries(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -631,20 +699,49 @@ class AnalysisPlugin(SidecarPlugin):
             "updated_unix": self._now(),
         })
 
-    def _interleaving(self, comparisons: Mapping[str, Any]) -> dict[str, Any]:
+    def _interleaving(self, comparisons: Mapping[str, Any],
+                      running: Mapping[tuple[str, str, str], RunningSequence]) -> tuple[dict[str, Any], dict]:
+        """Preference per arm with an always-valid p-value (Beta-binomial mixture on decisive
+        outcomes, running minimum over ticks) and its verdict at alpha / (arms - 1). The running
+        state keeps, in lower/upper, the preference at the look that set the minimum: the verdict's
+        direction is that of the evidence, not of the latest look."""
         from ..stats import interleaving as I
-        out = {}
+        from ..stats.sequential import SequentialResult, beta_binomial_p_value
+        alpha = float(self.cfg["alpha"])
+        strength = float(self.cfg["interleaving"]["prior_strength"])
+        out, new_running = {}, {}
         for cid, (arms, total, decisive, first_wins) in comparisons.items():
+            family = max(1, len(arms) - 1)
+            level = alpha / family
             per_arm = {}
             for arm, r in arms.items():
                 p = I.preference(r.wins, r.losses, r.ties)
+                look_p = beta_binomial_p_value(r.wins, r.losses, prior_strength=strength) if r.wins + r.losses else None
+                key = (cid, INTERLEAVING_METRIC, arm)
+                prev = running.get(key)
+                pref = p.preference
+                look = SequentialResult(look_p, pref, pref)
+                if prev is None or abs(prev.level - level) > 1e-12:
+                    run = RunningSequence.start(look, level)
+                elif look_p is not None and (prev.p_value is None or look_p < prev.p_value):
+                    run = RunningSequence(look_p, pref, pref, level)
+                else:
+                    run = prev
+                if run.p_value is not None:
+                    new_running[key] = run
+                significant = run.p_value is not None and run.p_value <= level and run.lower
+                verdict = ("better" if run.lower > 0 else "worse") if significant else \
+                    ("collecting" if r.wins + r.losses else None)
                 per_arm[arm] = prune_none({"wins": r.wins, "losses": r.losses, "ties": r.ties, "n": p.n,
-                                           "preference": p.preference, "p_value": p.p_value})
+                                           "preference": pref, "p_value": run.p_value,
+                                           "p_value_fixed_horizon": p.p_value, "verdict": verdict})
             bias = I.position_bias(first_wins, decisive)
-            out[cid] = prune_none({"comparisons": total, "arms": per_arm, "position_bias": prune_none({
+            out[cid] = prune_none({"comparisons": total, "arms": per_arm, "alpha": alpha, "family": family,
+                                   "test": "always-valid Beta-binomial mixture on decisive outcomes",
+                                   "position_bias": prune_none({
                 "decisive": bias.decisive, "first_wins": bias.first_wins,
                 "first_win_rate": bias.first_win_rate, "p_value": bias.p_value})})
-        return out
+        return out, new_running
 
     def _drift_input(self, now: float) -> list[tuple[str, str, str, Any, list[tuple]]]:
         """Under the lock: per (service, feature) the reference and current windows.
@@ -686,6 +783,9 @@ class AnalysisPlugin(SidecarPlugin):
     def _drift(self, items: list[Any]) -> list[tuple[str, str, Any]]:
         import numpy as np
 
+        if self._np_rng is None:
+            self._np_rng = np.random.default_rng(int(self.cfg["bandits"]["seed"]))
+
         from ..stats import drift as D
         dcfg = self.cfg["drift"]
         out = []
@@ -702,7 +802,8 @@ class AnalysisPlugin(SidecarPlugin):
                         for _, _, _, cats in slots:
                             for k, v in (cats or {}).items():
                                 acc[k] = acc.get(k, 0) + v
-                    results = D.categorical_drift(rc, cc, alpha=dcfg["p_threshold"], js_threshold=dcfg["js_threshold"])
+                    results = D.categorical_drift(rc, cc, alpha=dcfg["p_threshold"], js_threshold=dcfg["js_threshold"],
+                                                  rng=self._np_rng)
                 else:
                     results = self._numeric_drift(service, feature, ref, cur, np, D)
             except Exception:
@@ -715,6 +816,9 @@ class AnalysisPlugin(SidecarPlugin):
         return out
 
     def _numeric_drift(self, service: str, feature: str, ref: tuple, cur: list[tuple], np: Any, D: Any) -> list[Any]:
+        """KS on unweighted samples of both windows (deciding) and JS/PSI on shared bins of the
+        weighted windows (effect sizes). The reference's sorted values and its KS sample are cached
+        while the reference slots are unchanged, so the reference is fixed between ticks."""
         dcfg = self.cfg["drift"]
         key = (service, feature)
         ref_id, _, ref = ref
@@ -725,10 +829,11 @@ class AnalysisPlugin(SidecarPlugin):
             vals = np.concatenate([a for a, _ in parts]) if parts else np.empty(0)
             wts = np.concatenate([np.full(a.size, w) for a, w in parts]) if parts else np.empty(0)
             sv, cw = D.sorted_with_weights(vals, wts)
-            exact = all(c == len(v) for _, c, v, _ in ref)
-            cached = (ref_id, (sv, cw, exact, vals))
+            sample = D.proportional_sample([(c, v) for _, c, v, _ in ref], int(dcfg["ks_reference_samples"]),
+                                           self._np_rng)
+            cached = (ref_id, (sv, cw, sample))
             self._ref_cache[key] = cached
-        sv, cw, ref_exact, ref_vals = cached[1]
+        sv, cw, ref_sample = cached[1]
         parts = [(np.asarray(v, float), c / len(v)) for _, c, v, _ in cur if v]
         if sv.size == 0 or not parts:
             return []
@@ -744,10 +849,46 @@ class AnalysisPlugin(SidecarPlugin):
         hc, _ = np.histogram(cur_vals, bins=edges, weights=cur_w)
         results = D.drift_from_histograms(hr, hc, js_threshold=dcfg["js_threshold"],
                                           psi_threshold=dcfg["psi_threshold"], epsilon=dcfg["psi_epsilon"])
-        cur_exact = all(c == len(v) for _, c, v, _ in cur)
-        if ref_exact and cur_exact and ref_vals.size <= dcfg["ks_max_samples"] and cur_vals.size <= dcfg["ks_max_samples"]:
-            results.append(D.ks_test(ref_vals, cur_vals, alpha=dcfg["p_threshold"]))
+        cur_sample = D.proportional_sample([(c, v) for _, c, v, _ in cur], int(dcfg["ks_max_samples"]), self._np_rng)
+        if ref_sample.size and cur_sample.size:
+            results.append(D.ks_test(ref_sample, cur_sample, alpha=dcfg["p_threshold"]))
         return results
+
+    def _concept_drift(self, items: list[tuple[str, str, list, list]]) -> list[dict[str, Any]]:
+        """Per service and quality signal: each input segment's quality, current vs reference."""
+        from ..stats import concept as C
+        ccfg = self.cfg["concept_drift"]
+        out = []
+        for service, signal, ref, cur in items:
+            if not ref or not cur:
+                continue
+            if ccfg["segment_attribute"]:
+                known: dict[str, None] = {}
+                for raw, _ in ref:
+                    if raw not in known and len(known) < ccfg["max_segments"]:
+                        known[raw] = None
+                label = (lambda raw: raw if raw in known else "other")
+                basis = f"attribute {ccfg['segment_attribute']}"
+            else:
+                edges = C.quantile_edges([float(raw) for raw, _ in ref], int(ccfg["quantile_bins"]))
+                label = (lambda raw, e=edges: "input_length_" + C.bin_label(float(raw), e))
+                basis = "input length quantiles " + ", ".join(f"{e:g}" for e in edges)
+            try:
+                segments, mix = C.concept_drift([(label(r), v) for r, v in ref], [(label(r), v) for r, v in cur],
+                                                alpha=float(ccfg["p_threshold"]), min_samples=int(ccfg["min_samples"]))
+            except Exception:
+                log.exception("concept drift of %s/%s failed", service, signal)
+                continue
+            out.append(prune_none({
+                "service": service, "signal": signal, "segments_by": basis,
+                "mean_reference": mix.mean_reference, "mean_current": mix.mean_current,
+                "explained_by_mix": mix.explained_by_mix, "unexplained": mix.unexplained,
+                "segments": [prune_none({"segment": r.segment, "n_reference": r.n_reference, "n_current": r.n_current,
+                                         "mean_reference": r.mean_reference, "mean_current": r.mean_current,
+                                         "shift": r.score, "p_value": r.p_value, "threshold": r.threshold,
+                                         "detected": r.detected}) for r in segments],
+            }))
+        return out
 
     def _anomaly_input(self, now: float) -> list[tuple[str, str, list[tuple[int, float, int]]]]:
         acfg = self.cfg["anomaly"]
@@ -795,6 +936,11 @@ class AnalysisPlugin(SidecarPlugin):
         for exp_id, d in res.get("experiments", {}).items():
             if "srm" in d and "p_value" in d["srm"]:
                 put("llm_eval_ab_srm_p_value", {"experiment": exp_id}, d["srm"]["p_value"])
+            if "basis" in d:
+                put("llm_eval_ab_basis", {"experiment": exp_id, "basis": d["basis"]}, 1.0)
+            for variant, dv in d.get("decision", {}).get("variants", {}).items():
+                put("llm_eval_ab_decision", {"experiment": exp_id, "variant": variant, "decision": dv["decision"],
+                                             "reason": dv["reason"], "metric": dv.get("metric", "")}, 1.0)
             for metric, m in d.get("metrics", {}).items():
                 for variant, v in m.get("variants", {}).items():
                     lab = {"experiment": exp_id, "metric": metric, "variant": variant}
@@ -824,11 +970,21 @@ class AnalysisPlugin(SidecarPlugin):
                 put("llm_eval_bandit_pulls", {"bandit": bid, "arm": arm}, n)
             for arm, m in b.get("mean_reward", {}).items():
                 put("llm_eval_bandit_mean_reward", {"bandit": bid, "arm": arm}, m)
+            for arm, pb in (b.get("probability_best") or {}).items():
+                put("llm_eval_bandit_probability_best", {"bandit": bid, "arm": arm}, pb)
+            put("llm_eval_bandit_expected_regret", {"bandit": bid}, b.get("expected_regret_per_pull"))
         for service, feature, r in res.get("drift", []):
             lab = {"service": service, "feature": feature, "method": r.method}
             put("llm_eval_drift_score", lab, r.published)
             if r.detected is not None:
                 put("llm_eval_drift_detected", lab, 1.0 if r.detected else 0.0)
+        for c in res.get("concept_drift", []):
+            for seg in c.get("segments", []):
+                lab = {"service": c["service"], "signal": c["signal"], "segment": seg["segment"]}
+                put("llm_eval_concept_drift_shift", lab, seg.get("shift"))
+                put("llm_eval_concept_drift_p_value", lab, seg.get("p_value"))
+                if "detected" in seg:
+                    put("llm_eval_concept_drift_detected", lab, 1.0 if seg["detected"] else 0.0)
         for service, series, r in res.get("anomaly", []):
             lab = {"service": service, "metric": series, "method": r.method}
             put("llm_eval_anomaly_score", lab, r.score)
@@ -867,7 +1023,8 @@ class AnalysisPlugin(SidecarPlugin):
                 "drift_features": len(self.drift),
                 "anomaly_series": len(self.anomaly),
                 "interleaving_comparisons": len(self.comparisons),
-                "dropped": dict(self.dropped),
+                "dropped": {**self.dropped, **self.concept.dropped},
+                "concept_pending_calls": len(self.concept.pending),
                 "errors": self.errors,
             })
 
@@ -949,6 +1106,11 @@ class AnalysisPlugin(SidecarPlugin):
             """Drift scores per service, feature and method (reference vs current window)."""
             return {"drift": self.drift_results()}
 
+        @r.get("/v1/concept-drift")
+        def concept_drift() -> dict[str, Any]:
+            """Quality per input segment, current vs reference window, per service and quality signal."""
+            return {"concept_drift": self.results.get("concept_drift", [])}
+
         @r.get("/v1/anomalies")
         def anomalies() -> dict[str, Any]:
             """Anomaly scores of the newest complete slot per service, series and method."""
@@ -959,7 +1121,8 @@ class AnalysisPlugin(SidecarPlugin):
     # --- persistence (state thread) ---
     def load(self, conn: Any) -> None:
         conn.executescript("""
-            CREATE TABLE IF NOT EXISTS analysis_avp (experiment TEXT, metric TEXT, variant TEXT, p REAL,
+            CREATE TABLE IF NOT EXISTS analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL,
+                lower REAL, upper REAL, level REAL, restarts INTEGER DEFAULT 0,
                 PRIMARY KEY (experiment, metric, variant));
             CREATE TABLE IF NOT EXISTS analysis_bandits (id TEXT PRIMARY KEY, arms TEXT, last_requested REAL);
             CREATE TABLE IF NOT EXISTS analysis_interleaving (id TEXT PRIMARY KEY, data TEXT);
@@ -970,10 +1133,13 @@ class AnalysisPlugin(SidecarPlugin):
             CREATE TABLE IF NOT EXISTS analysis_anomaly (service TEXT, metric TEXT, slot INTEGER, n INTEGER,
                 total REAL, buckets TEXT, PRIMARY KEY (service, metric, slot));
             CREATE TABLE IF NOT EXISTS analysis_names (kind TEXT, name TEXT, PRIMARY KEY (kind, name));
+            CREATE TABLE IF NOT EXISTS analysis_concept (service TEXT, signal TEXT, slot INTEGER, count INTEGER,
+                pairs TEXT, PRIMARY KEY (service, signal, slot));
         """)
         with self.lock:
-            for e, m, v, p in conn.execute("SELECT experiment, metric, variant, p FROM analysis_avp"):
-                self.avp[(e, m, v)] = p
+            for e, m, v, p, lo, hi, fam, rs in conn.execute(
+                    "SELECT experiment, metric, variant, p, lower, upper, level, restarts FROM analysis_sequential"):
+                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam), int(rs or 0))
             for bid, arms, last in conn.execute("SELECT id, arms, last_requested FROM analysis_bandits"):
                 self.bandits[bid] = {"arms": json.loads(arms or "[]"), "last_requested": last or 0.0}
             for cid, data in conn.execute("SELECT id, data FROM analysis_interleaving"):
@@ -990,12 +1156,15 @@ class AnalysisPlugin(SidecarPlugin):
             for svc, met, slot, n, total, buckets in conn.execute(
                     "SELECT service, metric, slot, n, total, buckets FROM analysis_anomaly"):
                 self.anomaly.setdefault((svc, met), {})[slot] = AnomalySlot(n, total, json.loads(buckets) if buckets else None)
+            for svc, sig, slot, count, pairs in conn.execute(
+                    "SELECT service, signal, slot, count, pairs FROM analysis_concept"):
+                self.concept.slots.setdefault((svc, sig), {})[slot] = ConceptSlot(count, json.loads(pairs))
             for kind, name in conn.execute("SELECT kind, name FROM analysis_names"):
                 (self.judge_names if kind == "judge" else self.feedback_names).add(name)
 
     def flush(self, conn: Any) -> None:
         with self.lock:
-            avp = list(self.avp.items())
+            running = [(*k, r.p_value, r.lower, r.upper, r.level, r.restarts) for k, r in self.running.items()]
             bandits = [(b, json.dumps(self.bandits[b]["arms"]), self.bandits[b]["last_requested"])
                        for b in self._dirty_bandits if b in self.bandits]
             comps = [(c, json.dumps({"arms": {a: [r.wins, r.losses, r.ties] for a, r in self.comparisons[c].arms.items()},
@@ -1019,13 +1188,19 @@ class AnalysisPlugin(SidecarPlugin):
                     anomaly.append((svc, met, slot, a.n, a.total, json.dumps(a.buckets) if a.buckets else None))
             names = [("judge", n) for n in self.judge_names] + [("feedback", n) for n in self.feedback_names]
             pruned = dict(self._pruned_before)
+            concept = []
+            for svc, sig, slot in self.concept.dirty:
+                cs = self.concept.slots.get((svc, sig), {}).get(slot)
+                if cs is not None:
+                    concept.append((svc, sig, slot, cs.count, json.dumps(cs.pairs)))
+            self.concept.dirty.clear()
             self._dirty_bandits.clear()
             self._dirty_comparisons.clear()
             self._dirty_sessions.clear()
             self._deleted_sessions.clear()
             self._dirty_drift.clear()
             self._dirty_anomaly.clear()
-        conn.executemany("INSERT OR REPLACE INTO analysis_avp VALUES (?, ?, ?, ?)", [(*k, p) for k, p in avp])
+        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?, ?)", running)
         conn.executemany("INSERT OR REPLACE INTO analysis_bandits VALUES (?, ?, ?)", bandits)
         conn.executemany("INSERT OR REPLACE INTO analysis_interleaving VALUES (?, ?)", comps)
         conn.executemany("INSERT OR REPLACE INTO analysis_sessions VALUES (?, ?, ?, ?, ?, ?, ?)", sessions)
@@ -1033,6 +1208,8 @@ class AnalysisPlugin(SidecarPlugin):
         conn.executemany("INSERT OR REPLACE INTO analysis_drift VALUES (?, ?, ?, ?, ?)", drift)
         conn.executemany("INSERT OR REPLACE INTO analysis_anomaly VALUES (?, ?, ?, ?, ?, ?)", anomaly)
         conn.executemany("INSERT OR IGNORE INTO analysis_names VALUES (?, ?)", names)
+        conn.executemany("INSERT OR REPLACE INTO analysis_concept VALUES (?, ?, ?, ?, ?)", concept)
         if "drift" in pruned:
             conn.execute("DELETE FROM analysis_drift WHERE slot < ?", (pruned["drift"],))
+            conn.execute("DELETE FROM analysis_concept WHERE slot < ?", (pruned["drift"],))
             conn.execute("DELETE FROM analysis_anomaly WHERE slot < ?", (pruned["anomaly"],))
