@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 CLI    := $(VENV)/bin/otel-llm-eval
 DEMO_ARGS ?=
 
-.PHONY: demo test test-unit test-integration bundle bench system-deps demo-deps venv clean
+.PHONY: demo test test-unit test-integration test-interop interop-venvs bundle bench system-deps demo-deps venv clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,9 +47,17 @@ demo-deps:
 demo: $(VENV)/.installed-all demo-deps
 	$(CLI) demo $(DEMO_ARGS)
 
-test: $(VENV)/.installed-test system-deps
+test: $(VENV)/.installed-test system-deps interop-venvs
 	$(CLI) bundle --check
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# One venv per instrumentation stack (the libraries pin OpenTelemetry differently), under
+# .cache/interop/, rebuilt only when pyproject.toml or a stack's install line changes.
+interop-venvs: $(VENV)/.installed-test
+	$(PY) tests/interop/build_venvs.py
+
+test-interop: interop-venvs
+	$(PY) -m pytest -q -p no:cacheprovider tests/interop
 
 test-unit: $(VENV)/.installed-test
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
@@ -61,4 +69,4 @@ bench: $(VENV)/.installed-test
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .cache/interop

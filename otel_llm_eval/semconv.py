@@ -7,6 +7,7 @@ normalization rules. Standard library only (no SDK import): the sidecar calls it
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from collections.abc import Mapping  # isinstance on typing.Mapping takes a slow detour
 from typing import Any
@@ -42,6 +43,8 @@ JUDGE_EVALUATOR = "llm_eval.judge.evaluator"
 JUDGE_DROPPED = "llm_eval.judge.dropped"
 JUDGE_SKIPPED_RATE = "llm_eval.judge.skipped.rate"
 JUDGE_SKIPPED_COST = "llm_eval.judge.skipped.cost"
+#: Calls sampled for judging that carried no output text ("not judged: no text").
+JUDGE_SKIPPED_NO_TEXT = "llm_eval.judge.skipped.no_text"
 #: Interleaving / pairwise preference records: evaluation spans named INTERLEAVING_EVALUATION
 #: (source "user") with these attributes. For a tie, winner/loser hold the two arms and TIE=true.
 INTERLEAVING_EVALUATION = "llm_eval.interleaving"
@@ -320,6 +323,62 @@ def _text_of_messages(value: Any, *, skip_system: bool = False) -> str | None:
     return _cut("\n".join(t for t in texts if t)) if texts else None
 
 
+#: Provider spellings of finish reasons -> the GenAI values (stop, length, content_filter,
+#: tool_call, error), so checks such as finish_reason_length fire for every provider.
+FINISH_REASON_ALIASES = {
+    "max_tokens": "length", "end_turn": "stop", "stop_sequence": "stop", "tool_use": "tool_call",
+    "tool_calls": "tool_call", "function_call": "tool_call", "refusal": "content_filter",
+    "safety": "content_filter", "recitation": "content_filter", "blocklist": "content_filter",
+    "prohibited_content": "content_filter", "finish_reason_unspecified": None,
+}
+
+
+def finish_reason_of(value: Any) -> str | None:
+    """The first finish reason of an array, a JSON array string (Logfire sends
+    `gen_ai.response.finish_reasons` as '["stop"]') or a plain string, in the GenAI spelling
+    (`FINISH_REASON_ALIASES`: Anthropic's max_tokens is length); None when there is none."""
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is tuple or kind is list:  # the common shape (OTLP string arrays): the first reason
+        for item in value:
+            got = finish_reason_of(item)
+            if got:
+                return got
+        return None
+    if kind is str:  # a handful of distinct values: memoized (bounded)
+        hit = _FINISH_MEMO.get(value, _FINISH_MISS)
+        if hit is _FINISH_MISS:
+            hit = _finish_reason_of(value)
+            if len(_FINISH_MEMO) < 1024:
+                _FINISH_MEMO[value] = hit
+        return hit
+    return _finish_reason_of(value)
+
+
+_FINISH_MEMO: dict[str, str | None] = {}
+_FINISH_MISS = object()
+
+
+def _finish_reason_of(value: Any) -> str | None:
+    value = _maybe_json(value)
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            got = finish_reason_of(item)
+            if got:
+                return got
+        return None
+    if isinstance(value, Mapping):
+        return None
+    text = _to_str(value)
+    if text is None:
+        return None
+    low = text.strip().lower()
+    if len(low) > 1 and low[0] == low[-1] == '"':  # a JSON string (Langfuse metadata: '"stop"')
+        low = low[1:-1]
+    return FINISH_REASON_ALIASES.get(low, low) or None
+
+
 def _finish_of_messages(value: Any) -> str | None:
     if value is None:
         return None
@@ -328,7 +387,7 @@ def _finish_of_messages(value: Any) -> str | None:
         for msg in value:
             msg = _maybe_json(msg)
             if isinstance(msg, Mapping) and msg.get("finish_reason"):
-                return _to_str(msg.get("finish_reason"))
+                return finish_reason_of(msg.get("finish_reason"))
     return None
 
 
@@ -449,12 +508,16 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
             output_tokens = _to_int(_json_get(logfire_resp, "usage", "completion_tokens"))
 
     output_messages = get("gen_ai.output.messages")
-    finish = _to_str(get("gen_ai.response.finish_reasons"))
+    finish = finish_reason_of(get("gen_ai.response.finish_reasons"))
     if finish is None and output_messages is not None:
         finish = _finish_of_messages(output_messages)
     if finish is None:
-        finish = _to_str(_first(get, "gen_ai.completion.0.finish_reason", "llm.response.finish_reason",
-                                "llm.finish_reason"))
+        finish = finish_reason_of(_first(get, "gen_ai.completion.0.finish_reason", "llm.response.finish_reason",
+                                         "llm.finish_reason", "langfuse.observation.metadata.finish_reason"))
+    if finish is None and get("langfuse.observation.metadata") is not None:
+        meta = _maybe_json(get("langfuse.observation.metadata"))
+        if isinstance(meta, Mapping):
+            finish = finish_reason_of(meta.get("finish_reason") or meta.get("stop_reason"))
 
     keys = attributes.keys()
     no_prompt, no_completion = keys.isdisjoint(_PROMPT_KEYS), keys.isdisjoint(_COMPLETION_KEYS)
@@ -482,6 +545,10 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
     s, e = _to_int(start), _to_int(end)
     if s is not None and e is not None and e >= s and s > 0:
         latency = (e - s) / 1e9
+    if get("logfire.span_type") == "log":  # Logfire's streamed response: a zero-length log span
+        took = get("duration")             # whose `duration` is how long the stream took
+        if isinstance(took, (int, float)) and not isinstance(took, bool) and math.isfinite(took) and took >= 0:
+            latency = float(took)
 
     return _new_call(
         operation=operation,
@@ -539,6 +606,107 @@ def normalize_span(span: Any, include_embeddings: bool = False) -> LLMCall | Non
         )
     except Exception:
         return None
+
+
+# --- one real call, one count ------------------------------------------------------------------
+#
+# Several LLM spans can describe one provider call. The rule (docs/instrumentations.md):
+# 1. Nested: an LLM span whose parent span is an LLM span of the same trace with the same
+#    operation and an overlapping time interval describes the same call as its parent (two
+#    instrumentations on one client, a framework over a provider instrumentation). The innermost
+#    span is the call; what only the outer one has (text, tokens, finish reason, ...) is merged in.
+# 2. Logfire streams: the request span ends when the stream object is returned, before any
+#    response, and a sibling log span (`logfire.span_type=log`) carries request and response. The
+#    request half (a Logfire span with no response attribute and no error) is not a call.
+
+#: Attributes only a span that saw the provider's response has (any dialect).
+RESPONSE_KEYS = frozenset({
+    "gen_ai.response.id", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
+    "gen_ai.output.messages", "gen_ai.response.finish_reasons", "response_data", "output.value",
+    "llm.token_count.completion", "gen_ai.completion",
+})
+
+
+def is_stream_request_half(attributes: Mapping[str, Any], error: bool = False) -> bool:
+    """True for Logfire's request span of a streamed call (rule 2 above): not a call of its own."""
+    try:
+        return (attributes.get("logfire.span_type") == "span" and "request_data" in attributes
+                and not error and "error.type" not in attributes
+                and attributes.keys().isdisjoint(RESPONSE_KEYS))
+    except Exception:
+        return False
+
+
+def same_call(outer: LLMCall, outer_start: int, outer_end: int,
+              inner: LLMCall, inner_start: int, inner_end: int) -> bool:
+    """Rule 1 for a parent span `outer` and its child `inner` (the caller checked parenthood):
+    same operation and overlapping [start, end] intervals. Never raises."""
+    try:
+        return (outer.operation == inner.operation and outer.trace_id == inner.trace_id
+                and int(outer_start) <= int(inner_end) and int(inner_start) <= int(outer_end))
+    except Exception:
+        return False
+
+
+_MERGED_FIELDS = ("provider", "model", "input_tokens", "output_tokens", "finish_reason", "prompt", "completion",
+                  "session_id", "user_id", "experiment", "variant")
+
+
+def merge_call(inner: LLMCall, outer: LLMCall) -> LLMCall:
+    """The innermost call with every unknown field filled from the outer one (ids, operation and
+    latency stay the inner's). Returns `inner` itself when the outer adds nothing."""
+    extra = {f: getattr(outer, f) for f in _MERGED_FIELDS
+             if getattr(inner, f) is None and getattr(outer, f) is not None}
+    if not extra:
+        return inner
+    fields = dict(inner.__dict__)
+    fields.update(extra)
+    return _new_call(**fields)
+
+
+# --- text outside span attributes ---------------------------------------------------------------
+
+#: Span-event and log-record names that carry message text (GenAI conventions, old and new).
+TEXT_EVENTS = frozenset({
+    "gen_ai.client.inference.operation.details", "gen_ai.content.prompt", "gen_ai.content.completion",
+    "gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message", "gen_ai.tool.message",
+    "gen_ai.choice",
+})
+_PROMPT_EVENTS = frozenset({"gen_ai.system.message", "gen_ai.user.message", "gen_ai.tool.message",
+                            "gen_ai.assistant.message"})
+
+
+def text_of_event(name: str | None, attributes: Mapping[str, Any] | None, body: Any = None
+                  ) -> tuple[str | None, str | None, str | None]:
+    """(prompt, completion, finish reason) carried by one span event or GenAI log record; Nones
+    when it carries none. Reads `gen_ai.input/output.messages` (operation details), `gen_ai.prompt`
+    / `gen_ai.completion` (OpenLIT's content events), and the bodies of the deprecated per-message
+    events (`gen_ai.user.message` content, `gen_ai.choice` message + finish_reason). Never raises."""
+    try:
+        attrs = attributes or {}
+        get = attrs.get
+        prompt = _text_of_messages(get("gen_ai.input.messages")) or _text_of_messages(get("gen_ai.prompt"))
+        completion = _text_of_messages(get("gen_ai.output.messages")) or _text_of_messages(get("gen_ai.completion"))
+        finish = _finish_of_messages(get("gen_ai.output.messages"))
+        if isinstance(body, Mapping) and name in _PROMPT_EVENTS and body.get("role", "user") != "system":
+            prompt = prompt or _text_of_messages([body])
+        elif isinstance(body, Mapping) and name == "gen_ai.choice":
+            completion = completion or _text_of_messages([body])
+            finish = finish or finish_reason_of(body.get("finish_reason"))
+        return prompt, completion, finish
+    except Exception:
+        return None, None, None
+
+
+def with_text(call: LLMCall, prompt: str | None, completion: str | None, finish: str | None) -> LLMCall:
+    """`call` with its missing prompt, completion and finish reason taken from the arguments."""
+    return merge_call(call, LLMCall(prompt=prompt, completion=completion, finish_reason=finish))
+
+
+def has_text(call: LLMCall) -> bool:
+    """Whether the call carries output text: what text checks and judges need. A call without it
+    is "not judged: no text" (counted), never scored, and its text checks are not run."""
+    return isinstance(call.completion, str)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ GRID_WIDTH = 24
 # Selectors shared by the panels (Grafana expands multi-value variables to regex alternations).
 SVC = 'service=~"$service"'
 SVC_MODEL = 'service=~"$service", model=~"$model"'
+#: requests, tokens and cost also carry the provider (the $provider variable filters them)
+SVC_MODEL_PROVIDER = 'service=~"$service", model=~"$model", provider=~"$provider"'
 EXP = 'experiment=~"$experiment"'
 RI = "$__rate_interval"
 
@@ -83,6 +85,7 @@ class DashboardSpec:
 
 _SERVICE_VAR = Variable("service", "Service", "label_values(llm_requests_total, service)")
 _MODEL_VAR = Variable("model", "Model", 'label_values(llm_requests_total{service=~"$service"}, model)')
+_PROVIDER_VAR = Variable("provider", "Provider", 'label_values(llm_requests_total{service=~"$service"}, provider)')
 _EXPERIMENT_VAR = Variable("experiment", "Experiment", "label_values(llm_eval_ab_samples, experiment)")
 
 
@@ -98,7 +101,7 @@ def _quantile(q: float) -> Q:
 OVERVIEW = DashboardSpec(
     "llm-overview", "LLM overview",
     "Quality, performance, cost and usage of LLM calls seen by the otel-llm-eval sidecar.",
-    ("otel-llm-eval", "llm"), (_SERVICE_VAR, _MODEL_VAR),
+    ("otel-llm-eval", "llm"), (_SERVICE_VAR, _MODEL_VAR, _PROVIDER_VAR),
     rows=(
         ("Quality", (
             P("timeseries", "Judge score (mean)",
@@ -151,22 +154,22 @@ OVERVIEW = DashboardSpec(
               thresholds=(("green", None), ("red", 3.0))),
             P("timeseries", "Throughput",
               "LLM calls per second by model.",
-              (Q(f"sum by (model) (rate(llm_requests_total{{{SVC_MODEL}}}[{RI}]))", "{{model}}"),),
+              (Q(f"sum by (model) (rate(llm_requests_total{{{SVC_MODEL_PROVIDER}}}[{RI}]))", "{{model}}"),),
               "reqps", stack=True),
             P("timeseries", "Error rate",
               "Share of LLM calls with status=error.",
-              (Q(_ratio(f'rate(llm_requests_total{{{SVC_MODEL}, status="error"}}[{RI}])',
-                        f"rate(llm_requests_total{{{SVC_MODEL}}}[{RI}])"), "{{service}}"),),
+              (Q(_ratio(f'rate(llm_requests_total{{{SVC_MODEL_PROVIDER}, status="error"}}[{RI}])',
+                        f"rate(llm_requests_total{{{SVC_MODEL_PROVIDER}}}[{RI}])"), "{{service}}"),),
               "percentunit", min_value=0, thresholds=(("green", None), ("orange", 0.05), ("red", 0.2))),
         )),
         ("Cost", (
             P("stat", "Cost, last 24 h",
               "US dollars spent on LLM calls over the last day.",
-              (Q(f"sum(increase(llm_cost_usd_total{{{SVC_MODEL}}}[1d]))", instant=True),),
+              (Q(f"sum(increase(llm_cost_usd_total{{{SVC_MODEL_PROVIDER}}}[1d]))", instant=True),),
               "currencyUSD", width=6),
             P("timeseries", "Cost per hour by model",
               "Spend rate in US dollars per hour.",
-              (Q(f"3600 * sum by (model) (rate(llm_cost_usd_total{{{SVC_MODEL}}}[{RI}]))", "{{model}}"),),
+              (Q(f"3600 * sum by (model) (rate(llm_cost_usd_total{{{SVC_MODEL_PROVIDER}}}[{RI}]))", "{{model}}"),),
               "currencyUSD", width=6, stack=True),
             P("timeseries", "Cost per successful interaction",
               "US dollars of LLM calls per successful task outcome (llm_task_outcomes_total result=success): "
@@ -176,18 +179,18 @@ OVERVIEW = DashboardSpec(
               "currencyUSD", width=6),
             P("timeseries", "Tokens per second",
               "Input and output tokens per second.",
-              (Q(f"sum by (direction) (rate(llm_tokens_total{{{SVC_MODEL}}}[{RI}]))", "{{direction}}"),),
+              (Q(f"sum by (direction) (rate(llm_tokens_total{{{SVC_MODEL_PROVIDER}}}[{RI}]))", "{{direction}}"),),
               "short", width=6, stack=True),
             P("timeseries", "Tokens per request",
               "Input and output tokens per LLM call.",
-              (Q(f"sum by (direction) (rate(llm_tokens_total{{{SVC_MODEL}}}[{RI}]))\n/ on () group_left\n"
-                 f"sum(rate(llm_requests_total{{{SVC_MODEL}}}[{RI}]))", "{{direction}}"),),
+              (Q(f"sum by (direction) (rate(llm_tokens_total{{{SVC_MODEL_PROVIDER}}}[{RI}]))\n/ on () group_left\n"
+                 f"sum(rate(llm_requests_total{{{SVC_MODEL_PROVIDER}}}[{RI}]))", "{{direction}}"),),
               "short", width=6),
         )),
         ("Usage", (
             P("stat", "Requests, last 24 h",
               "LLM calls over the last day.",
-              (Q(f"sum(increase(llm_requests_total{{{SVC_MODEL}}}[1d]))", instant=True),),
+              (Q(f"sum(increase(llm_requests_total{{{SVC_MODEL_PROVIDER}}}[1d]))", instant=True),),
               "short", width=4),
             P("timeseries", "Active users and sessions",
               "Distinct users and sessions in the trailing hour and day (counted, never labels).",
@@ -205,7 +208,7 @@ OVERVIEW = DashboardSpec(
               "short", width=6),
             P("bars", "Requests per hour (peak hours)",
               "LLM calls per hour; switch the time range to 7 days to see daily peaks.",
-              (Q(f"sum(increase(llm_requests_total{{{SVC_MODEL}}}[1h]))", "requests"),),
+              (Q(f"sum(increase(llm_requests_total{{{SVC_MODEL_PROVIDER}}}[1h]))", "requests"),),
               "short", width=7),
         )),
         ("LLM judge", (

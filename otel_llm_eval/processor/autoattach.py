@@ -139,12 +139,48 @@ def build_processor(settings: Mapping[str, Any], tracer_provider: Any = None) ->
 _attached: list[Any] = []
 
 
+def failed_instrumentors() -> list[tuple[str, str]]:
+    """(entry point name, why) of every `opentelemetry_instrumentor` whose library is installed in a
+    supported version but which did not instrument: `opentelemetry-instrument` reports an import
+    failure of an instrumentor's own dependencies only at DEBUG (a missing module looks like a
+    library that is not installed), so an app would silently send no LLM spans. Never raises."""
+    out: list[tuple[str, str]] = []
+    try:
+        from importlib.metadata import entry_points
+
+        from opentelemetry.instrumentation.auto_instrumentation._load import _EntryPointDistFinder
+        from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+    except Exception:  # noqa: BLE001 - without opentelemetry-instrumentation there is nothing to check
+        return out
+    disabled = {x.strip() for x in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")}
+    if "*" in disabled:
+        return out
+    finder = _EntryPointDistFinder()
+    for ep in entry_points(group="opentelemetry_instrumentor"):
+        if ep.name in disabled:
+            continue
+        try:
+            if get_dist_dependency_conflicts(finder.dist_for(ep)):
+                continue  # library not installed (fine) or a version conflict (already an error)
+            instrumentor = ep.load()()
+            if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
+                out.append((ep.name, "it did not instrument (see the DEBUG log of opentelemetry-instrument)"))
+        except Exception as exc:  # noqa: BLE001 - an import error is exactly what is reported
+            out.append((ep.name, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
 def post_instrument(**_: Any) -> None:
-    """`opentelemetry_post_instrument` entry point. Never raises (a bad setting is logged as an error)."""
+    """`opentelemetry_post_instrument` entry point. Never raises (a bad setting is logged as an error).
+
+    Also logs at WARNING every installed instrumentor that failed to load (`failed_instrumentors`)."""
     try:
         settings = load_settings()
         if settings is None or _attached:
             return
+        for name, why in failed_instrumentors():
+            _log.warning("otel-llm-eval: instrumentor %r is installed but not active, its LLM calls will not be "
+                         "seen: %s (docs/instrumentations.md lists working versions)", name, why)
         from opentelemetry import trace
 
         provider = trace.get_tracer_provider()

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from opentelemetry import context as _context
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, StatusCode
 
 from otel_llm_eval import semconv
 from otel_llm_eval.processor import feedback as _feedback
@@ -173,12 +173,20 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 entries.append((exp.id, variant, exp.weights_attribute))
             self._default_state = _Active(tuple(entries))
         self._is_shutdown = False
-        self._llm_parents: dict[int, bool] = {}  # span ids of parents of sampled LLM spans (bounded)
+        #: parent span id of a sampled LLM span -> that (innermost) span's id (bounded)
+        self._llm_parents: dict[int, int] = {}
+        #: innermost LLM span id -> outer LLM spans describing the same call that ended (bounded);
+        #: the judge worker merges what only they have (text, tokens) into the call it judges
+        self._outer_spans: dict[int, list] = {}
+        #: (trace id, gen_ai.response.id) -> the span judged for that response (bounded): spans of
+        #: two instrumentations that are not nested (the Anthropic SDK's own and OpenLLMetry's)
+        self._responses: dict[tuple, int] = {}
         self._stats_lock = threading.Lock()
-        self._delta = {"dropped": 0, "rate": 0, "cost": 0}
-        #: cumulative counters (tests, debugging): sampled, judged, errors, dropped, skipped_rate, skipped_cost
+        self._delta = {"dropped": 0, "rate": 0, "cost": 0, "no_text": 0}
+        #: cumulative counters (tests, debugging): sampled, judged, errors, dropped, skipped_rate,
+        #: skipped_cost, skipped_no_text (calls without output text: not judged)
         self.counters = {"sampled": 0, "judged": 0, "errors": 0, "dropped": 0, "skipped_rate": 0,
-                         "skipped_cost": 0, "cost_usd": 0.0, "stats_spans": 0}
+                         "skipped_cost": 0, "skipped_no_text": 0, "cost_usd": 0.0, "stats_spans": 0}
         self._last_stats = time.monotonic()
         self._caller = JudgeCaller()
         self._worker = JudgeWorker(self._process, max_queue_size=max_queue_size, on_tick=self._tick,
@@ -261,20 +269,41 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 return  # the provider is only asked about LLM calls
             if not sampled(span._context[0], self._threshold_for(d.get(_EXPERIMENT_ID), d.get(_EXPERIMENT_VARIANT))):
                 return
-        # Frameworks wrap the provider's LLM span in their own (OpenInference/LangChain over
-        # openai-v2): judge the innermost call once. Children end first, so remember parents.
+        if semconv.is_stream_request_half(d, span.status.status_code is StatusCode.ERROR):
+            return  # Logfire's request half of a stream: its response log span is the call
+        # One real call, one judgement (semconv "one real call, one count"): frameworks and stacked
+        # instrumentations wrap the provider's LLM span in their own (openai-v2 over OpenInference):
+        # judge the innermost call once, with what only the outer spans have merged in. Children
+        # end first, so remember parents.
         wrappers = self._llm_parents
-        if wrappers.pop(span._context.span_id, False):
+        inner = wrappers.pop(span._context.span_id, None)
+        if inner is not None:
+            outers = self._outer_spans.get(inner)
+            if outers is not None and len(outers) < 8:
+                outers.append(span)
             wrappers_parent = span._parent
             if wrappers_parent is not None:  # a wrapper of a wrapper is skipped too
-                wrappers[wrappers_parent.span_id] = True
+                wrappers[wrappers_parent.span_id] = inner
             return
+        span_id = span._context.span_id
+        response_id = d.get("gen_ai.response.id")
+        if response_id is not None:  # another span of the same response (not nested) was judged
+            rkey = (span._context.trace_id, response_id)
+            first = self._responses.get(rkey)
+            if first is not None:
+                outers = self._outer_spans.get(first)
+                if outers is not None and len(outers) < 8:
+                    outers.append(span)
+                return
+            self._responses[rkey] = span_id
         parent = span._parent
         if parent is not None and not parent.is_remote:
-            wrappers[parent.span_id] = True
-            if len(wrappers) > 4096:
+            wrappers[parent.span_id] = span_id
+        self._outer_spans[span_id] = []
+        for bounded in (wrappers, self._outer_spans, self._responses):
+            if len(bounded) > 4096:
                 try:
-                    del wrappers[next(iter(wrappers))]
+                    del bounded[next(iter(bounded))]
                 except (KeyError, RuntimeError, StopIteration):
                     pass
         if self._is_shutdown:
@@ -336,6 +365,16 @@ class LLMEvalSpanProcessor(SpanProcessor):
                                  include_embeddings=self._include_embeddings)
         if call is None:
             return
+        for outer in self._outer_spans.pop(ctx.span_id, None) or ():
+            other = semconv.normalize_span(outer, self._include_embeddings)
+            if other is not None:
+                call = semconv.merge_call(call, other)
+        if not semconv.has_text(call):  # "not judged: no text": counted, never scored
+            with self._stats_lock:
+                self._delta["no_text"] += 1
+                self.counters["skipped_no_text"] += 1
+            self._safe_metric(self._metrics.judge_skipped, self.evaluator, "no_text")
+            return
         try:
             if self._inline:  # a judge that declares itself fast and I/O-free skips the runner hop
                 result = coerce_result(self._judge(call))
@@ -387,9 +426,9 @@ class LLMEvalSpanProcessor(SpanProcessor):
             if not force and now - self._last_stats < self._stats_interval:
                 return
             delta = self._delta
-            if not (delta["dropped"] or delta["rate"] or delta["cost"]):
+            if not (delta["dropped"] or delta["rate"] or delta["cost"] or delta["no_text"]):
                 return
-            self._delta = {"dropped": 0, "rate": 0, "cost": 0}
+            self._delta = {"dropped": 0, "rate": 0, "cost": 0, "no_text": 0}
             self._last_stats = now
             self.counters["stats_spans"] += 1
         try:
@@ -399,6 +438,7 @@ class LLMEvalSpanProcessor(SpanProcessor):
                 semconv.JUDGE_DROPPED: delta["dropped"],
                 semconv.JUDGE_SKIPPED_RATE: delta["rate"],
                 semconv.JUDGE_SKIPPED_COST: delta["cost"],
+                semconv.JUDGE_SKIPPED_NO_TEXT: delta["no_text"],
             }).end()
         except Exception as exc:  # noqa: BLE001
             self.errors.record("stats_span", exc)
@@ -434,7 +474,7 @@ class LLMEvalSpanProcessor(SpanProcessor):
         self._stats_lock = threading.Lock()
         self.errors._lock = threading.Lock()
         self._caller = JudgeCaller()
-        self._delta = {"dropped": 0, "rate": 0, "cost": 0}
+        self._delta = {"dropped": 0, "rate": 0, "cost": 0, "no_text": 0}
         self._worker.after_fork_in_child()
         if self._budget is not None:
             self._budget = JudgeBudget(*self._budget_args)

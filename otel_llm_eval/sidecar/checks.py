@@ -223,3 +223,13 @@ class CheckRunner:
                 if check.category == SAFETY:
                     safety.append(check.name)
         return tuple(failed), tuple(safety)
+
+    def run_text(self, call: LLMCall) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Only the checks that need text (for text joined after the span's other checks ran)."""
+        if not isinstance(call.completion, str):
+            return (), ()
+        textless, self.checks = self.checks, [c for c in self.checks if c.needs_text]
+        try:
+            return self.run(call, {}, False)
+        finally:
+            self.checks = textless

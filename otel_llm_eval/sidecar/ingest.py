@@ -21,9 +21,11 @@ from typing import Any, Mapping
 
 from .. import semconv
 from . import feedback_kinds
-from ..semconv import ExperimentAssignment
+from ..semconv import ExperimentAssignment, LLMCall
 from .checks import CheckRunner
 from .labels import LabelBounder
+from .one_call import Links
+from .text_join import TextJoin
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prepare import (COST, COST_N, ERRORS, IN_TOKENS, LATENCY_COUNTS, LATENCY_N, LATENCY_SUM, OK,
                       OUT_TOKENS, Prepared, Preparer, score_of, summarizer_specs)
@@ -53,6 +55,10 @@ class Ingestor:
         self.preparer = Preparer(checks, prices, self.default_service,
                                  "all" if self._call_plugins() else "none", clock,
                                  [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)])
+        #: inner LLM calls by parent span key, for outer spans arriving in a later batch (one_call)
+        self.links = Links(min(50_000, int(cfg.get("state", {}).get("span_index_max_entries", 200_000))))
+        self.preparer.links = self.links.map
+        self.text_join = TextJoin(50_000)
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -102,12 +108,41 @@ class Ingestor:
                     self._evaluation(ev, dedup_key=self._dedup_key(ev) if op[2] else None)
                 elif kind == "judge":
                     self._judge_stats(op)
+                elif kind == "links":  # inner calls an outer span of a later batch may wrap
+                    self.links.add(op[1])
+                elif kind == "notext":  # calls whose span had no text: wait for a GenAI log record
+                    now = self.clock()
+                    for key, service, model in op[1]:
+                        text = self.text_join.span_without_text(key, service, model, now)
+                        if text is not None:
+                            self._text_checks(service, model, text)
+                elif kind == "text":  # a GenAI log record's text (event_only content capture)
+                    got = self.text_join.text(op[1], op[2])
+                    if got is not None:
+                        self._text_checks(got[0], got[1], op[2])
             except Exception:
                 self.span_errors += 1
                 if self.span_errors <= 3:
                     log.exception("prepared %s could not be applied", op[0])
         st.inc("llm_eval_ingest_spans_total", (signal,), n)
+        self.settle_text()
         return n
+
+    def settle_text(self) -> None:
+        """Count the calls whose text did not arrive within text_join.SETTLE_SECONDS (caller holds
+        state.lock; also called from the analysis tick, so a quiet sidecar settles too)."""
+        for service, count in self.text_join.settle(self.clock()).items():
+            self.state.inc("llm_calls_without_text_total", (self.labels.bound("service", service, count),), count)
+
+    def _text_checks(self, service: str, model: str, text: tuple) -> None:
+        """The text checks of a call whose text came in a log record, under the call's labels."""
+        _prompt, completion, finish = text
+        failed, safety = self.preparer.checks.run_text(LLMCall(model=model or None, completion=completion,
+                                                               finish_reason=finish))
+        b = self.labels.bound
+        for names, metric in ((failed, "llm_check_failures_total"), (safety, "llm_safety_violations_total")):
+            for name in names:  # as in prepare: every failure, and safety ones once more
+                self.state.inc(metric, (b("service", service), b("model", model or ""), b("check", name)))
 
     def _merge(self, delta: tuple) -> None:
         """Fold a batch's sums into the state. Label values are bounded once per raw label set,
@@ -117,22 +152,24 @@ class Ingestor:
         b = self.labels.bound
         counters: dict[tuple, float] = {}
         services: dict[str, str] = {}
-        for (svc_raw, model_raw, exp_raw, var_raw), acc in calls.items():
+        for (svc_raw, model_raw, exp_raw, var_raw, provider_raw), acc in calls.items():
             n = acc[OK] + acc[ERRORS]
             service = b("service", svc_raw, n)
             services[svc_raw] = service
             base = (service, b("model", model_raw, n),
                     b("experiment", exp_raw, n) if exp_raw else "", b("variant", var_raw, n) if exp_raw else "")
+            # requests, tokens and cost also carry the provider (labels: ..., provider[, status|direction])
+            pbase = base + (b("provider", provider_raw, n) if provider_raw else "",)
             for status, count in (("ok", acc[OK]), ("error", acc[ERRORS])):
                 if count:
-                    key = ("llm_requests_total", base + (status,))
+                    key = ("llm_requests_total", pbase + (status,))
                     counters[key] = counters.get(key, 0.0) + count
             for kind, value in (("input", acc[IN_TOKENS]), ("output", acc[OUT_TOKENS])):
                 if value:
-                    key = ("llm_tokens_total", base + (kind,))
+                    key = ("llm_tokens_total", pbase + (kind,))
                     counters[key] = counters.get(key, 0.0) + value
             if acc[COST_N]:
-                key = ("llm_cost_usd_total", base)
+                key = ("llm_cost_usd_total", pbase)
                 counters[key] = counters.get(key, 0.0) + acc[COST]
             if acc[LATENCY_N]:
                 st.observe_counts("llm_response_latency_seconds", base, acc[LATENCY_COUNTS], acc[LATENCY_SUM])
@@ -201,13 +238,14 @@ class Ingestor:
         return (ev.trace_id, ev.span_id, ev.name, ev.score, ev.label)
 
     def _judge_stats(self, op: tuple) -> None:
-        _, service, evaluator, dropped, skipped_rate, skipped_cost = op
+        _, service, evaluator, dropped, skipped_rate, skipped_cost = op[:6]
+        skipped_no_text = op[6] if len(op) > 6 else None
         b = self.labels.bound
         svc, ev_l = b("service", service), b("evaluator", evaluator)
         st = self.state
         if dropped and dropped > 0:
             st.inc("llm_eval_judge_dropped_total", (svc, ev_l), dropped)
-        for value, reason in ((skipped_rate, "rate"), (skipped_cost, "cost")):
+        for value, reason in ((skipped_rate, "rate"), (skipped_cost, "cost"), (skipped_no_text, "no_text")):
             if value and value > 0:
                 st.inc("llm_eval_judge_skipped_total", (svc, ev_l, b("reason", reason)), value)
 

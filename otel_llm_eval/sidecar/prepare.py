@@ -29,6 +29,7 @@ from typing import Any, Iterable, Mapping
 from .. import semconv
 from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
+from . import one_call
 from .checks import CheckRunner
 from .otlp import LogView, SpanView, attributes as kv_attributes, resource_service, walk_logs
 from .plugins import EvaluationRecord, call_record
@@ -97,7 +98,7 @@ class _Batch:
     """A batch's LLM calls summed per raw label set (see the module docstring). Worker side."""
 
     __slots__ = ("calls", "checks", "exps", "units", "clusters", "usage", "requests", "keys", "entries",
-                 "entry_ix", "entry_of", "t_max")
+                 "entry_ix", "entry_of", "t_max", "pending")
 
     def __init__(self) -> None:
         self.calls: dict[tuple, list] = {}
@@ -113,6 +114,7 @@ class _Batch:
         self.entry_ix: dict[tuple, int] = {}
         self.entry_of = array("I")
         self.t_max = 0.0
+        self.pending: list[tuple[SpanView, LLMCall]] = []  # this batch's LLM calls, before `one_call`
 
     def finish(self) -> tuple | None:
         if not self.calls and not self.keys:
@@ -153,6 +155,9 @@ class Preparer:
         self._hash_cache: dict[str, int] = {}
         self._mix_cache: dict[str, int] = {}
         self.span_errors = 0
+        #: parent key -> Link of an inner call seen in an earlier batch (`one_call`). The ingest
+        #: thread's Preparer reads the Ingestor's map; worker processes have none (batch-local).
+        self.links: Mapping[str, Any] | None = None
 
     def prepare_traces(self, req: Any) -> Prepared:
         ops: list[tuple] = []
@@ -175,10 +180,61 @@ class Preparer:
                     except Exception:  # one odd span must not lose the rest of the batch
                         errors += 1
                         self._log_error("span %s/%s could not be ingested", span.trace_id.hex(), span.span_id.hex())
+        if batch.pending:
+            errors += self._calls(batch, ops)
         for sv in deferred:
             errors += self._guarded(sv, ops, batch)
         summaries = self._summaries()
         return ("traces", n, batch.finish(), ops, self._errors(errors), summaries)
+
+    def _calls(self, batch: _Batch, ops: list) -> int:
+        """Count the batch's LLM calls once each (`one_call.resolve`); spans that raise are counted."""
+        errors = 0
+        links: list[tuple[str, one_call.Link]] = []
+        notext: list[tuple[str, str, str]] = []
+        for sv, call, attrs, aliases, merge, parent_key, response_key in one_call.resolve(batch.pending, self.links):
+            try:
+                if merge is not None:  # an outer span of an inner call counted in an earlier batch
+                    self._merge_late(merge, call, batch)
+                    if parent_key:  # a wrapper of the wrapper finds the same inner call (nothing left to add)
+                        links.append((parent_key, merge[:5] + (True, True, True)))
+                    continue
+                base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
+                if not semconv.has_text(call) and call.trace_id and call.span_id:
+                    # "not judged: no text": its text may still come as a GenAI log record (text_join)
+                    notext.append((call.trace_id + call.span_id, sv.service, base[1]))
+                if parent_key or response_key:
+                    link = (call.operation, call.trace_id or "", sv.start, sv.end, base,  # a one_call.Link
+                            bool(call.input_tokens), bool(call.output_tokens), cost is not None)
+                    if parent_key:
+                        links.append((parent_key, link))
+                    if response_key:
+                        links.append((response_key, link))
+            except Exception:
+                errors += 1
+                self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
+        if links:
+            ops.append(("links", links))
+        if notext:
+            ops.append(("notext", notext))
+        return errors
+
+    def _merge_late(self, merge: Any, outer: LLMCall, batch: _Batch) -> None:
+        """Tokens and cost only the outer span has, added under the earlier inner call's labels
+        (the call itself, its checks and exposures were counted with the inner span)."""
+        base, had_in, had_out, had_cost = merge[4:8]
+        acc = batch.calls.get(base)
+        if acc is None:
+            acc = batch.calls[base] = [0, 0, 0, 0, 0, 0.0, 0, 0.0, None]
+        if not had_in and outer.input_tokens:
+            acc[IN_TOKENS] += outer.input_tokens
+        if not had_out and outer.output_tokens:
+            acc[OUT_TOKENS] += outer.output_tokens
+        if not had_cost and not (had_in or had_out):
+            cost = self.prices.cost_usd(base[1], outer.input_tokens, outer.output_tokens, None, base[4] or None)
+            if cost is not None:
+                acc[COST_N] += 1
+                acc[COST] += cost
 
     def _errors(self, span_errors: int) -> tuple[int, int, int]:
         """This batch's error counts: the ingest thread adds them up (a worker's own counters
@@ -239,18 +295,21 @@ class Preparer:
             a = attrs
             ops.append(("judge", sv.service, a.get(semconv.JUDGE_EVALUATOR) or "judge",
                         score_of(a.get(semconv.JUDGE_DROPPED)), score_of(a.get(semconv.JUDGE_SKIPPED_RATE)),
-                        score_of(a.get(semconv.JUDGE_SKIPPED_COST))))
+                        score_of(a.get(semconv.JUDGE_SKIPPED_COST)), score_of(a.get(semconv.JUDGE_SKIPPED_NO_TEXT))))
             return
         # raw id bytes: normalize turns them into hex without re-validating a hex string
         call = semconv.normalize(attrs, name=sv.name, trace_id=sv.raw_trace_id, span_id=sv.raw_span_id,
                                  start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
-        if call is not None:
-            self._add_call(sv, call, batch, ops)
         for name, ev_kvs, t in sv.events:
             if name == semconv.EVALUATION_EVENT:
                 ev = evaluation_from_attrs(kv_attributes(ev_kvs), sv.trace_id, sv.span_id, t or sv.end, sv.service)
                 if ev is not None:
                     ops.append(("eval", ev, True))
+            elif call is not None and name in semconv.TEXT_EVENTS and not semconv.has_text(call):
+                ev_attrs = kv_attributes(ev_kvs)
+                call = semconv.with_text(call, *semconv.text_of_event(name, ev_attrs, ev_attrs.get("body")))
+        if call is not None and not semconv.is_stream_request_half(attrs, sv.error):
+            batch.pending.append((sv, call))
 
     def _log(self, lv: LogView, ops: list) -> None:
         attrs = lv.attributes
@@ -258,25 +317,34 @@ class Preparer:
                 and semconv.EVALUATION_NAME in lv.body:
             attrs = {**lv.body, **attrs}  # some emitters put the evaluation in the body
         if semconv.EVALUATION_NAME not in attrs:
+            name = lv.event_name or attrs.get("event.name")
+            if name in semconv.TEXT_EVENTS and lv.trace_id and lv.span_id:  # event_only content capture
+                text = semconv.text_of_event(name, attrs, lv.body)
+                if text[1] is not None:
+                    ops.append(("text", lv.trace_id + lv.span_id, text))
             return
         ev = evaluation_from_attrs(attrs, lv.trace_id, lv.span_id, lv.time, lv.service)
         if ev is not None:
             ops.append(("eval", ev, True))
 
-    def _add_call(self, sv: SpanView, call: LLMCall, batch: _Batch, ops: list) -> None:
-        attrs = sv.attributes
+    def _add_call(self, sv: SpanView, call: LLMCall, batch: _Batch, ops: list,
+                  attrs: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> None:
+        """Count one call (after `one_call.resolve`): attrs are the span's (merged with its outer
+        spans'); aliases are the span index keys of the outer spans that describe the same call."""
+        attrs = sv.attributes if attrs is None else attrs
         error = sv.error
         service = sv.service
         model = call.model
         latency = call.latency_seconds
         if latency is None and sv.end and sv.start and sv.end >= sv.start:
             latency = (sv.end - sv.start) / 1e9
-        cost = self.prices.cost_usd(model, call.input_tokens, call.output_tokens, attrs)
+        cost = self.prices.cost_usd(model, call.input_tokens, call.output_tokens, attrs, call.provider)
         failed, safety = self.checks.run(call, attrs, error)
         exps = self._experiments(attrs)
         t = (sv.end or sv.start) / 1e9 or self.clock()
         inner = exps[-1] if exps else None
-        base = (service, model or "", inner.id if inner else "", inner.variant if inner else "")
+        provider = call.provider or self.prices.provider_of(model)  # Langfuse names none: the catalogue's
+        base = (service, model or "", inner.id if inner else "", inner.variant if inner else "", provider or "")
         acc = batch.calls.get(base)
         if acc is None:
             acc = batch.calls[base] = [0, 0, 0, 0, 0, 0.0, 0, 0.0, None]
@@ -354,6 +422,9 @@ class Preparer:
                 batch.entries.append((service, model, exps))
             batch.keys.append(trace_id + span_id)
             batch.entry_of.append(ix)
+            for alias in aliases:  # evaluations of an outer span join the same call
+                batch.keys.append(alias)
+                batch.entry_of.append(ix)
             if t > batch.t_max:
                 batch.t_max = t
         if self.summarizers:
@@ -371,6 +442,7 @@ class Preparer:
                 out_attrs = {k: v for k, v in attrs.items()
                              if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
             ops.append(("call", service, call, error, sv.end, exps, failed, safety, cost, out_attrs))
+        return base, cost
 
     def _mixed(self, unit: str) -> int:
         """`unit_mix(unit_key_int(unit))`, memoized (bounded): the state maps it to a cluster."""

@@ -116,3 +116,26 @@ def test_checks_and_summarizers_that_raise_are_counted_wherever_they_run(tmp_pat
         assert metric_value(text, "llm_check_failures_total") == 0  # a raising check counts as passed
     finally:
         sc.stop()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_an_outer_span_arriving_after_its_inner_call_is_not_counted_again_with_or_without_workers(tmp_path, workers):
+    """The inner span (OpenInference) arrives in one request, the outer one (openai-v2) in the
+    next: a worker, which cannot see the ingest thread's links, counts the outer span; the ingest
+    thread sees that and prepares the batch again on its own thread."""
+    from genai_spans import openai_v2, openinference, request, span
+
+    inner = request(span("02" * 8, "01" * 8, openinference(), 100, 900)).SerializeToString()
+    outer = request(span("01" * 8, "aa" * 8, openai_v2(tokens=None), 50, 1000)).SerializeToString()
+    other = request(span("05" * 8, "aa" * 8, openai_v2(), 2000, 3000)).SerializeToString()
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": [],
+                          "ingest": {"workers": workers}}, environ={})
+    try:
+        for body in (inner, outer, other):
+            assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
+        assert wait_for(sc.url, "llm_eval_ingest_spans_total", 3, timeout=60) == 3
+        text = httpx.get(sc.url + "/metrics").text
+        assert metric_value(text, "llm_requests_total") == 2
+        assert metric_value(text, "llm_tokens_total", direction="input") == 24
+    finally:
+        sc.stop()

@@ -70,11 +70,11 @@ def test_the_five_dashboards_exist_with_stable_uids_from_their_file_names():
         assert len(d["uid"]) <= 40
 
 
-def test_overview_has_the_four_seed_sections_and_service_model_variables():
+def test_overview_has_the_four_seed_sections_and_service_model_provider_variables():
     d = _dashboards()["llm-overview.json"]
     rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
     assert rows[:4] == ["Quality", "Performance", "Cost", "Usage"]
-    assert [v["name"] for v in d["templating"]["list"]] == ["service", "model"]
+    assert [v["name"] for v in d["templating"]["list"]] == ["service", "model", "provider"]
 
 
 @pytest.mark.parametrize("name", sorted(_dashboards()))

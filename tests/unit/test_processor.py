@@ -406,7 +406,8 @@ def test_a_framework_span_wrapping_a_provider_span_is_judged_once_on_the_innermo
         with p.tracer.start_as_current_span("LangChain LLM", attributes={
                 "openinference.span.kind": "LLM", "llm.model_name": "outer"}):
             with p.tracer.start_as_current_span("chat inner", attributes={
-                    "gen_ai.operation.name": "chat", "gen_ai.request.model": "inner"}):
+                    "gen_ai.operation.name": "chat", "gen_ai.request.model": "inner",
+                    "gen_ai.output.messages": CHAT["gen_ai.output.messages"]}):
                 pass
         p.llm_span()  # a sibling call in the same trace is judged too
     assert p.processor.force_flush(5000)
@@ -434,3 +435,62 @@ def test_an_inline_judge_runs_on_the_worker_and_its_errors_are_records_too(make)
     assert p.processor.force_flush(5000)
     assert set(judge.threads) == {"otel-llm-eval-judge"}
     assert sorted(e.attributes.get("error.type", "ok") for e in p.evaluations()) == ["KeyError", "ok"]
+
+
+def test_a_call_without_text_is_not_judged_and_counted_as_no_text_in_a_stats_span(make):
+    calls = []
+    p = make(judge=lambda c: calls.append(c) or 1.0, judge_sample_rate=1.0)
+    p.llm_span({k: v for k, v in CHAT.items() if k != "gen_ai.output.messages"})
+    assert p.processor.force_flush(5000)
+    assert calls == [] and p.evaluations() == []
+    assert p.processor.counters["skipped_no_text"] == 1 and p.processor.counters["sampled"] == 0
+    (stats,) = p.spans(semconv.JUDGE_STATS_SPAN)
+    assert stats.attributes[semconv.JUDGE_SKIPPED_NO_TEXT] == 1
+
+
+def test_the_judge_sees_the_text_only_the_outer_span_of_a_stacked_call_has(make):
+    calls = []
+    p = make(judge=lambda c: calls.append(c) or 4.0, judge_sample_rate=1.0)
+    with p.tracer.start_as_current_span("chat gpt-4o-mini", attributes={  # openai-v2 without capture
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}):
+        with p.tracer.start_as_current_span("ChatCompletion", attributes={  # OpenInference under it
+                "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini",
+                "llm.input_messages.0.message.content": "hi"}):
+            pass
+    # the inner span has only the prompt; the outer one adds nothing here: no text -> not judged
+    assert p.processor.force_flush(5000)
+    assert calls == [] and p.processor.counters["skipped_no_text"] == 1
+    with p.tracer.start_as_current_span("ChatCompletion", attributes={  # OpenInference over openai-v2
+            "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini",
+            "llm.output_messages.0.message.content": "the answer", "llm.token_count.prompt": 12}):
+        with p.tracer.start_as_current_span("chat gpt-4o-mini", attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}):
+            pass
+    assert p.processor.force_flush(5000)
+    assert [(c.completion, c.input_tokens) for c in calls] == [("the answer", 12)]
+    assert len(p.evaluations()) == 1
+
+
+def test_the_request_half_of_a_logfire_stream_is_not_judged_and_its_response_log_is(make):
+    calls = []
+    p = make(judge=lambda c: calls.append(c.completion) or 4.0, judge_sample_rate=1.0)
+    base = {"request_data": '{"model":"gpt-4o-mini"}', "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "gpt-4o-mini", "logfire.tags": ("LLM",)}
+    p.llm_span({**base, "logfire.span_type": "span"})
+    p.llm_span({**base, "logfire.span_type": "log", "duration": 0.2,
+                "gen_ai.output.messages": CHAT["gen_ai.output.messages"]})
+    assert p.processor.force_flush(5000)
+    assert calls == ["fine"] and p.processor.counters["skipped_no_text"] == 0
+
+
+def test_two_spans_of_one_response_that_are_not_nested_are_judged_once_with_the_text_of_either(make):
+    calls = []
+    p = make(judge=lambda c: calls.append((c.completion, c.output_tokens)) or 4.0, judge_sample_rate=1.0)
+    sdk = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude", "gen_ai.response.id": "msg_1",
+           "gen_ai.usage.output_tokens": 9}
+    with p.tracer.start_as_current_span("request"):
+        p.llm_span(sdk, name="anthropic.messages.create")  # the SDK's own span ends first
+        p.llm_span({**sdk, "gen_ai.usage.output_tokens": 10,
+                    "gen_ai.output.messages": CHAT["gen_ai.output.messages"]}, name="anthropic.chat")
+    assert p.processor.force_flush(5000)
+    assert calls == [("fine", 9)]

@@ -8,6 +8,7 @@ import pytest
 
 from otel_llm_eval import semconv
 from otel_llm_eval.processor import HeuristicJudge, OpenAIJudge
+from otel_llm_eval.processor import autoattach
 from otel_llm_eval.processor.autoattach import ConfigError, build_processor, load_settings
 
 P = "OTEL_LLM_EVAL_"
@@ -80,3 +81,54 @@ def test_config_file_experiments_become_default_experiments():
         build_processor({"experiments": [{"id": "x"}]})
     with pytest.raises(ValueError, match="sum to"):
         build_processor({"experiments": [{"id": "x", "variants": {"a": 0.2}, "variant": "a"}]})
+
+
+class _EntryPoint:
+    def __init__(self, name, load):
+        self.name, self._load = name, load
+
+    def load(self):
+        return self._load()
+
+
+class _Instrumentor:
+    def __init__(self, active):
+        self.is_instrumented_by_opentelemetry = active
+
+
+def _broken_import():
+    raise ModuleNotFoundError("No module named 'opentelemetry.util.genai.instruments'")
+
+
+@pytest.mark.parametrize("case,name,load,library_missing,disabled,reported", [
+    ("an instrumentor whose own import fails is reported", "openai_v2", _broken_import, False, "", True),
+    ("an instrumentor that did not instrument is reported", "openai_v2", lambda: lambda: _Instrumentor(False),
+     False, "", True),
+    ("an active instrumentor is not reported", "openai_v2", lambda: lambda: _Instrumentor(True), False, "", False),
+    ("an instrumentor of a library that is not installed is not reported", "anthropic", _broken_import, True, "", False),
+    ("a disabled instrumentor is not reported", "openai_v2", _broken_import, False, "openai_v2", False),
+])
+def test_installed_instrumentors_that_failed_to_load_are_found(monkeypatch, case, name, load, library_missing,
+                                                              disabled, reported):
+    import importlib.metadata
+
+    from opentelemetry.instrumentation import dependencies
+    from opentelemetry.instrumentation.auto_instrumentation import _load
+
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [_EntryPoint(name, load)] if group == "opentelemetry_instrumentor" else [])
+    monkeypatch.setattr(_load._EntryPointDistFinder, "dist_for", lambda self, ep: None)
+    monkeypatch.setattr(dependencies, "get_dist_dependency_conflicts", lambda dist: "missing" if library_missing else None)
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", disabled)
+    found = autoattach.failed_instrumentors()
+    assert [n for n, _ in found] == ([name] if reported else [])
+
+
+def test_zero_code_attach_warns_about_each_failed_instrumentor(monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_LLM_EVAL_ENABLED", "true")
+    monkeypatch.setattr(autoattach, "failed_instrumentors", lambda: [("openai_v2", "ModuleNotFoundError: x")])
+    monkeypatch.setattr(autoattach, "build_processor", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop here")))
+    with caplog.at_level("WARNING", logger="otel_llm_eval.autoattach"):
+        autoattach.post_instrument()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "openai_v2" in warnings[0].getMessage()

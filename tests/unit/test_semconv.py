@@ -63,7 +63,7 @@ RECOGNIZED = [
          "traceloop.association.properties.user_id": "u1",
          "traceloop.association.properties.session_id": "s1"},
         dict(operation="chat", provider="anthropic", model="claude-3-5", prompt="hello\nagain",
-             completion="hi there", finish_reason="end_turn", input_tokens=8, output_tokens=2,
+             completion="hi there", finish_reason="stop", input_tokens=8, output_tokens=2,
              user_id="u1", session_id="s1"),
     ),
     (
@@ -279,3 +279,17 @@ def test_normalize_builds_the_same_frozen_llmcall_as_its_constructor():
     with pytest.raises(dataclasses.FrozenInstanceError):
         call.model = "other"  # type: ignore[misc]
     assert dataclasses.replace(call, model="x").model == "x"
+
+
+@pytest.mark.parametrize("case,value,expected", [
+    ("an array gives its first reason", ("length", "stop"), "length"),
+    ("a JSON array string (Logfire) is parsed", '["length"]', "length"),
+    ("a plain string passes", "stop", "stop"),
+    ("Anthropic's max_tokens is length", "max_tokens", "length"),
+    ("Anthropic's end_turn is stop", "end_turn", "stop"),
+    ("Gemini's upper-case SAFETY is content_filter", "SAFETY", "content_filter"),
+    ("an empty array is no reason", "[]", None),
+    ("an object is no reason", '{"a": 1}', None),
+])
+def test_finish_reasons_are_read_from_every_shape_in_the_genai_spelling(case, value, expected):
+    assert semconv.finish_reason_of(value) == expected

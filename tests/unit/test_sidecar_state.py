@@ -94,24 +94,24 @@ def feed(sc):
 
 EXPECTED = {
     "llm_requests_total": """\
-# HELP llm_requests_total LLM calls seen by the sidecar, by outcome (status=ok|error).
+# HELP llm_requests_total LLM calls seen by the sidecar, each real call once, by outcome (status=ok|error).
 # TYPE llm_requests_total counter
-llm_requests_total{experiment="e1",model="gpt-4o",service="shop",status="error",variant="treatment"} 1.0
-llm_requests_total{experiment="e1",model="gpt-4o",service="shop",status="ok",variant="control"} 1.0
+llm_requests_total{experiment="e1",model="gpt-4o",provider="openai",service="shop",status="error",variant="treatment"} 1.0
+llm_requests_total{experiment="e1",model="gpt-4o",provider="openai",service="shop",status="ok",variant="control"} 1.0
 """,
     "llm_cost_usd_total": """\
-# HELP llm_cost_usd_total Cost of LLM calls in US dollars: span attribute when present, else the price table.
+# HELP llm_cost_usd_total Cost of LLM calls in US dollars: a positive span attribute, else tokens x the price catalogue.
 # TYPE llm_cost_usd_total counter
-llm_cost_usd_total{experiment="e1",model="gpt-4o",service="shop",variant="control"} 0.25
-llm_cost_usd_total{experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 0.5
+llm_cost_usd_total{experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="control"} 0.25
+llm_cost_usd_total{experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="treatment"} 0.5
 """,
     "llm_tokens_total": """\
 # HELP llm_tokens_total Tokens used by LLM calls, direction=input|output.
 # TYPE llm_tokens_total counter
-llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",service="shop",variant="control"} 1000.0
-llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 2000.0
-llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",service="shop",variant="control"} 500.0
-llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",service="shop",variant="treatment"} 100.0
+llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="control"} 1000.0
+llm_tokens_total{direction="input",experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="treatment"} 2000.0
+llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="control"} 500.0
+llm_tokens_total{direction="output",experiment="e1",model="gpt-4o",provider="openai",service="shop",variant="treatment"} 100.0
 """,
     "llm_check_failures_total": """\
 # HELP llm_check_failures_total Outputs that failed a check (run on 100% of LLM spans that carry text).
