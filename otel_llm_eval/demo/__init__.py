@@ -112,6 +112,8 @@ def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
                 "features": ["input_length", "input_tokens", "judge_score"],
                 "attributes": ["app.topic"],
             },
+            # concept drift per topic: the demo's answers about one topic degrade while the mix holds
+            "concept_drift": {"segment_attribute": "app.topic", "min_samples": 15},
             "anomaly": {"slot_seconds": d.slot_seconds, "min_history": d.anomaly_min_history,
                         "history_slots": 40, "min_slot_samples": 5},
             "bandits": {"ids": [sim.BANDIT_ID], "reward": "thumbs_up", "algorithm": "thompson",
@@ -150,6 +152,8 @@ class Poller(threading.Thread):
         #: (feature, method) / (metric, method) -> [(t, detected)] from every scrape
         self.drift: dict[tuple[str, str], list[tuple[float, bool]]] = {}
         self.anomaly: dict[tuple[str, str], list[tuple[float, bool]]] = {}
+        #: (segment, signal) -> [(t, detected)]: concept drift per input segment
+        self.concept: dict[tuple[str, str], list[tuple[float, bool]]] = {}
         self.errors = 0
         self.lock = threading.Lock()
 
@@ -169,6 +173,8 @@ class Poller(threading.Thread):
                 self.drift.setdefault((labels.get("feature", ""), labels.get("method", "")), []).append((t, v == 1))
             for labels, v in scrape.select("llm_eval_anomaly_detected"):
                 self.anomaly.setdefault((labels.get("metric", ""), labels.get("method", "")), []).append((t, v == 1))
+            for labels, v in scrape.select("llm_eval_concept_drift_detected"):
+                self.concept.setdefault((labels.get("segment", ""), labels.get("signal", "")), []).append((t, v == 1))
         return scrape
 
     def run(self) -> None:
@@ -315,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
                      "requests_sent": app.counters.requests, "llm_calls_sent": app.counters.llm_calls,
                      "feedback_sent": app.counters.feedback, "pairwise_sent": app.counters.pairwise,
                      "ended_at_seconds": round(t_end, 2)},
-            "story": {"drift_at_seconds": story.drift_at_seconds,
+            "story": {"concept_at_seconds": story.concept_at_seconds, "drift_at_seconds": story.drift_at_seconds,
                       "incident_at_seconds": story.incident_at_seconds,
                       "timeline": vars(timeline)},
             "sidecar": {"url": sidecar.url, "db_path": db_path},
@@ -332,6 +338,9 @@ def run(args: argparse.Namespace) -> int:
             "drift": {"injected_at_seconds": story.drift_at_seconds,
                       "detected": _detections(poller.drift, story.drift_at_seconds, "feature", final,
                                               "llm_eval_drift_score")},
+            "concept_drift": {"injected_at_seconds": story.concept_at_seconds, "topic": sim.CONCEPT_TOPIC,
+                              "detected": _detections(poller.concept, story.concept_at_seconds, "segment", final,
+                                                      "llm_eval_concept_drift_shift", second="signal")},
             "anomaly": {"injected_at_seconds": story.incident_at_seconds,
                         "detected": _detections(poller.anomaly, story.incident_at_seconds, "metric", final,
                                                 "llm_eval_anomaly_score")},
@@ -399,7 +408,7 @@ def _hold(seconds: float) -> None:
 
 
 def _detections(timelines: dict[tuple[str, str], list[tuple[float, bool]]], injected_at: float,
-                key_name: str, final: Any, score_metric: str) -> list[dict[str, Any]]:
+                key_name: str, final: Any, score_metric: str, second: str = "method") -> list[dict[str, Any]]:
     """Per (feature|metric, method) that was ever detected: when first after the injection, how
     often before it (false alarms), and since when it has been detected without a break."""
     rows = []
@@ -414,12 +423,12 @@ def _detections(timelines: dict[tuple[str, str], list[tuple[float, bool]]], inje
                 break
             since = t
         rows.append({
-            key_name: key, "method": method,
+            key_name: key, second: method,
             "first_detected_at": round(after[0], 2) if after else None,
             "detected_since": round(since, 2) if since is not None else None,
             "detections_before_injection": sum(1 for t in hits if t < injected_at),
             "scrapes": len(points),
-            "score": final.value(score_metric, service=sim.SERVICE, **{key_name: key, "method": method}),
+            "score": final.value(score_metric, service=sim.SERVICE, **{key_name: key, second: method}),
         })
     rows.sort(key=lambda r: (r["first_detected_at"] is None, r["first_detected_at"] or 0.0, r[key_name]))
     return rows

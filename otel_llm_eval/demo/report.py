@@ -261,6 +261,19 @@ def _detection_rows(add, rows: list[dict[str, Any]], key: str) -> None:
             f"{r[key]} {r['method']} ({r['detections_before_injection']}x)" for r in early))
 
 
+def _concept_rows(add, rows: list[dict[str, Any]], topic: str) -> None:
+    """Concept drift per topic and quality signal: when first flagged after the injection, the
+    change of the topic's mean quality at the end (the story's quality drop later hits every topic)."""
+    rows = [r for r in rows if r["first_detected_at"] is not None]
+    if not rows:
+        add("  not detected by the sidecar during the run")
+        return
+    add(f"  {'topic':<24}{'quality signal':<26}{'first flagged':>14}{'change at the end':>19}")
+    for r in sorted(rows, key=lambda r: (r["segment"] != topic, r["first_detected_at"]))[:8]:
+        add(f"  {r['segment'][:23]:<24}{r['signal'][:25]:<26}{_at(r['first_detected_at']):>14}"
+            f"{_num(r.get('score'), '{:+.2f}'):>19}")
+
+
 def _int(v: float | None) -> str:
     return "—" if v is None else f"{round(v):d}"
 
@@ -361,9 +374,18 @@ def render(report: dict[str, Any]) -> str:
     add("")
     add(f"Pairwise interleaving '{il['id']}' (two answers side by side, order randomized)")
     for variant, s in sorted(il["variants"].items()):
-        add(f"  {variant:<20} preference {_num(s.get('preference'), '{:+.3f}')}   sign-test p {_p(s.get('p_value'))}")
+        add(f"  {variant:<20} preference {_num(s.get('preference'), '{:+.3f}')}   always-valid p {_p(s.get('p_value'))}")
     add(f"  comparisons {_int(il.get('comparisons'))} · first-shown answer won "
         f"{_num(il.get('first_position_win_rate'), '{:.0%}')} of decisive ones (position bias check)")
+
+    cd = report.get("concept_drift")
+    if cd is not None:
+        add("")
+        add(f"Concept drift (injected at t={cd['injected_at_seconds']:.0f}s: answers about '{cd['topic']}' degrade "
+            "while the topic mix stays the same; each topic's quality vs its own reference)")
+        _concept_rows(add, cd["detected"], cd["topic"])
+        add(f"  (topics flagged after t={report['anomaly']['injected_at_seconds']:.0f}s are the quality drop below, "
+            "which hits every topic)")
 
     dr = report["drift"]
     add("")

@@ -8,6 +8,8 @@ The story (offsets as fractions of the duration):
 - 0.00 .. : baseline. Users are split 50/50 between the control support prompt and a better one
   (fewer refusals and off-topic answers). A three-arm bandit picks the model. Some requests are
   pairwise comparisons of two models shown side by side.
+- CONCEPT_AT: concept drift. Answers about returns degrade (a stale return-policy document), while
+  the mix of topics stays the same: the same kind of question now gets worse answers.
 - DRIFT_AT: drift. Questions get about three times longer and a new topic appears.
 - INCIDENT_AT: quality drop. The retrieval index "goes stale": most answers become refusals or
   non-answers, whatever the prompt or model.
@@ -19,8 +21,12 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
+CONCEPT_AT = 0.25
 DRIFT_AT = 0.45
 INCIDENT_AT = 0.72
+#: The topic whose answers degrade at CONCEPT_AT, and by how much its chance of a good answer shrinks.
+CONCEPT_TOPIC = "returns"
+CONCEPT_QUALITY_FACTOR = 0.5
 
 EXPERIMENT_ID = "support-prompt"
 CONTROL = "control"
@@ -147,6 +153,7 @@ class Request:
     position_draw: float
     choice_draw: float
     bad_answer_index: int
+    concept: bool = False          # at or after CONCEPT_AT (answers about CONCEPT_TOPIC degrade)
 
 
 def phase_at(fraction: float) -> str:
@@ -178,6 +185,10 @@ class Story:
     @property
     def drift_at_seconds(self) -> float:
         return DRIFT_AT * self.duration_seconds
+
+    @property
+    def concept_at_seconds(self) -> float:
+        return CONCEPT_AT * self.duration_seconds
 
     @property
     def incident_at_seconds(self) -> float:
@@ -222,12 +233,15 @@ class Story:
                 position_draw=rng.random(),
                 choice_draw=rng.random(),
                 bad_answer_index=rng.randrange(len(BAD_ANSWERS)),
+                concept=t / self.duration_seconds >= CONCEPT_AT,
             )
             i += 1
 
 
-def good_probability(variant: str, model: str, phase: str) -> float:
+def good_probability(variant: str, model: str, phase: str, degraded_topic: bool = False) -> float:
     p = PROMPT_QUALITY.get(variant, PROMPT_QUALITY[CONTROL]) + MODEL_QUALITY_DELTA.get(model, 0.0)
+    if degraded_topic:
+        p *= CONCEPT_QUALITY_FACTOR
     if phase == "incident":
         p *= INCIDENT_QUALITY_FACTOR
     return min(0.98, max(0.02, p))
@@ -238,7 +252,7 @@ def answer(req: Request, variant: str, model: str, *, second: bool = False) -> A
     import math
 
     draw = req.quality_draw_b if second else req.quality_draw
-    good = draw < good_probability(variant, model, req.phase)
+    good = draw < good_probability(variant, model, req.phase, req.concept and req.topic == CONCEPT_TOPIC)
     if good:
         text = good_answer(req.topic, req.question)
         if req.pii_draw < PII_RATE:

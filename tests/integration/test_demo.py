@@ -164,6 +164,15 @@ def test_the_injected_effects_are_found(demo_run):
     anomalies = [r for r in report["anomaly"]["detected"]
                  if r["metric"].startswith("judge_score") and r["first_detected_at"] is not None]
     assert anomalies and min(r["first_detected_at"] for r in anomalies) >= report["anomaly"]["injected_at_seconds"]
+    # concept drift: the degraded topic is flagged after its injection and before the quality drop
+    # (which later hits every topic); no topic is flagged before the injection
+    concept = report["concept_drift"]
+    degraded = [r for r in concept["detected"] if r["segment"] == concept["topic"] and r["first_detected_at"] is not None]
+    assert degraded, concept
+    first = min(r["first_detected_at"] for r in degraded)
+    assert concept["injected_at_seconds"] <= first < report["anomaly"]["injected_at_seconds"], concept
+    assert all(r["detections_before_injection"] == 0 for r in concept["detected"]), concept
+    assert "Concept drift (injected at" in out
 
 
 def _metric_total(live, name, **labels):
