@@ -37,7 +37,7 @@ from otel_llm_eval.processor.experiment import (
     _Active,
     _from_baggage,
 )
-from otel_llm_eval.processor.judges import Judge, JudgeResult, coerce_result
+from otel_llm_eval.judges.builtin import Judge, JudgeResult, coerce_result
 from otel_llm_eval.processor.metrics import ErrorLog, NoopMetrics, ProcessorMetrics
 from otel_llm_eval.processor.sampling import _MASK64, sampled, threshold
 from otel_llm_eval.processor.worker import (
