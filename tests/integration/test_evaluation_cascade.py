@@ -276,3 +276,50 @@ def test_a_call_the_python_app_judged_is_not_judged_again_in_the_sidecar(tmp_pat
     finally:
         provider.shutdown()
         sc.stop()
+
+
+def test_cost_with_a_sidecar_compares_the_projected_cost_with_what_the_cascade_spent(tmp_path, judge_server):
+    import json
+    import subprocess
+
+    cfg = sidecar_config(tmp_path, {"evaluators": [evaluator(judge_server.base_url)], "human_usd_per_label": 5.0})
+    sc = start_in_thread(cfg, environ={})
+    try:
+        post(sc, [llm_span(tid(i), sid(i), completion=f"Paris. [good] call-{i}") for i in range(10)])
+        settle(sc, 10)
+        item = review_items(sc)[0]  # validation_rate 1.0: every judge-passed call is in the queue
+        r = httpx.post(f"{sc.url}/v1/review/{item['id']}/label", json={"quality": 4})
+        assert r.status_code == 200, r.text
+        judge = plugin(sc, "judge")
+        end = time.monotonic() + 30
+        while judge.summary()["funnel"]["reviewed"] < 1 and time.monotonic() < end:
+            sc.sidecar.flush()
+            time.sleep(0.05)
+        out = subprocess.run([sys.executable, "-m", "otel_llm_eval.cli", "cost", "--sidecar", sc.url, "--json",
+                              "--llm-sample-rate", "1", "--llm-cost", "0.01", "--human-sample-rate", "0.01",
+                              "--human-cost", "5"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        c = json.loads(out.stdout)
+        assert c["outputs"] == 10
+        assert (c["layers"]["judge"]["projected_evaluations"], c["layers"]["judge"]["actual_evaluations"]) == (10, 10)
+        assert c["layers"]["judge"]["projected_usd"] == pytest.approx(0.1)
+        assert c["layers"]["judge"]["actual_usd"] == pytest.approx(0.1)  # 100 tokens at $100 per million, 10 times
+        assert c["layers"]["human"]["projected_usd"] == pytest.approx(0.5)
+        assert (c["layers"]["human"]["actual_evaluations"], c["layers"]["human"]["actual_usd"]) == (1, 5.0)
+        text = subprocess.run([sys.executable, "-m", "otel_llm_eval.cli", "cost", "--sidecar", sc.url],
+                              capture_output=True, text=True, timeout=60)
+        assert text.returncode == 0 and "10 outputs seen by the sidecar" in text.stdout, text.stderr
+    finally:
+        sc.stop()
+
+
+def test_cost_with_a_sidecar_without_the_judge_plugin_says_so(tmp_path):
+    import subprocess
+
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, environ={})
+    try:
+        out = subprocess.run([sys.executable, "-m", "otel_llm_eval.cli", "cost", "--sidecar", sc.url],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and "judge plugin" in out.stderr
+    finally:
+        sc.stop()
