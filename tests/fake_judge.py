@@ -28,8 +28,11 @@ CALL_TOKEN = re.compile(r"call-(\d+)")
 
 
 class FakeJudge:
-    def __init__(self, *, slow_seconds: float = 0.3, prompt_tokens: int = 100, completion_tokens: int = 10):
+    def __init__(self, *, slow_seconds: float = 0.3, prompt_tokens: int = 100, completion_tokens: int = 10,
+                 delay_seconds: float = 0.0):
+        """delay_seconds: added to every answer (a provider's latency, for benchmarks)."""
         self.slow_seconds = slow_seconds
+        self.delay_seconds = delay_seconds
         self.usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens}
         self.requests: dict[str, int] = {}
@@ -88,6 +91,8 @@ class FakeJudge:
             return None, None, {}
         if first_429:
             return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}, {"Retry-After": "0"}
+        if self.delay_seconds:
+            self._stop.wait(self.delay_seconds)
         if marker == "slow":
             self._stop.wait(self.slow_seconds)
         if marker == "garbage":

@@ -127,9 +127,13 @@ def judge_server():
         yield server
 
 
-def test_a_node_app_gets_judge_scores_experiment_statistics_and_a_validation_sample(tmp_path, judge_server):
+@pytest.mark.parametrize("where,workers", [("on the ingest thread", 0), ("in an ingest worker process", 1)],
+                         ids=["spans prepared on the ingest thread", "spans prepared in a worker process"])
+def test_a_node_app_gets_judge_scores_experiment_statistics_and_a_validation_sample(tmp_path, judge_server, where,
+                                                                                   workers):
     cfg = sidecar_config(tmp_path, {"evaluators": [evaluator(judge_server.base_url)]})
     cfg["analysis"] = {"interval_seconds": 3600.0, "judge": {"bootstrap_rate": 0.5}}
+    cfg["ingest"] = {"workers": workers}
     sc = start_in_thread(cfg, environ={})
     try:
         # 1. no experiment: every eligible call is judged (default_rate 1.0)
