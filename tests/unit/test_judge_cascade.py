@@ -288,3 +288,23 @@ def test_the_processor_marks_the_spans_it_judges_for_the_sidecar(case, rate, mar
         assert (llm.attributes.get("llm_eval.judge.sampled") is True) == marked
     finally:
         provider.shutdown()
+
+
+def test_the_cascade_config_in_the_docs_is_a_valid_sidecar_config(tmp_path):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from otel_llm_eval.sidecar.server import build
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "evaluation-cascade.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", doc, re.DOTALL).group(1)
+    cfg = yaml.safe_load(block)
+    sidecar = build(cfg, db_path=str(tmp_path / "s.db"), environ={})
+    try:
+        judge = next(p for p in sidecar.plugins if p.name == "judge")
+        assert judge.enabled and [name for name, *_ in judge.judges] == ["quality"]
+        assert sidecar.config["review"]["sampling"]["validation_rate"] == 0.1
+    finally:
+        sidecar.stop()
