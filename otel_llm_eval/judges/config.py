@@ -32,9 +32,9 @@ EVALUATOR_DEFAULTS: dict[str, Any] = {
     "kind": "openai",
     "rubric": DEFAULT_RUBRIC,
     "model": "gpt-4o-mini",
-    "base_url": None,                      # None: OPENAI_BASE_URL, else https://api.openai.com/v1
+    "base_url": "",                        # empty: OPENAI_BASE_URL, else https://api.openai.com/v1
     "api_key_env": "OPENAI_API_KEY",
-    "function": None,                      # kind=callable: "module:attr"
+    "function": "",                        # kind=callable: "module:attr"
     "timeout_seconds": 30.0,
     "retries": 2,
     "backoff_seconds": 0.5,
@@ -100,7 +100,7 @@ def build_judge(spec: Mapping[str, Any], where: str = "evaluator") -> Any:
         except TypeError as exc:
             raise JudgeConfigError(f"{where}.options: {exc}") from None
     if kind == "openai":
-        return OpenAIJudge(model=str(cfg["model"]), base_url=cfg.get("base_url"),
+        return OpenAIJudge(model=str(cfg["model"]), base_url=cfg.get("base_url") or None,
                            api_key_env=str(cfg.get("api_key_env") or "OPENAI_API_KEY"),
                            rubric=str(cfg.get("rubric") or DEFAULT_RUBRIC), name=cfg["name"],
                            timeout_seconds=float(cfg["timeout_seconds"]), retries=int(cfg["retries"]),
