@@ -59,6 +59,8 @@ class SidecarCollector:
             rejected["check_error"] = sc.ingestor.check_errors
         if sc.ingestor.summarizer_errors:
             rejected["summarizer_error"] = sc.ingestor.summarizer_errors
+        if sc.ingestor.feedback_out_of_range:
+            rejected["feedback_out_of_range"] = sc.ingestor.feedback_out_of_range
         by_metric["llm_eval_ingest_rejected_total"] = [({"reason": r}, n) for r, n in sorted(rejected.items())]
         by_metric["llm_eval_ingest_queue_depth"] = [({}, sc.queue_depth())]
         overflow = sc.labels.overflow_snapshot()

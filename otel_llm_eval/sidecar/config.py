@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "max_stats_per_experiment": 1000,     # (metric, variant) pairs per experiment
         "max_units_per_experiment": 200_000,  # distinct unit keys kept per experiment (SRM on units)
         "max_units": 1_000_000,               # ... and over all experiments (8-byte keys)
+        "unit_buckets": 256,                  # per-unit sums: units hashed into this many clusters per arm
     },
     "ingest": {
         "max_request_bytes": 16 * 1024 * 1024,   # compressed AND decompressed body
@@ -65,6 +66,11 @@ DEFAULTS: dict[str, Any] = {
     },
     "usage": {
         "max_ids_per_service": 100_000,   # distinct users (and sessions) tracked per service per day
+    },
+    "feedback": {
+        # what each feedback name means: {name: {kind: binary|outcome|scale|categorical|text, min, max}};
+        # names not listed follow the default of otel_llm_eval/sidecar/feedback_kinds.py
+        "kinds": {},
     },
     "checks": {
         "enabled": ["empty_output", "output_too_short", "output_too_long", "refusal", "invalid_json",
@@ -199,6 +205,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _number(cfg, "state", "max_stats_per_experiment", minimum=1, integer=True)
     _number(cfg, "state", "max_units_per_experiment", minimum=0, integer=True)
     _number(cfg, "state", "max_units", minimum=0, integer=True)
+    _number(cfg, "state", "unit_buckets", minimum=100, integer=True)
     _number(cfg, "state", "dedup_retention_seconds", minimum=0)
     _number(cfg, "ingest", "max_request_bytes", minimum=1024, integer=True)
     _number(cfg, "ingest", "max_span_bytes", minimum=256, integer=True)

@@ -9,7 +9,8 @@ Strategies (combinable, each gives a candidate a `reason`):
 - validation:     a `validation_rate` share of calls the judge passed (label "pass", else a score at
                   or above the caller's pass score), decided on the trace id: layer 3 of the
                   evaluation cascade, a human check of what the judge let through
-- random:         a `random_rate` share of calls, decided on the trace id (1% by default)
+- random:         a `random_rate` share of calls, decided on the trace id (1% by default), before
+                  and independently of every other reason (an erroring call can be a random item)
 - stratified:     with `stratify_by` (variant | model | service | any span attribute), every window
                   admits an equal share per stratum
 
@@ -95,8 +96,14 @@ def classify(
     completion: str | None = None,
     confidence: float | None = None,
 ) -> tuple[str, float] | None:
-    """(reason, priority) for a call, or None when no strategy picks it. First match wins."""
+    """(reason, priority) for a call, or None when no strategy picks it.
+
+    The random sample is drawn first, on the trace id alone, so it is independent of every other
+    reason: a call that failed a check can be (and then is) a random item too, and the failure
+    rate computed from random items alone is unbiased. Otherwise the first matching reason wins."""
     frac = trace_fraction(trace_id)
+    if frac < cfg.random_rate:
+        return "random", frac
     if cfg.error_triggered and (failed_checks or error):
         return "error", frac
     if completion is not None:
@@ -107,8 +114,6 @@ def classify(
             return "length", frac
     if confidence is not None and math.isfinite(confidence) and confidence < cfg.low_confidence:
         return "low_confidence", confidence
-    if frac < cfg.random_rate:
-        return "random", frac
     return None
 
 
