@@ -426,6 +426,15 @@ DRIFT = DashboardSpec(
               "p 0.05 (input features: LLMInputDrift; output features: LLMOutputDrift).",
               (Q(f"max by (feature) (llm_eval_drift_detected{{{SVC}}})", "{{feature}}"),),
               "none", width=12, min_value=0, max_value=1),
+            P("timeseries", "Concept drift: quality change per input segment",
+              "Per input segment (a declared attribute such as a topic, or input-length quantiles of the reference "
+              "window): current minus reference mean of each quality signal. A segment mix change moves no line here.",
+              (Q(f"max by (signal, segment) (llm_eval_concept_drift_shift{{{SVC}}})", "{{signal}} {{segment}}"),),
+              "none"),
+            P("timeseries", "Concept drift detected",
+              "1 while a segment's quality change is significant (Welch, Bonferroni over segments; LLMConceptDrift).",
+              (Q(f"max by (signal, segment) (llm_eval_concept_drift_detected{{{SVC}}})", "{{signal}} {{segment}}"),),
+              "none", min_value=0, max_value=1),
         )),
         ("Anomalies", (
             P("timeseries", "Anomaly score by metric",
