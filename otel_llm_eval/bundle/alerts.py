@@ -482,7 +482,7 @@ ALERTS: tuple[Alert, ...] = (
         "sum by (layer) (llm_eval_layer_budget_exhausted) >= 1",
         5, "warning",
         "Evaluation layer {{ $labels.layer }} is out of budget",
-        "On {{ $value | humanize }} sidecar(s) the {{ $labels.layer }} layer of the evaluation cascade used up its "
+        "On {{ $value | printf \"%.0f\" }} sidecar(s) the {{ $labels.layer }} layer of the evaluation cascade used up its "
         "budget for the current window (judge: calls go unjudged until the hour or minute rolls over; human: "
         "labels cost more than planned today).",
         AlertTest(
