@@ -35,6 +35,9 @@ EXPERIMENT_WEIGHTS = "llm_eval.experiment.weights"
 EXPERIMENT_UNITS = "llm_eval.experiment.units"
 #: Judge bookkeeping. On evaluation spans: what the judge call cost.
 JUDGE_COST_USD = "llm_eval.judge.cost_usd"
+#: On an LLM span the app's processor handed to its judge: True. The sidecar's judge plugin does not
+#: judge such a call again (layer 2 of the cascade runs once per call, in the app or the sidecar).
+JUDGE_SAMPLED = "llm_eval.judge.sampled"
 #: A span named JUDGE_STATS_SPAN, emitted by the processor only when something was dropped or
 #: skipped, carries deltas since its previous one (ints): judge evaluator name, dropped (queue
 #: full / shutdown), skipped by rate budget, skipped by cost budget.

@@ -478,6 +478,26 @@ ALERTS: tuple[Alert, ...] = (
         ),
     ),
     Alert(
+        "LLMEvalLayerBudgetExhausted",
+        "sum by (layer) (llm_eval_layer_budget_exhausted) >= 1",
+        5, "warning",
+        "Evaluation layer {{ $labels.layer }} is out of budget",
+        "On {{ $value | printf \"%.0f\" }} sidecar(s) the {{ $labels.layer }} layer of the evaluation cascade used up its "
+        "budget for the current window (judge: calls go unjudged until the hour or minute rolls over; human: "
+        "labels cost more than planned today).",
+        AlertTest(
+            series=((f'llm_eval_layer_budget_exhausted{{job="{JOB_NAME}",instance="sidecar:9318",layer="judge"}}',
+                     "0 0 0 0 0 1x20"),
+                    (f'llm_eval_layer_budget_exhausted{{job="{JOB_NAME}",instance="sidecar:9318",layer="human"}}',
+                     "0x25")),
+            active_from_minutes=5,
+            expected=(({"layer": "judge"},
+                       "On 1 sidecar(s) the judge layer of the evaluation cascade used up its budget for the "
+                       "current window (judge: calls go unjudged until the hour or minute rolls over; human: "
+                       "labels cost more than planned today)."),),
+        ),
+    ),
+    Alert(
         "LLMEvalSidecarDown",
         f'up{{job="{JOB_NAME}"}} == 0',
         2, "critical",

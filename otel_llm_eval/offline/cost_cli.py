@@ -1,4 +1,5 @@
-"""`otel-llm-eval cost`: monthly cost of evaluation, or (`--budget`) the rates that fit a budget.
+"""`otel-llm-eval cost`: monthly cost of evaluation, or (`--budget`) the rates that fit a budget,
+or (`--sidecar URL`) the projected cost of the outputs a sidecar saw against what it spent.
 
 Exit codes: 0 ok, 2 invalid input.
 """
@@ -10,10 +11,11 @@ import json
 import sys
 
 from .cost import CostBreakdown, monthly_cost, rates_for_budget
+from .cost_sidecar import compare, fetch_cascade, format_comparison
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--daily-outputs", type=float, required=True, help="LLM outputs per day")
+    p.add_argument("--daily-outputs", type=float, help="LLM outputs per day (required without --sidecar)")
     p.add_argument("--llm-sample-rate", type=float, default=0.1, help="share judged by an LLM (default 0.1)")
     p.add_argument("--human-sample-rate", type=float, default=0.01, help="share reviewed by humans (default 0.01)")
     p.add_argument("--llm-cost", type=float, default=0.05, help="USD per LLM evaluation (default 0.05)")
@@ -23,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--human-share", type=float,
                    help="with --budget: share of the budget for human review (default: keep the ratio of the rates)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--sidecar", metavar="URL",
+                   help="compare the projected cost of the outputs this sidecar saw with what its cascade spent")
+    p.add_argument("--token", help="with --sidecar: bearer token (default: $OTEL_LLM_EVAL_SERVER__AUTH_TOKEN)")
 
 
 def _money(v: float) -> str:
@@ -49,7 +54,29 @@ def format_breakdown(b: CostBreakdown) -> str:
     return "\n".join(f"{a.ljust(w0)}  {v.rjust(w1)}  {c}" for a, v, c in rows) + "\n"
 
 
+def _run_sidecar(args: argparse.Namespace) -> int:
+    import os
+
+    token = args.token or os.environ.get("OTEL_LLM_EVAL_SERVER__AUTH_TOKEN") or None
+    try:
+        if args.budget is not None:
+            raise ValueError("--budget and --sidecar do not go together")
+        c = compare(fetch_cascade(args.sidecar, token), llm_sample_rate=args.llm_sample_rate,
+                    human_sample_rate=args.human_sample_rate, llm_cost_usd=args.llm_cost,
+                    human_cost_usd=args.human_cost)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(json.dumps(c, indent=2) + "\n" if args.json else format_comparison(c))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "sidecar", None):
+        return _run_sidecar(args)
+    if args.daily_outputs is None:
+        print("error: --daily-outputs is required (or --sidecar URL)", file=sys.stderr)
+        return 2
     try:
         if args.budget is None:
             if args.human_share is not None:

@@ -1,6 +1,6 @@
-"""Build the judge for `regress --judge heuristic|openai` from the processor's built-in judges.
+"""Build the judge for `regress --judge heuristic|openai` from the built-in judges (otel_llm_eval.judges).
 
-There is one implementation of each judge (otel_llm_eval.processor.judges); this module only
+There is one implementation of each judge (otel_llm_eval.judges); this module only
 maps command-line options onto their constructors. Raises GateError with a clear reason when a
 judge cannot be built.
 """
@@ -20,7 +20,7 @@ _OPENAI_NAMES = ("OpenAIJudge",)
 
 def _judges_module() -> Any:
     try:
-        from ..processor import judges
+        from .. import judges
     except ImportError as e:
         raise GateError(f"the built-in judges are not available in this install ({e})") from e
     return judges
@@ -31,7 +31,7 @@ def _find(module: Any, names: tuple[str, ...]) -> Any:
         cls = getattr(module, n, None)
         if cls is not None:
             return cls
-    raise GateError(f"otel_llm_eval.processor.judges has none of {', '.join(names)}")
+    raise GateError(f"otel_llm_eval.judges has none of {', '.join(names)}")
 
 
 def _accepted(cls: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

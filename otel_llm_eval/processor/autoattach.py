@@ -91,7 +91,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any] | 
 
 
 def _make_judge(settings: Mapping[str, Any]) -> Any:
-    from otel_llm_eval.processor.judges import HeuristicJudge, OpenAIJudge
+    from otel_llm_eval.judges.builtin import HeuristicJudge, OpenAIJudge
 
     spec = str(settings.get("judge", "heuristic")).strip()
     options = settings.get("judge_options") or {}

@@ -37,7 +37,7 @@ from otel_llm_eval.processor.experiment import (
     _Active,
     _from_baggage,
 )
-from otel_llm_eval.processor.judges import Judge, JudgeResult, coerce_result
+from otel_llm_eval.judges.builtin import Judge, JudgeResult, coerce_result
 from otel_llm_eval.processor.metrics import ErrorLog, NoopMetrics, ProcessorMetrics
 from otel_llm_eval.processor.sampling import _MASK64, sampled, threshold
 from otel_llm_eval.processor.worker import (
@@ -314,7 +314,10 @@ class LLMEvalSpanProcessor(SpanProcessor):
             if reason is not None:
                 self._count_skip(reason)
                 return
+        marked = _mark_judged(span)
         if not self._worker.submit(span):
+            if marked:
+                _unmark_judged(span)
             self._count_drop("queue_full")
 
     def _threshold_for(self, experiment: Any, variant: Any) -> int:
@@ -478,3 +481,30 @@ class LLMEvalSpanProcessor(SpanProcessor):
         self._worker.after_fork_in_child()
         if self._budget is not None:
             self._budget = JudgeBudget(*self._budget_args)
+
+
+def _mark_judged(span: ReadableSpan) -> bool:
+    """Stamp `llm_eval.judge.sampled=True` on an ended span the judge worker is about to get, so a
+    sidecar downstream does not judge the call again. App thread, O(1), never raises.
+
+    The span's attributes are frozen at end, but the exporter's BatchSpanProcessor (registered
+    after this processor) has not seen the span yet: the mark goes into the same attribute dict
+    it exports, unless that dict is full (then the span is exported unmarked). True when marked.
+    """
+    try:
+        attrs = span._attributes
+        d = attrs._dict
+        maxlen = getattr(attrs, "maxlen", None)
+        if maxlen is not None and len(d) >= maxlen:
+            return False
+        d[semconv.JUDGE_SAMPLED] = True
+        return True
+    except Exception:  # noqa: BLE001 - an unknown attributes type: export unmarked
+        return False
+
+
+def _unmark_judged(span: ReadableSpan) -> None:
+    try:
+        span._attributes._dict.pop(semconv.JUDGE_SAMPLED, None)
+    except Exception:  # noqa: BLE001
+        pass

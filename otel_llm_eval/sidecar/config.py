@@ -27,6 +27,7 @@ DEFAULT_PLUGINS = [
     "otel_llm_eval.sidecar.analysis:AnalysisPlugin",
     "otel_llm_eval.sidecar.review:ReviewPlugin",
     "otel_llm_eval.sidecar.offline_plugin:OfflinePlugin",
+    "otel_llm_eval.sidecar.judge:JudgePlugin",
 ]
 
 #: Every core key with its default. The README's "Sidecar configuration" table documents each one.

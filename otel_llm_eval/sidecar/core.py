@@ -79,6 +79,13 @@ class SidecarContext:
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
         return build_family(metric_name, values, self.bound)
 
+    def plugin(self, name: str) -> SidecarPlugin | None:
+        """The loaded plugin called `name`, or None (for plugins that read another's results)."""
+        for p in self._sidecar.plugins:
+            if p.name == name:
+                return p
+        return None
+
     def submit_evaluation(self, record: EvaluationRecord) -> None:
         """Hand an evaluation made by a plugin (e.g. a human label) to the core: it is journaled in
         the next flush transaction (with the caller's own state when called from `flush`) and

@@ -35,6 +35,8 @@ The SidecarContext the core passes to `attach` offers at least:
   (e.g. a human label) like one from OTLP, exactly once: it is journaled in the next flush
   transaction (with the caller's own tables when called from `flush`). Never blocks or raises.
 - `ctx.db_path`: the SQLite file (for read-only side connections).
+- `ctx.plugin(name)`: another loaded plugin (or None), e.g. the judge plugin reading the analysis
+  plugin's judge sample-rate plan.
 - `CONFIG_DEFAULTS` (module or class attribute): the plugin's config section with defaults; the
   config loader merges it so the README reference and env overrides cover it.
 """

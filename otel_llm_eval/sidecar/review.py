@@ -31,7 +31,7 @@ from . import review_store as store
 from .plugins import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
 from .review_analysis import LabelFacts, agreement, summarize
 from .review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
-                              low_score_candidate)
+                              low_score_candidate, validation_candidate)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def review_item(sampling: SamplingConfig, record: CallRecord) -> tuple | None:
             confidence = None
     decision = classify(sampling, call.trace_id, failed_checks=record.failed_checks,
                         error=record.error, completion=call.completion, confidence=confidence)
-    wants_judge = sampling.low_judge_score is not None
+    wants_judge = sampling.low_judge_score is not None or bool(sampling.validation_rate)
     if decision is None and not wants_judge:
         return None
     experiments = [[e.id, e.variant] for e in record.experiments]
@@ -355,6 +355,9 @@ class ReviewPlugin(SidecarPlugin):
                 return
             payload["judge_score"] = score
             decision = low_score_candidate(self.sampling, score)
+            if decision is None:  # layer 3 of the cascade: a sample of what the judge passed
+                decision = validation_candidate(self.sampling, record.trace_id, score, record.label,
+                                                self.judge_pass_score)
             if decision is not None and not self.sampler.contains(key):
                 reason, priority = decision
                 self.sampler.offer(Candidate(priority, key, reason, payload["stratum"], payload))

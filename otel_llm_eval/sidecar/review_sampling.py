@@ -6,6 +6,9 @@ Strategies (combinable, each gives a candidate a `reason`):
 - low_confidence: a span attribute (`confidence_attribute`) below `low_confidence`
 - low_score:      an LLM-judge score at or below `low_judge_score` (offered by the caller when the
                   judge's evaluation arrives)
+- validation:     a `validation_rate` share of calls the judge passed (label "pass", else a score at
+                  or above the caller's pass score), decided on the trace id: layer 3 of the
+                  evaluation cascade, a human check of what the judge let through
 - random:         a `random_rate` share of calls, decided on the trace id (1% by default), before
                   and independently of every other reason (an erroring call can be a random item)
 - stratified:     with `stratify_by` (variant | model | service | any span attribute), every window
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 #: Reasons in admission order: when the daily cap runs short, earlier reasons win.
-REASONS = ("error", "length", "low_confidence", "low_score", "random")
+REASONS = ("error", "length", "low_confidence", "low_score", "validation", "random")
 OTHER_STRATUM = "other"
 
 
@@ -52,6 +55,7 @@ class SamplingConfig:
     short_output_chars: int = 10        # 0 disables
     long_output_chars: int = 8000       # 0 disables
     low_judge_score: float | None = 2.0  # None disables
+    validation_rate: float = 0.1        # share of judge-passed calls sampled for validation (0 disables)
     confidence_attribute: str | None = None
     low_confidence: float = 0.5
     stratify_by: str | None = None
@@ -67,8 +71,9 @@ class SamplingConfig:
         if unknown:
             raise ValueError(f"unknown review.sampling keys: {sorted(unknown)}")
         cfg = cls(**m)
-        if not 0.0 <= float(cfg.random_rate) <= 1.0:
-            raise ValueError(f"review.sampling.random_rate must be in [0, 1], got {cfg.random_rate!r}")
+        for key in ("random_rate", "validation_rate"):
+            if not 0.0 <= float(getattr(cfg, key)) <= 1.0:
+                raise ValueError(f"review.sampling.{key} must be in [0, 1], got {getattr(cfg, key)!r}")
         for key in ("reservoir_size", "max_strata"):
             if int(getattr(cfg, key)) < 1:
                 raise ValueError(f"review.sampling.{key} must be >= 1")
@@ -118,6 +123,28 @@ def low_score_candidate(cfg: SamplingConfig, score: float | None) -> tuple[str, 
         return None
     if score <= cfg.low_judge_score:
         return "low_score", float(score)
+    return None
+
+
+def judge_passed(score: float | None, label: str | None, pass_score: float) -> bool | None:
+    """Did the judge pass the call? Its label when it says pass/fail, else score >= pass_score;
+    None when the evaluation carries neither (an error)."""
+    if label in ("pass", "fail"):
+        return label == "pass"
+    if score is None or not math.isfinite(score):
+        return None
+    return score >= pass_score
+
+
+def validation_candidate(cfg: SamplingConfig, trace_id: str, score: float | None, label: str | None,
+                         pass_score: float) -> tuple[str, float] | None:
+    """(reason "validation", priority) for a call the judge just passed and the trace id picks
+    (a `validation_rate` share, salted apart from the random and the judge samples), else None."""
+    if not cfg.validation_rate or not trace_id or not judge_passed(score, label, pass_score):
+        return None
+    frac = trace_fraction(trace_id, "validation")
+    if frac < cfg.validation_rate:
+        return "validation", frac
     return None
 
 

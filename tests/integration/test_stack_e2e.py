@@ -298,6 +298,10 @@ def test_safety_violation_reaches_the_webhook_and_every_panel_query_returns_data
             "state": {"db_path": str(tmp_path / "sidecar.db")},
             "labels": {"caps": {"model": 2}},
             "review": {"sampling": {"random_rate": 1.0, "window_seconds": 1.0}},
+            # layer 2 in the sidecar too, for the calls the app's judge queue could not take
+            "judge": {"enabled": True, "default_rate": 1.0, "budget_usd_per_hour": 1.0,
+                      "evaluators": [{"name": "sidecar_heuristic", "kind": "heuristic", "usd_per_call": 0.001}],
+                      "human_usd_per_label": 5.0, "human_budget_usd_per_day": 50.0},
             "analysis": {"interval_seconds": 0.5, "min_samples": 5,
                          "drift": {"reference_seconds": 4, "current_seconds": 3, "slot_seconds": 1, "min_samples": 5},
                          "anomaly": {"slot_seconds": 1, "min_history": 3, "min_slot_samples": 1},
