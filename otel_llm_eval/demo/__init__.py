@@ -119,6 +119,11 @@ def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
             "bandits": {"ids": [sim.BANDIT_ID], "reward": "thumbs_up", "algorithm": "thompson",
                         "burn_in": 20, "floor": 0.05},
         },
+        # layer 2 in the sidecar too (the cascade: checks -> judge on passing outputs -> human
+        # validation); calls the app already judged are counted as app_judged, not judged twice
+        "judge": {"enabled": True, "default_rate": 1.0, "budget_usd_per_hour": 1.0,
+                  "evaluators": [{"name": "sidecar_heuristic", "kind": "heuristic", "usd_per_call": 0.001}],
+                  "human_usd_per_label": 5.0, "human_budget_usd_per_day": 50.0},
         "review": {
             "issues": list(REVIEW_EXTRA_ISSUES),
             "sampling": {"window_seconds": d.review_window_seconds, "random_rate": REVIEW_RANDOM_RATE,

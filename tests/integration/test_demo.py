@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 
-DURATION_SECONDS = 25
+DURATION_SECONDS = 35
 
 
 def _get(url: str) -> bytes:
