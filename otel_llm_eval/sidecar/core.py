@@ -79,6 +79,12 @@ class SidecarContext:
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
         return build_family(metric_name, values, self.bound)
 
+    def flush_now(self) -> bool:
+        """Write the whole state (every plugin's included) in one transaction now; True when it
+        committed. For changes a client must not lose once answered (a human label): call it
+        before answering, like the journal for spans."""
+        return self._sidecar.flush()
+
     def submit_evaluation(self, record: EvaluationRecord) -> None:
         """Hand an evaluation made by a plugin (e.g. a human label) to the core: it is journaled in
         the next flush transaction (with the caller's own state when called from `flush`) and
@@ -127,6 +133,27 @@ def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, 
     return fam
 
 
+def restore_report(db_path: str, existed: bool, applied_seq: int, file_seqs: list[int]) -> str | None:
+    """One line saying what a start restored when the state file was missing/empty or the journal
+    has a gap after the applied seq; None for an ordinary start (nothing was lost)."""
+    if not file_seqs:
+        return None
+    first, last, n = min(file_seqs), max(file_seqs), len(file_seqs)
+    lost = first - applied_seq - 1
+    if not existed:
+        if lost <= 0:
+            return (f"state file {db_path} was missing or empty: rebuilt from the journal, all {n} journaled "
+                    f"requests (seq {first}..{last}) restored")
+        return (f"state file {db_path} was missing or empty: rebuilt from the journal: restored {n} requests "
+                f"(seq {first}..{last}); requests 1..{first - 1} were already applied to the lost state and "
+                "pruned from the journal, so they are NOT restored (counters and statistics restart lower; "
+                "restore the state file from a backup to get them back)")
+    if lost > 0:
+        return (f"journal of {db_path} has a gap: the state applied up to seq {applied_seq} but the journal "
+                f"starts at {first}; requests {applied_seq + 1}..{first - 1} are lost, {n} later ones restored")
+    return None
+
+
 class Sidecar:
     def __init__(self, cfg: Mapping[str, Any], *, clock: Callable[[], float] = time.time,
                  plugins: list[SidecarPlugin] | None = None):
@@ -169,6 +196,10 @@ class Sidecar:
         self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
         self._rejected: dict[str, int] = {}
+        if self.store.file_journal.damaged:
+            self.count_rejected("journal_damaged", self.store.file_journal.damaged)
+        #: what a start with a missing/empty state or a gap in the journal restored (None: nothing to say)
+        self.restore_report: str | None = None
         for p in self.plugins:
             p.attach(self.ctx)
         self.store.load(self.state)
@@ -183,7 +214,12 @@ class Sidecar:
     # --- lifecycle ---
     def _prepare_replay(self) -> None:
         """Decode journal rows that the last run acknowledged but did not flush."""
-        for seq, signal, content_type, encoding, body in self.store.pending_journal():
+        rows = self.store.pending_journal()
+        self.restore_report = restore_report(self.store.path, self.store.existed, self.store.journal_applied_seq,
+                                             [r[0] for r in rows if r[1] != "evaluation"])
+        if self.restore_report:
+            log.warning("%s", self.restore_report)
+        for seq, signal, content_type, encoding, body in rows:
             try:
                 payload = self._decode(signal, body, content_type, encoding)
             except OTLPError as e:  # cannot happen for rows we validated; keep going regardless

@@ -561,6 +561,12 @@ class ReviewPlugin(SidecarPlugin):
         self._emit_evaluation(item, lab["quality"], comment, now)
         return result
 
+    def persist(self) -> bool:
+        """Make what was just changed (a label) durable now: True once it is committed to the
+        state file (with its evaluation record journaled in the same transaction)."""
+        flush_now = getattr(self.ctx, "flush_now", None)
+        return bool(flush_now()) if callable(flush_now) else True
+
     def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
                          now: float) -> None:
         """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant).

@@ -18,6 +18,7 @@ import hashlib
 from array import array
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 from ..semconv import ExperimentAssignment
 from .journal import FileJournal
+from .startup import check_state_path, describe_db_error, lock_state, unlock_state
 from .plugins import EvaluationRecord
 from .state import Experiment, IndexEntry, Stat, State
 
@@ -94,14 +96,27 @@ _NO_DIGEST = b"\0" * 32
 class Store:
     def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
         self.path = path
-        self.conn = connect(path)
-        # the span index used to be one row per call; it is one row per batch now (a join cache:
-        # an index in the older layout is dropped, evaluations of those calls join by trace only)
-        self.conn.execute("DROP TABLE IF EXISTS span_index")
-        self.conn.executescript(SCHEMA)
+        check_state_path(path)
+        # one process per state: a second sidecar on the same db would overwrite acknowledged data
+        self._lock_fd: int | None = lock_state(path)
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        try:
+            self.conn = connect(path)
+            # the span index used to be one row per call; it is one row per batch now (a join cache:
+            # an index in the older layout is dropped, evaluations of those calls join by trace only)
+            self.conn.execute("DROP TABLE IF EXISTS span_index")
+            self.conn.executescript(SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
+        except sqlite3.Error as e:
+            unlock_state(self._lock_fd)
+            raise describe_db_error(path, e) from None
+        except BaseException:
+            unlock_state(self._lock_fd)
+            raise
+        #: False when the state file was missing or empty (rebuilt from the journal at start)
+        self.existed = existed
         self.journal_lock = threading.Lock()
         self.flush_lock = threading.Lock()  # one flush at a time (state.lock is released during writes)
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
         self.journal_applied_seq = int(row[0]) if row else 0
         self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq)
         now = time.time() if now is None else now
@@ -119,6 +134,8 @@ class Store:
             self.conn.close()
         except sqlite3.Error:
             pass
+        unlock_state(self._lock_fd)
+        self._lock_fd = None
 
     # --- journal (HTTP threads) ---
     def journal_append(self, signal: str, content_type: str, encoding: str, body: bytes,

@@ -1,0 +1,30 @@
+"""A human label answered 200 is already in the state file: a kill -9 right after loses nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_llm_eval.sidecar.review import read_labels
+from review_harness import PII_CALLS, REVIEW_CONFIG, Sidecar, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+def test_a_label_answered_200_is_committed_to_the_state_file_before_the_answer(tmp_path):
+    from otel_llm_eval.sidecar.server import start_in_thread
+
+    db = str(tmp_path / "sidecar.db")
+    # no periodic flush during the test: only what the label route itself commits reaches the file
+    handle = start_in_thread({"state": {"db_path": db, "flush_interval_seconds": 3600},
+                              "review": REVIEW_CONFIG}, environ={})
+    sc = Sidecar(url=handle.url, db_path=db, token=None, handle=handle)
+    try:
+        sc.send_llm_spans(PII_CALLS[:1])
+        wait_until(lambda: handle.sidecar.spans_ingested() >= 1 and handle.sidecar.flush()
+                   and sc.request("GET", "/v1/review/queue")[1]["items"])
+        item = sc.request("GET", "/v1/review/queue")[1]["items"][0]
+        status, answer = sc.request("POST", f"/v1/review/{item['id']}/label", body={"quality": 4})
+        assert status == 200, answer
+        assert [(r["id"], r["quality"]) for r in read_labels(db)] == [(item["id"], 4)]
+    finally:
+        handle.stop()
