@@ -149,17 +149,27 @@ def create_app(sidecar: Sidecar) -> FastAPI:
     async def otlp(request: Request, signal: str) -> Response:
         ctype = request.headers.get("content-type")
         mt = media_type(ctype)
+        encoding = request.headers.get("content-encoding") or ""
         try:
             body = await _read_body(request, sidecar.max_request_bytes)
             decode = decode_traces if signal == "traces" else decode_logs
-            decoded = decode(body, ctype, request.headers.get("content-encoding"),
-                             max_request_bytes=sidecar.max_request_bytes, max_span_bytes=sidecar.max_span_bytes)
+            decoded = decode(body, ctype, encoding, max_request_bytes=sidecar.max_request_bytes,
+                             max_span_bytes=sidecar.max_span_bytes, edge=sidecar.edge_check(signal))
         except OTLPError as e:
-            sidecar.count_rejected(e.reason)
+            value_reasons = {r: n for r, n in e.reasons.items() if r != "invalid_item"}
+            if value_reasons:  # every item had a bad value: count them by reason
+                for reason, n in value_reasons.items():
+                    sidecar.count_rejected(reason, n)
+            else:
+                sidecar.count_rejected(e.reason)
             return _error_response(e.status, e.message, mt)
+        journal_body, journal_mt = body, mt
+        if decoded.rejected:
+            # journal exactly what was accepted: replay and worker processes then never judge the
+            # rejected items again (against another "now"), and never count them
+            journal_body, journal_mt, encoding = decoded.message.SerializeToString(), PROTOBUF, ""
         try:
-            sidecar.submit(signal, decoded.message, body, mt, request.headers.get("content-encoding") or "",
-                           clean=not decoded.rejected)
+            sidecar.submit(signal, decoded.message, journal_body, journal_mt, encoding, clean=True)
         except QueueFull as e:
             sidecar.count_rejected("queue_full")
             status = 503 if not sidecar.ready or "stopping" in str(e) else 429
@@ -168,8 +178,8 @@ def create_app(sidecar: Sidecar) -> FastAPI:
             sidecar.count_rejected("journal_error")
             return _error_response(503, f"cannot journal the request ({e.strerror}); retry later", mt,
                                    sidecar.retry_after_seconds)
-        if decoded.rejected:
-            sidecar.count_rejected("invalid_item", decoded.rejected)
+        for reason, n in (decoded.reasons or {}).items():
+            sidecar.count_rejected(reason, n)
         if mt == JSON:
             return Response(response_json(signal, decoded.rejected, decoded.error_message), media_type=JSON)
         make = traces_response if signal == "traces" else logs_response

@@ -16,6 +16,8 @@ import ipaddress
 import os
 from typing import Any, Mapping
 
+from .edge import LIMIT_DEFAULTS
+
 ENV_PREFIX = "OTEL_LLM_EVAL_"
 
 
@@ -57,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,                            # processes for decode/normalize/checks (0 = ingest thread)
         "retry_after_seconds": 1,
         "evaluation_dedup_entries": 100_000,     # same evaluation as span event and log record counts once
+        "limits": dict(LIMIT_DEFAULTS),          # value ranges a span must respect (edge.py); else rejected
     },
     "labels": {
         "caps": {},                    # label -> cap, overrides catalog.DEFAULT_LABEL_CAPS

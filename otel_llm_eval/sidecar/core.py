@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..catalog import BY_NAME
 from .checks import CheckRunner, build_checks
 from .config import merge_plugin_defaults, validate
+from .edge import EdgeLimits
 from .ingest import Ingestor, summarizer_specs
 from .labels import LabelBounder
 from .otlp import OTLPError, decode_logs, decode_traces
@@ -180,6 +181,7 @@ class Sidecar:
         self.max_request_bytes = ing["max_request_bytes"]
         self.max_span_bytes = ing["max_span_bytes"]
         self.retry_after_seconds = ing["retry_after_seconds"]
+        self.edge = EdgeLimits.from_config(ing.get("limits"))
         self.journal_enabled = bool(st["journal"])
         self.dedup = self.journal_enabled and st["dedup_retention_seconds"] > 0
         self.ctx = SidecarContext(self)
@@ -275,6 +277,13 @@ class Sidecar:
         if signal == "evaluation":
             return evaluation_from_json(body)
         return json.loads(body)
+
+    def edge_check(self, signal: str) -> Callable[[Any], tuple[str, str] | None]:
+        """The value check for one request's items (edge.py), judged against the current time."""
+        now = self.clock()
+        if signal == "traces":
+            return lambda span: self.edge.span_problem(span, now)
+        return lambda rec: self.edge.log_problem(rec, now)
 
     def submit_evaluation(self, record: EvaluationRecord) -> None:
         """Count an evaluation made inside the sidecar (a plugin's, e.g. a human label) exactly once.

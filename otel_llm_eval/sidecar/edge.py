@@ -1,0 +1,177 @@
+"""Value checks at the edge: one span (or log record) with an absurd number is rejected alone.
+
+The HTTP handler runs `EdgeLimits.span_problem(span)` / `log_problem(record)` on every item of an
+OTLP request before it is journaled. An item that fails is removed from the request, counted in
+`llm_eval_ingest_rejected_total{reason=...}` and reported in the OTLP `partial_success`; the rest
+of the request is ingested. Nothing downstream (state sums, A/B statistics, cost series, usage
+slots) ever sees a value outside these ranges, so one bad span cannot poison a series.
+
+Reasons and ranges (config `ingest.limits`, documented in docs/reliability.md):
+- `invalid_number`: token counts (`*.usage.*tokens*`, `llm.token_count.*`, judge counters) must be
+  finite, >= 0 and <= `max_tokens`; costs (`gen_ai.usage.cost`, `*cost_usd*`, ...) finite, >= 0 and
+  <= `max_cost_usd`; evaluation scores finite and within [`score_min`, `score_max`] (also on
+  `gen_ai.evaluation.result` span events); a span lasting longer than `max_duration_seconds`.
+- `invalid_weights`: experiment weights (`llm_eval.experiment.weights`) that are not finite, are
+  negative or sum to zero (the analysis would raise on every tick otherwise).
+- `timestamp_out_of_window`: an end (or start) time more than `max_age_seconds` before `now` or
+  more than `max_future_seconds` after it (such spans would create state slots no pruning reaches).
+  A zero timestamp means "unknown" and passes.
+
+Strings that do not parse as numbers are left to the normalizer (which ignores them), so only
+values that would enter a sum are judged. Pure: no I/O, never raises.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .. import semconv
+from .prices import COST_ATTRIBUTES
+
+#: defaults of config `ingest.limits`
+LIMIT_DEFAULTS: dict[str, float] = {
+    "max_tokens": 100_000_000,         # per call; the largest context windows are ~10M tokens
+    "max_cost_usd": 10_000.0,          # per call (or per judge call)
+    "score_min": -100.0,               # evaluation scores: covers -1..1, 0..1, 1..5 and percent scales
+    "score_max": 100.0,
+    "max_duration_seconds": 86_400.0,  # end - start of one span
+    "max_age_seconds": 7 * 86_400.0,   # how far in the past a span may end
+    "max_future_seconds": 600.0,       # clock skew tolerated into the future
+}
+
+_COST_KEYS = frozenset(COST_ATTRIBUTES) | {semconv.JUDGE_COST_USD}
+_COUNT_KEYS = frozenset({semconv.JUDGE_DROPPED, semconv.JUDGE_SKIPPED_RATE, semconv.JUDGE_SKIPPED_COST})
+_TOKEN_PREFIXES = ("gen_ai.usage.", "llm.usage.", "llm.token_count.")
+_SCORE_KEY = semconv.EVALUATION_SCORE_VALUE
+_WEIGHTS_KEY = semconv.EXPERIMENT_WEIGHTS
+
+
+def _kind(key: str) -> str | None:
+    """'cost' | 'tokens' | 'score' | 'weights' for attributes whose value enters a sum, else None."""
+    if key in _COUNT_KEYS:  # before costs: llm_eval.judge.skipped.cost is a count
+        return "tokens"
+    if key in _COST_KEYS or key.endswith((".cost", "cost_usd")):
+        return "cost"
+    if key == _SCORE_KEY:
+        return "score"
+    if key == _WEIGHTS_KEY:
+        return "weights"
+    if key.startswith(_TOKEN_PREFIXES) and "token" in key:
+        return "tokens"
+    return None
+
+
+def _number(kv_value: Any) -> float | None:
+    """The numeric value of an OTLP AnyValue (int, double or numeric string), or None."""
+    kind = kv_value.WhichOneof("value")
+    if kind == "int_value":
+        return float(kv_value.int_value)
+    if kind == "double_value":
+        return kv_value.double_value
+    if kind == "string_value":
+        try:
+            return float(kv_value.string_value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def weights_problem(entries: Any) -> str | None:
+    """Why `llm_eval.experiment.weights` entries ("id=a:0.5,b:0.5") are unusable, or None."""
+    values = entries if isinstance(entries, (list, tuple)) else [entries]
+    for entry in values:
+        if not isinstance(entry, str):
+            continue
+        exp_id, _, rest = entry.partition("=")
+        weights = []
+        for part in rest.split(","):
+            _, sep, w = part.rpartition(":")
+            if not sep:
+                continue
+            try:
+                weights.append(float(w))
+            except ValueError:
+                continue
+        if any(not math.isfinite(w) or w < 0 for w in weights):
+            return f"experiment {exp_id!r} has a weight that is negative or not finite: {entry[:80]!r}"
+        if weights and sum(weights) <= 0:
+            return f"experiment {exp_id!r} has weights summing to 0: {entry[:80]!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    max_tokens: float = LIMIT_DEFAULTS["max_tokens"]
+    max_cost_usd: float = LIMIT_DEFAULTS["max_cost_usd"]
+    score_min: float = LIMIT_DEFAULTS["score_min"]
+    score_max: float = LIMIT_DEFAULTS["score_max"]
+    max_duration_seconds: float = LIMIT_DEFAULTS["max_duration_seconds"]
+    max_age_seconds: float = LIMIT_DEFAULTS["max_age_seconds"]
+    max_future_seconds: float = LIMIT_DEFAULTS["max_future_seconds"]
+
+    @classmethod
+    def from_config(cls, limits: Mapping[str, Any] | None) -> "EdgeLimits":
+        merged = {**LIMIT_DEFAULTS, **dict(limits or {})}
+        return cls(**{k: float(merged[k]) for k in LIMIT_DEFAULTS})
+
+    def _attr_problem(self, kvs: Any) -> tuple[str, str] | None:
+        for kv in kvs:
+            kind = _kind(kv.key)
+            if kind is None:
+                continue
+            if kind == "weights":
+                from .otlp import any_value
+
+                why = weights_problem(any_value(kv.value))
+                if why:
+                    return "invalid_weights", why
+                continue
+            v = _number(kv.value)
+            if v is None:
+                continue
+            if kind == "score":
+                ok = math.isfinite(v) and self.score_min <= v <= self.score_max
+                rng = f"[{self.score_min:g}, {self.score_max:g}] (ingest.limits.score_min/score_max)"
+            elif kind == "cost":
+                ok = math.isfinite(v) and 0 <= v <= self.max_cost_usd
+                rng = f"[0, {self.max_cost_usd:g}] (ingest.limits.max_cost_usd)"
+            else:
+                ok = math.isfinite(v) and 0 <= v <= self.max_tokens
+                rng = f"[0, {self.max_tokens:g}] (ingest.limits.max_tokens)"
+            if not ok:
+                return "invalid_number", f"{kv.key}={v:g} is outside {rng}"
+        return None
+
+    def _time_problem(self, t_ns: int, now: float) -> tuple[str, str] | None:
+        if not t_ns:
+            return None
+        t = t_ns / 1e9
+        if t < now - self.max_age_seconds or t > now + self.max_future_seconds:
+            return ("timestamp_out_of_window",
+                    f"timestamp {t:.0f} is outside [now - {self.max_age_seconds:g}s, now + "
+                    f"{self.max_future_seconds:g}s] (ingest.limits.max_age_seconds/max_future_seconds)")
+        return None
+
+    def span_problem(self, span: Any, now: float) -> tuple[str, str] | None:
+        """(reason, message) when this span must be rejected, else None."""
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        why = self._time_problem(end or start, now)
+        if why:
+            return why
+        if start and end and (end - start) / 1e9 > self.max_duration_seconds:
+            return ("invalid_number", f"span lasts {(end - start) / 1e9:g}s, more than "
+                                      f"{self.max_duration_seconds:g}s (ingest.limits.max_duration_seconds)")
+        why = self._attr_problem(span.attributes)
+        if why:
+            return why
+        for ev in span.events:
+            why = self._attr_problem(ev.attributes)
+            if why:
+                return why
+        return None
+
+    def log_problem(self, rec: Any, now: float) -> tuple[str, str] | None:
+        return self._time_problem(rec.time_unix_nano or rec.observed_time_unix_nano, now) \
+            or self._attr_problem(rec.attributes)
