@@ -49,7 +49,7 @@ class SidecarCollector:
             by_metric.setdefault(metric, []).append(({"service": service, "window": window}, value))
         # experiment ids, metric names and variants come from spans: bound them like any label
         by_metric["llm_eval_ab_samples"] = [
-            ({k: sc.labels.bound(k, v) for k, v in lbl.items()}, n) for lbl, n in ab]
+            ({k: sc.labels.bound(k, v, None) for k, v in lbl.items()}, n) for lbl, n in ab]
         rejected = sc.rejected_snapshot()
         # spans that broke a rule inside ingest (counted, skipped), user checks and plugin
         # summarizers that raised (in a worker process or here)

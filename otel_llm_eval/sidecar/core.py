@@ -78,7 +78,9 @@ class SidecarContext:
         return self._sidecar.state.snapshot()
 
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
-        return build_family(metric_name, values, self.bound)
+        """Values past a label's cap fold into ONE `other` series; a scrape counts a fold once."""
+        labels = self._sidecar.labels
+        return build_family(metric_name, values, lambda label, value: labels.bound(label, value, None))
 
     def flush_now(self) -> bool:
         """Write the whole state (every plugin's included) in one transaction now; True when it
@@ -100,6 +102,8 @@ def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, 
     for histograms, with non-cumulative counts aligned to the catalog buckets (len(buckets) + 1,
     the last one for +Inf; len(buckets) is accepted and means nothing above the last bound).
     Missing labels are "", values pass through the label caps. Non-finite values are omitted.
+    Items whose bounded labels coincide (several values folded into `other`) become ONE series:
+    counters, histograms and `*_samples` gauges add up, other gauges keep the largest value.
     """
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
@@ -112,25 +116,40 @@ def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, 
         fam = GaugeMetricFamily(m.name, m.help, labels=labels)
     else:
         fam = HistogramMetricFamily(m.name, m.help, labels=labels)
+    merged: dict[tuple[str, ...], Any] = {}  # bounded label values -> value (or [counts, sum])
+    buckets = m.buckets or ()
     for item in values:
         label_dict = item[0]
-        lv = [bound(k, label_dict.get(k, "")) for k in labels]
+        lv = tuple(bound(k, label_dict.get(k, "")) for k in labels)
         if m.type == "histogram":
             counts, total = list(item[1]), float(item[2])
-            buckets = m.buckets or ()
             if len(counts) == len(buckets):
                 counts.append(0)
             if len(counts) != len(buckets) + 1:
                 raise ValueError(f"{metric_name}: expected {len(buckets) + 1} bucket counts, got {len(counts)}")
-            cum, acc = [], 0
-            for bound_value, c in zip(list(buckets) + [float("inf")], counts):
-                acc += c
-                cum.append((floatToGoString(bound_value), acc))
-            fam.add_metric(lv, cum, total)
+            prev = merged.get(lv)
+            merged[lv] = [counts, total] if prev is None else [[a + b for a, b in zip(prev[0], counts)],
+                                                               prev[1] + total]
         else:
             v = float(item[1])
-            if v == v and v not in (float("inf"), float("-inf")):
-                fam.add_metric(lv, v)
+            if v != v or v in (float("inf"), float("-inf")):
+                continue
+            prev = merged.get(lv)
+            if prev is None:
+                merged[lv] = v
+            else:
+                # counts add up (counters, *_samples gauges); other gauges (p-values, scores) keep the max
+                summed = m.type == "counter" or metric_name.endswith("_samples")
+                merged[lv] = prev + v if summed else max(prev, v)
+    for lv, value in merged.items():
+        if m.type == "histogram":
+            cum, acc = [], 0
+            for bound_value, c in zip(list(buckets) + [float("inf")], value[0]):
+                acc += c
+                cum.append((floatToGoString(bound_value), acc))
+            fam.add_metric(list(lv), cum, value[1])
+        else:
+            fam.add_metric(list(lv), value)
     return fam
 
 
