@@ -181,7 +181,7 @@ class Sidecar:
         self.plugins = load_plugins(cfg.get("plugins") or []) if plugins is None else list(plugins)
         for p in self.plugins:
             cfg = merge_plugin_defaults(cfg, p.name, getattr(p, "CONFIG_DEFAULTS", {}) or {})
-        validate(cfg)
+        validate(cfg, self.plugins)
         self.config = cfg
         self.clock = clock
         st, ing = cfg["state"], cfg["ingest"]

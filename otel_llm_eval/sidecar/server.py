@@ -62,7 +62,7 @@ def build(config: Mapping[str, Any] | None = None, *, config_path: str | None = 
     overrides["server"] = server
     if db_path is not None:
         overrides["state"] = {**(overrides.get("state") or {}), "db_path": db_path}
-    cfg = load_config(config_path, overrides=overrides, environ=environ)
+    cfg = load_config(config_path, overrides=overrides, environ=environ, plugins=plugins)
     kwargs: dict[str, Any] = {"plugins": plugins}
     if clock is not None:
         kwargs["clock"] = clock
