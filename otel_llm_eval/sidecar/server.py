@@ -15,6 +15,7 @@ clock=None) -> RunningSidecar`: `config` is a partial config dict merged over th
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -24,16 +25,28 @@ from typing import Any, Callable, Mapping
 
 from .config import load_config
 from .core import Sidecar
+from .startup import StartupError
 
 log = logging.getLogger(__name__)
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; StartupError (one line: the address and what to do) when it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(512)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(512)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise StartupError(f"address {host}:{port} is already in use: stop the process listening there or "
+                               "choose another port (--port / server.port)") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise StartupError(f"not allowed to listen on {host}:{port} ({e.strerror}): use a port above 1023 "
+                               "(--port / server.port)") from None
+        raise StartupError(f"cannot listen on {host}:{port} ({e.strerror}): check --host / server.host") from None
     sock.setblocking(False)
     return sock
 
@@ -104,7 +117,11 @@ def start_in_thread(config: Mapping[str, Any] | None = None, *, host: str = "127
 
     sidecar = build(config, config_path=config_path, host=host, port=port, plugins=plugins, clock=clock,
                     environ=environ)
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except StartupError:
+        sidecar.store.close()
+        raise
     actual_port = sock.getsockname()[1]
     sidecar.start()
     app = create_app(sidecar)
@@ -127,7 +144,11 @@ def serve(sidecar: Sidecar) -> int:
 
     host = sidecar.config["server"]["host"]
     port = int(sidecar.config["server"]["port"])
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except StartupError:
+        sidecar.store.close()  # releases the state lock; nothing was started
+        raise
     sidecar.start()
     server = _uvicorn_server(create_app(sidecar))
 
