@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .collector import SidecarCollector
 from .core import QueueFull, Sidecar
+from .guard import RequestGuard
 from .otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, logs_response, media_type, response_json, traces_response
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -133,14 +134,79 @@ def _error_response(status: int, message: str, content_type: str, retry_after: i
     return JSONResponse({"code": 3 if status < 500 else 14, "message": message}, status_code=status, headers=headers)
 
 
+def _add_docs_behind_token(app: FastAPI, auth: Any) -> None:
+    """/openapi.json, /docs and /redoc that require the bearer token (a browser needs an
+    extension or a proxy that adds it; curl and API clients send it as usual)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[auth])
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[auth])
+    def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[auth])
+    def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title + " - API")
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with non-finite floats as strings (a validation error echoing NaN must still be JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _add_error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
+    """Bad input is a 4xx with a reason, never a 500 with a traceback in the log."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.requests import ClientDisconnect
+
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{k: _json_safe(v) for k, v in e.items() if k in ("type", "loc", "msg", "input")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    async def too_deep(request: Request, exc: RecursionError) -> Response:
+        sidecar.count_rejected("too_deep")
+        return JSONResponse({"detail": "JSON body is nested too deeply"}, status_code=400)
+
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        # the client went away mid-body: nothing was accepted, nobody reads this answer
+        sidecar.count_rejected("client_disconnect")
+        return Response(status_code=400)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+
+
 def create_app(sidecar: Sidecar) -> FastAPI:
     from prometheus_client import CollectorRegistry, generate_latest
 
     cfg = sidecar.config["server"]
-    auth = Depends(_auth_dependency(cfg.get("auth_token")))
+    token = cfg.get("auth_token")
+    auth = Depends(_auth_dependency(token))
     no_auth: list = []
+    # with a token, the API description is behind it like everything but /healthz (added below)
     app = FastAPI(title="otel-llm-eval sidecar", version="0.1.0",
-                  description="OTLP in, Prometheus metrics out: evaluation of LLM calls.")
+                  description="OTLP in, Prometheus metrics out: evaluation of LLM calls.",
+                  docs_url=None if token else "/docs", redoc_url=None if token else "/redoc",
+                  openapi_url=None if token else "/openapi.json")
+    app.add_middleware(RequestGuard, bound_host=str(cfg.get("host") or ""), token=token,
+                       allowed_hosts=cfg.get("allowed_hosts") or (), allowed_origins=cfg.get("allowed_origins") or (),
+                       count=sidecar.count_rejected)
+    if token:
+        _add_docs_behind_token(app, auth)
+    _add_error_handlers(app, sidecar)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SidecarCollector(sidecar))
     otlp_deps = [auth] if cfg.get("auth_otlp", True) else no_auth

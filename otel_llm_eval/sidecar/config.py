@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
         "auth_token": None,           # bearer token; required to bind anything but loopback
         "auth_metrics": True,         # with a token: /metrics requires it too
         "auth_otlp": True,            # with a token: /v1/traces and /v1/logs require it too
+        "allowed_hosts": [],          # Host header names accepted without a token (besides loopback names and host); ["*"]: any
+        "allowed_origins": [],        # browser origins (scheme://host:port) allowed to POST besides the sidecar's own
+        "max_connections": 512,       # open HTTP connections; beyond it the oldest idle one is closed (keep under ulimit -n)
+        "request_timeout_seconds": 30.0,     # a request must arrive whole within this (idle/half-sent connections are closed)
+        "timeout_keep_alive_seconds": 30.0,  # idle time between requests on a keep-alive connection
     },
     "state": {
         "db_path": "otel-llm-eval.db",        # SQLite state; the journal is <db_path>.journal/, the lock <db_path>.lock

@@ -217,6 +217,8 @@ class Sidecar:
         self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
         self._rejected: dict[str, int] = {}
+        #: HTTP connections refused / evicted / timed out (connections.py; written on the event loop)
+        self.connection_stats: dict[str, int] = {}
         if self.store.file_journal.damaged:
             self.count_rejected("journal_damaged", self.store.file_journal.damaged)
         #: what a start with a missing/empty state or a gap in the journal restored (None: nothing to say)
@@ -524,5 +526,8 @@ class Sidecar:
 
     def rejected_snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._rejected)
+            out = dict(self._rejected)
+        for kind, n in list(self.connection_stats.items()):
+            out[f"connection_{kind}"] = n
+        return out
 

@@ -71,18 +71,33 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         d = zlib.decompressobj()
     else:
         raise OTLPError(415, "unsupported", f"unsupported Content-Encoding {content_encoding!r}: use gzip or identity")
+    # gzip allows several members one after the other (RFC 1952; `cat a.gz b.gz`): the body is
+    # their concatenation, so each member is decompressed in turn, under one size limit
+    parts: list[bytes] = []
+    size = 0
+    data = body
     try:
-        out = d.decompress(body, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
-        out += d.flush()
+        while True:
+            out = d.decompress(data, limit + 1 - size)
+            size += len(out)
+            if size > limit or d.unconsumed_tail:
+                raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+            out += d.flush()
+            size = sum(map(len, parts)) + len(out)
+            parts.append(out)
+            if size > limit:
+                raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+            if not d.eof:
+                raise OTLPError(400, "malformed", f"{enc} body is truncated")
+            data = d.unused_data
+            if enc != "gzip" or not data:
+                break
+            if not data.strip(b"\0"):
+                break  # trailing zero padding (some writers pad to a block size)
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     except zlib.error as e:
         raise OTLPError(400, "malformed", f"body is not valid {enc}: {e}") from None
-    if len(out) > limit:
-        raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
-    if not d.eof:
-        raise OTLPError(400, "malformed", f"{enc} body is truncated")
-    return out
+    return b"".join(parts)
 
 
 def _hex_to_b64(value: Any, what: str) -> str:
@@ -122,6 +137,8 @@ def _json_to_message(body: bytes, message: Any, signal: str) -> None:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise OTLPError(400, "malformed", f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise OTLPError(400, "too_deep", "JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise OTLPError(400, "malformed", "OTLP JSON body must be an object")
     if signal == "traces":

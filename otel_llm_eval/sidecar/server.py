@@ -51,11 +51,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn_server(app: Any) -> Any:
+def _uvicorn_server(app: Any, sidecar: Sidecar) -> Any:
+    """uvicorn with bounded connections, a deadline per request and a rate-limited EMFILE log."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_keep_alive=30, limit_concurrency=None)
+    from .connections import install_log_limits, protocol_class
+
+    srv = sidecar.config["server"]
+    http = protocol_class(int(srv["max_connections"]), float(srv["request_timeout_seconds"]),
+                          sidecar.connection_stats)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http,
+                            timeout_keep_alive=float(srv["timeout_keep_alive_seconds"]), limit_concurrency=None)
+    install_log_limits()
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     return server
@@ -125,7 +132,7 @@ def start_in_thread(config: Mapping[str, Any] | None = None, *, host: str = "127
     actual_port = sock.getsockname()[1]
     sidecar.start()
     app = create_app(sidecar)
-    server = _uvicorn_server(app)
+    server = _uvicorn_server(app, sidecar)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               name="sidecar-http", daemon=True)
     thread.start()
@@ -150,7 +157,7 @@ def serve(sidecar: Sidecar) -> int:
         sidecar.store.close()  # releases the state lock; nothing was started
         raise
     sidecar.start()
-    server = _uvicorn_server(create_app(sidecar))
+    server = _uvicorn_server(create_app(sidecar), sidecar)
 
     def _stop(signum: int, frame: Any) -> None:
         server.should_exit = True
