@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "db_path": "otel-llm-eval.db",        # SQLite state; the journal is <db_path>.journal/, the lock <db_path>.lock
         "flush_interval_seconds": 1.0,        # how often the state is written to SQLite
         "journal": True,                      # write-ahead journal of accepted requests (exactly-once)
+        "journal_max_age_seconds": 900.0,     # the newest journal segment (raw request bodies) is closed and deleted after this
         "dedup_retention_seconds": 600.0,     # identical request bodies within this window count once
         "span_index_retention_seconds": 86400.0,  # how long evaluations can still join their call
         "span_index_max_entries": 200_000,    # calls kept in the join index (oldest evicted, counted)

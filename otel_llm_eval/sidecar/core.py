@@ -194,7 +194,8 @@ class Sidecar:
                            max_units=st["max_units"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
-        self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock())
+        self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock(),
+                           journal_max_age_seconds=st["journal_max_age_seconds"])
         self.ingestor = Ingestor(self.state, self.labels, self.checks, self.prices, self.plugins, cfg, clock)
         self.queue: queue.Queue = queue.Queue(maxsize=ing["queue_max_batches"])
         self.max_request_bytes = ing["max_request_bytes"]

@@ -20,6 +20,9 @@ Guarantees (see docs/reliability.md):
 - A record cut short at the very end of the newest segment (the process died inside `write`) is
   ignored without counting: its request never got a 200, so the exporter retries it.
 - Records written by the previous format (`OLJ1`, no CRC) are still read.
+- The segment being written is closed after `max_age_seconds` (`state.journal_max_age_seconds`)
+  and deleted once applied, also when no request comes: raw prompts in request bodies are not
+  kept on disk indefinitely.
 
 Kept out of SQLite because copying a megabyte body into the database (and deleting it a second
 later) cost about as much as evaluating the spans in it.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import time
 import zlib
 from typing import Callable, Iterator
 
@@ -40,6 +44,7 @@ OLD_MAGIC = b"OLJ1"
 _HEAD = struct.Struct(">4sIQ32sI")   # magic, length, seq, digest, crc
 _OLD_HEAD = struct.Struct(">4sIQ32s")
 SEGMENT_BYTES = 64 * 1024 * 1024
+MAX_AGE_SECONDS = 900.0
 
 Record = tuple  # (seq, digest, signal, content_type, encoding, body)
 
@@ -116,14 +121,20 @@ def decode_segment(data: bytes, on_damage: Callable[[int, int], None] | None = N
 
 
 class FileJournal:
-    def __init__(self, directory: str, *, min_seq: int = 0, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, directory: str, *, min_seq: int = 0, segment_bytes: int = SEGMENT_BYTES,
+                 max_age_seconds: float = MAX_AGE_SECONDS):
         """`min_seq`: the last seq the state says it applied (seqs never go back below it).
+        `max_age_seconds`: the segment being written is closed once it is this old, so request
+        bodies (raw prompts) are never kept longer than that plus the time to apply them.
 
         Scans every segment once: damaged records are quarantined and counted in `damaged`."""
         self.directory = directory
         self.segment_bytes = segment_bytes
+        self.max_age_seconds = max_age_seconds
         os.makedirs(directory, exist_ok=True)
         self._fd: int | None = None
+        self._fd_seq = 0          # first seq of the segment being written
+        self._opened = 0.0        # time.monotonic() when it was opened
         self._size = 0
         self.last_seq = min_seq
         #: damaged records found at start (quarantined, never replayed), and where they went
@@ -166,11 +177,13 @@ class FileJournal:
     def append(self, digest: bytes, signal: str, content_type: str, encoding: str, body: bytes) -> int:
         """Write one whole record and return its seq; on OSError nothing of it stays. Caller serializes calls."""
         seq = self.last_seq + 1
-        if self._fd is None or self._size >= self.segment_bytes:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+        if self._fd is not None and (self._size >= self.segment_bytes
+                                     or time.monotonic() - self._opened >= self.max_age_seconds):
+            os.close(self._fd)
+            self._fd = None
+        if self._fd is None:
             self._fd = os.open(self._path(seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd_seq, self._opened = seq, time.monotonic()
             self._size = os.fstat(self._fd).st_size
         data = _encode(seq, digest, signal, content_type, encoding, body)
         view = memoryview(data)
@@ -215,6 +228,21 @@ class FileJournal:
                     os.unlink(self._path(first))
                 except FileNotFoundError:
                     pass
+
+    def retire_old_segment(self, applied_seq: int) -> bool:
+        """Close and delete the segment being written when it is older than `max_age_seconds` and
+        every record in it is applied (nobody writes for a while: its bodies must not stay
+        forever). True when it did. Caller serializes this with `append`."""
+        if self._fd is None or time.monotonic() - self._opened < self.max_age_seconds \
+                or self.last_seq > applied_seq:
+            return False
+        os.close(self._fd)
+        self._fd = None
+        try:
+            os.unlink(self._path(self._fd_seq))
+        except FileNotFoundError:
+            pass
+        return True
 
     def close(self) -> None:
         if self._fd is not None:

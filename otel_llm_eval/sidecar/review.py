@@ -536,6 +536,7 @@ class ReviewPlugin(SidecarPlugin):
         lab = self.validate_label(body)
         comment = self._clean(lab["comment"], COMMENT_MAX_CHARS)
         corrected = self._clean(lab["corrected_answer"], CORRECTED_MAX_CHARS)
+        reviewer = self._clean(lab["reviewer"], 200)  # often an email address: redacted like any text
         now = self._now()
         with self._lock:
             item = self._pending.get(item_id)
@@ -545,7 +546,7 @@ class ReviewPlugin(SidecarPlugin):
                 raise LabelError(404, f"no review item {item_id!r}")
             del self._pending[item_id]
             item.update(status="labeled", quality=lab["quality"], issues=lab["issues"],
-                        comment=comment, corrected_answer=corrected, reviewer=lab["reviewer"],
+                        comment=comment, corrected_answer=corrected, reviewer=reviewer,
                         labeled_unix=now)
             self._dirty[item_id] = item
             self._labeled[item_id] = _facts(item)

@@ -94,7 +94,8 @@ _NO_DIGEST = b"\0" * 32
 
 
 class Store:
-    def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
+    def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None,
+                 journal_max_age_seconds: float = 900.0):
         self.path = path
         check_state_path(path)
         # one process per state: a second sidecar on the same db would overwrite acknowledged data
@@ -118,7 +119,8 @@ class Store:
         self.journal_lock = threading.Lock()
         self.flush_lock = threading.Lock()  # one flush at a time (state.lock is released during writes)
         self.journal_applied_seq = int(row[0]) if row else 0
-        self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq)
+        self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq,
+                                        max_age_seconds=journal_max_age_seconds)
         now = time.time() if now is None else now
         #: digest -> first seen (unix); new ones are written to request_hashes by the next flush
         self.hashes: dict[bytes, float] = dict(self.conn.execute(
@@ -362,6 +364,8 @@ class Store:
         if refresh_minute != self.usage_refresh_minute:
             self.usage_refresh_minute, self.usage_refreshed_at = refresh_minute, now
         self.file_journal.prune(file_applied)
+        with self.journal_lock:
+            self.file_journal.retire_old_segment(file_applied)
         del state.applied_seqs[:len(applied)]
         return journaled
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from otel_llm_eval.sidecar.review import read_labels
@@ -23,8 +25,12 @@ def test_a_label_answered_200_is_committed_to_the_state_file_before_the_answer(t
         wait_until(lambda: handle.sidecar.spans_ingested() >= 1 and handle.sidecar.flush()
                    and sc.request("GET", "/v1/review/queue")[1]["items"])
         item = sc.request("GET", "/v1/review/queue")[1]["items"][0]
-        status, answer = sc.request("POST", f"/v1/review/{item['id']}/label", body={"quality": 4})
+        status, answer = sc.request("POST", f"/v1/review/{item['id']}/label",
+                                    body={"quality": 4, "reviewer": "ann.reviewer@example.com"})
         assert status == 200, answer
-        assert [(r["id"], r["quality"]) for r in read_labels(db)] == [(item["id"], 4)]
+        labels = read_labels(db)
+        assert [(r["id"], r["quality"]) for r in labels] == [(item["id"], 4)]
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:  # the reviewer field is redacted too
+            assert conn.execute("SELECT reviewer FROM review_items").fetchall() == [("[EMAIL]",)]
     finally:
         handle.stop()

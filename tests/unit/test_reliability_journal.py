@@ -126,3 +126,31 @@ def test_a_start_over_a_missing_state_says_what_the_journal_restored_and_what_it
         assert expect in (sc.restore_report or "") and db in caplog.text
     finally:
         sc.store.close()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("case", ["no request comes after the old ones", "requests keep coming"])
+def test_raw_request_bodies_do_not_outlive_the_journal_age_bound_once_applied(tmp_path, monkeypatch, case):
+    clock = _Clock()
+    monkeypatch.setattr(journal_mod.time, "monotonic", clock)
+    j = FileJournal(str(tmp_path / "j"), max_age_seconds=60)
+    j.append(D, "traces", "t", "", b"raw prompt: my password is hunter2")
+    assert not j.retire_old_segment(1)  # young: kept
+    clock.t += 61
+    assert not j.retire_old_segment(0)  # old but not applied yet: kept (it is what a restart replays)
+    if case == "requests keep coming":
+        j.append(D, "traces", "t", "", b"newer")  # rotates: the old segment is closed
+        j.prune(1)
+    else:
+        assert j.retire_old_segment(1)
+    bodies = b"".join(p.read_bytes() for p in (tmp_path / "j").glob("*.seg"))
+    assert b"hunter2" not in bodies
+    assert [r[5] for r in j.records_after(1)] == ([b"newer"] if case == "requests keep coming" else [])
+    j.close()
