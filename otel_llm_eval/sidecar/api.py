@@ -283,9 +283,16 @@ def create_app(sidecar: Sidecar) -> FastAPI:
     @app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
               responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
                          400: {"model": Problem, "description": "body is not JSON"},
+                         422: {"model": Problem, "description": "a field is invalid (value not finite or out of range)"},
                          429: {"model": Problem, "description": "queue full; retry after Retry-After"},
                          503: {"model": Problem, "description": "stopping; retry after Retry-After"}})
     def feedback(item: FeedbackIn) -> Response:
+        lo, hi = sidecar.edge.score_min, sidecar.edge.score_max
+        if not lo <= item.value <= hi:  # the same range as scores on spans (ingest.limits)
+            sidecar.count_rejected("invalid_number")
+            return JSONResponse({"detail": [{"loc": ["body", "value"], "type": "out_of_range",
+                                             "msg": f"value must be within [{lo:g}, {hi:g}] "
+                                                    "(ingest.limits.score_min/score_max)"}]}, status_code=422)
         payload = item.model_dump(exclude_none=True)
         payload["time_unix_nano"] = int(sidecar.clock() * 1e9)
         # the journal and dedup see the feedback without its arrival time: a retried POST counts once

@@ -18,6 +18,7 @@ import hashlib
 from array import array
 import json
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -173,12 +174,21 @@ class Store:
     def load(self, state: State) -> None:
         c = self.conn
         with state.lock:
+            poisoned = 0
             for metric, labels, value, buckets in c.execute("SELECT metric, labels, value, buckets FROM series"):
+                if value is None or not math.isfinite(value):
+                    # written before values were checked at the edge: a +Inf/NaN series would never
+                    # publish again; it restarts from zero instead
+                    poisoned += 1
+                    continue
                 key = (metric, tuple(json.loads(labels)))
                 if buckets is None:
                     state.counters[key] = value
                 else:
                     state.hists[key] = [json.loads(buckets), value]
+            if poisoned:
+                log.warning("state %s: %d series held a non-finite value (from before values were checked "
+                            "at the edge); they restart from zero", self.path, poisoned)
             for i, control, weights, first, last in c.execute(
                     "SELECT id, control, weights, first_seen, last_seen FROM experiments"):
                 state.experiments[i] = Experiment(i, control, json.loads(weights) if weights else None, first, last)

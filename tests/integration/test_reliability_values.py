@@ -137,3 +137,36 @@ def test_json_requests_get_the_same_partial_success_and_replay_keeps_only_what_w
         assert metric_value(text, "llm_requests_total") == 2
     finally:
         again.stop()
+
+
+@pytest.mark.parametrize("value", [1e9, -1e9, 101])
+def test_feedback_outside_the_score_range_is_a_422_and_counted(sidecar_thread, value):
+    r = httpx.post(sidecar_thread.url + "/v1/feedback", json={"trace_id": "cd" * 16, "name": "thumbs", "value": value})
+    assert r.status_code == 422 and "score_max" in r.text
+    text = httpx.get(sidecar_thread.url + "/metrics").text
+    assert metric_value(text, "llm_eval_ingest_rejected_total", reason="invalid_number") == 1
+
+
+def test_a_series_poisoned_before_the_upgrade_publishes_again_after_a_restart(tmp_path):
+    import sqlite3
+
+    from otel_llm_eval.sidecar.server import start_in_thread
+
+    db = str(tmp_path / "s.db")
+    sc = start_in_thread({"state": {"db_path": db}, "plugins": []}, environ={})
+    sc.stop()
+    with sqlite3.connect(db) as conn:  # what an older version wrote after a cost of 1e308 twice
+        conn.execute("INSERT INTO series VALUES (?, ?, ?, NULL)",
+                     ("llm_cost_usd_total", '["shop", "gpt-4o", "e1", "a"]', float("inf")))
+    again = start_in_thread({"state": {"db_path": db}, "plugins": []}, environ={})
+    try:
+        r = httpx.post(again.url + "/v1/traces", content=request_with({"gen_ai.usage.cost": 0.5}).SerializeToString(),
+                       headers={"Content-Type": "application/x-protobuf"})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 20
+        while again.sidecar.spans_ingested() < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = httpx.get(again.url + "/metrics").text
+        assert metric_value(text, "llm_cost_usd_total", service="shop", model="gpt-4o") > 0
+    finally:
+        again.stop()
