@@ -213,6 +213,11 @@ class OfflinePlugin(SidecarPlugin):
             total = self._run_counts[status]
         return {"accepted": True, "status": status, "runs_with_status": total}
 
+    def persist(self) -> bool:
+        """Commit what was just accepted to the state file now (True once committed)."""
+        flush_now = getattr(getattr(self, "ctx", None), "flush_now", None)
+        return bool(flush_now()) if callable(flush_now) else True
+
     def latest_records(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.as_dict() for _, r in sorted(self._latest.items())]
@@ -234,6 +239,7 @@ class OfflinePlugin(SidecarPlugin):
     def router(self) -> Any:
         from fastapi import APIRouter, Request
         from fastapi.responses import JSONResponse
+        from starlette.concurrency import run_in_threadpool
 
         router = APIRouter()
         plugin = self
@@ -251,10 +257,18 @@ class OfflinePlugin(SidecarPlugin):
             except ValueError:
                 raise PayloadError(400, "body is not valid JSON") from None
 
+        async def durable(result: dict[str, Any]) -> JSONResponse:
+            # like spans and labels: written to the state file before the answer says so
+            if not await run_in_threadpool(plugin.persist):
+                return JSONResponse({"error": "accepted in memory but the state could not be written yet; "
+                                              "it is retried on every flush (see the sidecar log)"},
+                                    status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse(result)
+
         @router.post("/v1/benchmarks", tags=["offline"])
         async def post_benchmarks(request: Request) -> JSONResponse:
             try:
-                return JSONResponse(plugin.add_benchmarks(await _json(request)))
+                return await durable(plugin.add_benchmarks(await _json(request)))
             except PayloadError as e:
                 return JSONResponse({"error": e.message}, status_code=e.status,
                                     headers={"Retry-After": "1"} if e.status == 503 else None)
@@ -266,7 +280,7 @@ class OfflinePlugin(SidecarPlugin):
         @router.post("/v1/regression-runs", tags=["offline"])
         async def post_regression_run(request: Request) -> JSONResponse:
             try:
-                return JSONResponse(plugin.add_regression_run(await _json(request)))
+                return await durable(plugin.add_regression_run(await _json(request)))
             except PayloadError as e:
                 return JSONResponse({"error": e.message}, status_code=e.status,
                                     headers={"Retry-After": "1"} if e.status == 503 else None)

@@ -34,3 +34,24 @@ def test_a_label_answered_200_is_committed_to_the_state_file_before_the_answer(t
             assert conn.execute("SELECT reviewer FROM review_items").fetchall() == [("[EMAIL]",)]
     finally:
         handle.stop()
+
+
+@pytest.mark.parametrize("path,body,table", [
+    ("/v1/benchmarks", {"records": [{"benchmark": "mmlu", "model": "m", "score": 0.7, "date": "2026-01-02"}]},
+     "offline_benchmarks"),
+    ("/v1/regression-runs", {"status": "fail", "dataset": "golden"}, "offline_regression_runs"),
+])
+def test_offline_results_answered_200_are_committed_before_the_answer(tmp_path, path, body, table):
+    import httpx
+
+    from otel_llm_eval.sidecar.server import start_in_thread
+
+    db = str(tmp_path / "sidecar.db")
+    handle = start_in_thread({"state": {"db_path": db, "flush_interval_seconds": 3600}}, environ={})
+    try:
+        r = httpx.post(handle.url + path, json=body)
+        assert r.status_code == 200, r.text
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,)
+    finally:
+        handle.stop()
