@@ -59,6 +59,9 @@ class SidecarCollector:
             rejected["check_error"] = sc.ingestor.check_errors
         if sc.ingestor.summarizer_errors:
             rejected["summarizer_error"] = sc.ingestor.summarizer_errors
+        # spans skipped for a value out of range where they were prepared (edge.py)
+        for reason, n in list(sc.ingestor.rejected_values.items()):
+            rejected[reason] = rejected.get(reason, 0) + n
         by_metric["llm_eval_ingest_rejected_total"] = [({"reason": r}, n) for r, n in sorted(rejected.items())]
         by_metric["llm_eval_ingest_queue_depth"] = [({}, sc.queue_depth())]
         overflow = sc.labels.overflow_snapshot()

@@ -31,7 +31,8 @@ DEFAULT_PLUGINS = [
     "otel_llm_eval.sidecar.offline_plugin:OfflinePlugin",
 ]
 
-#: Every core key with its default. The README's "Sidecar configuration" table documents each one.
+#: Every core key with its default; the comment next to a key is its description in the generated
+#: docs/configuration.md (config_schema.py derives the schema and that reference from this dict).
 DEFAULTS: dict[str, Any] = {
     "server": {
         "host": "127.0.0.1",          # address to listen on (anything but loopback needs auth_token)

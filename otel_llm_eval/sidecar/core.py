@@ -304,7 +304,7 @@ class Sidecar:
         """The value check for one request's items (edge.py), judged against the current time."""
         now = self.clock()
         if signal == "traces":
-            return lambda span: self.edge.span_problem(span, now)
+            return self.edge.span_checker(now)
         return lambda rec: self.edge.log_problem(rec, now)
 
     def submit_evaluation(self, record: EvaluationRecord) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from .. import semconv
 from ..semconv import ExperimentAssignment
 from .checks import CheckRunner
+from .edge import EdgeLimits
 from .labels import LabelBounder
 from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prepare import (COST, COST_N, ERRORS, IN_TOKENS, LATENCY_COUNTS, LATENCY_N, LATENCY_SUM, OK,
@@ -58,7 +59,8 @@ class Ingestor:
         self.default_service = str(cfg["labels"]["default_service"])
         self.preparer = Preparer(checks, prices, self.default_service,
                                  "all" if self._call_plugins() else "none", clock,
-                                 [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)])
+                                 [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)],
+                                 limits=EdgeLimits.from_config(cfg["ingest"].get("limits")))
         self.eval_seen: OrderedDict[tuple, None] = OrderedDict()
         self.eval_seen_max = int(cfg["ingest"]["evaluation_dedup_entries"])
         self.clock = clock
@@ -66,6 +68,7 @@ class Ingestor:
         self.span_errors = 0
         self.check_errors = 0        # checks that raised (counted as passed), wherever they ran
         self.summarizer_errors = 0   # plugin summarizer calls that raised
+        self.rejected_values: dict[str, int] = {}  # items skipped for a value out of range, per reason
 
     # --- entry points (caller holds state.lock) ---
     def apply_traces(self, req: Any) -> int:
@@ -81,6 +84,8 @@ class Ingestor:
         self.span_errors += errors[0]
         self.check_errors += errors[1]
         self.summarizer_errors += errors[2]
+        for reason, count in (errors[3] if len(errors) > 3 else {}).items():
+            self.rejected_values[reason] = self.rejected_values.get(reason, 0) + count
         st = self.state
         try:
             if delta is not None:

@@ -1,5 +1,6 @@
 """One bad value must not poison anything: the span carrying it is rejected alone, counted by reason,
-reported in partial_success, and the rest of the request is ingested (real HTTP, real OTLP)."""
+and the rest of the request is ingested (real HTTP, real OTLP). Times are judged at the HTTP edge
+(reported in partial_success); attribute values where spans are prepared (see edge.py)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def request_with(bad: dict, *, start: int = NOW, end: int = NOW + 1, event: dict
     return req
 
 
+EDGE = ("invalid_number/duration", "timestamp_out_of_window")  # judged on the protobuf, before the answer
+
 CASES = [
     ("input tokens of 1e308 (a double)", {"gen_ai.usage.input_tokens": 1e308}, {}, "invalid_number"),
     ("output tokens of 2**63-1", {"gen_ai.usage.output_tokens": 2**63 - 1}, {}, "invalid_number"),
@@ -72,7 +75,7 @@ CASES = [
     ("a judge score of -1e9 in a span event", {}, {"event": {"gen_ai.evaluation.name": "judge",
                                                              "gen_ai.evaluation.score.value": -1e9}},
      "invalid_number"),
-    ("a span lasting ten days", {}, {"start": NOW - 10 * DAY, "end": NOW}, "invalid_number"),
+    ("a span lasting ten days", {}, {"start": NOW - 10 * DAY, "end": NOW}, "invalid_number/duration"),
     ("experiment weights of inf", {"llm_eval.experiment.weights": "e1=a:inf,b:0.5"}, {}, "invalid_weights"),
     ("a negative experiment weight", {"llm_eval.experiment.weights": "e1=a:-1,b:2"}, {}, "invalid_weights"),
     ("experiment weights summing to zero", {"llm_eval.experiment.weights": "e1=a:0,b:0"}, {}, "invalid_weights"),
@@ -91,25 +94,32 @@ def test_a_span_with_an_out_of_range_value_is_rejected_alone_counted_and_the_res
                    headers={"Content-Type": "application/x-protobuf"})
     assert r.status_code == 200, r.text
     resp = ExportTraceServiceResponse.FromString(r.content)
-    assert resp.partial_success.rejected_spans == 1 and resp.partial_success.error_message
+    at_edge = reason in EDGE
+    assert resp.partial_success.rejected_spans == (1 if at_edge else 0)
     deadline = time.monotonic() + 20
-    while sidecar_thread.sidecar.spans_ingested() < 2 and time.monotonic() < deadline:
+    while sidecar_thread.sidecar.spans_ingested() < (2 if at_edge else 3) and time.monotonic() < deadline:
         time.sleep(0.02)
     sidecar_thread.sidecar.flush()
     text = httpx.get(url + "/metrics").text
-    assert metric_value(text, "llm_eval_ingest_rejected_total", reason=reason) == 1
-    assert metric_value(text, "llm_requests_total") == 2
-    assert metric_value(text, "llm_tokens_total") == 30  # the two good spans: 2 x (10 + 5)
+    assert metric_value(text, "llm_eval_ingest_rejected_total", reason=reason.partition("/")[0]) == 1
+    calls = 3 if "event" in extra else 2  # a bad evaluation event is dropped alone: its call counts
+    assert metric_value(text, "llm_requests_total") == calls
+    assert metric_value(text, "llm_tokens_total") == 15 * calls  # the good spans: 10 + 5 tokens each
+    assert metric_value(text, "llm_quality_score_count") == 0
     assert not [line for line in text.splitlines() if line.endswith(("Inf", "NaN")) or "e+30" in line]
 
 
-def test_json_requests_get_the_same_partial_success_and_replay_keeps_only_what_was_accepted(tmp_path):
+@pytest.mark.parametrize("case,bad,extra", [
+    ("a cost of 1e308 (judged where spans are prepared)", {"gen_ai.usage.cost": 1e308}, {}),
+    ("an end time a year ahead (judged at the edge)", {}, {"start": NOW + 365 * DAY, "end": NOW + 365 * DAY + 1}),
+])
+def test_json_requests_are_judged_alike_and_a_replay_keeps_only_what_was_accepted(tmp_path, case, bad, extra):
     from google.protobuf import json_format
 
     from otel_llm_eval.sidecar.server import start_in_thread
 
     db = str(tmp_path / "s.db")
-    body = json_format.MessageToJson(request_with({"gen_ai.usage.cost": 1e308}))
+    body = json_format.MessageToJson(request_with(bad, **extra))
     # OTLP JSON ids are hex; MessageToJson writes base64: convert
     import base64
     import json
@@ -122,7 +132,9 @@ def test_json_requests_get_the_same_partial_success_and_replay_keeps_only_what_w
     sc = start_in_thread({"state": {"db_path": db, "flush_interval_seconds": 3600}, "plugins": []}, environ={})
     try:
         r = httpx.post(sc.url + "/v1/traces", json=data)
-        assert r.status_code == 200 and r.json()["partialSuccess"]["rejectedSpans"] == 1, r.text
+        assert r.status_code == 200, r.text
+        if extra:
+            assert r.json()["partialSuccess"]["rejectedSpans"] == 1, r.text
     finally:
         sc._server.should_exit = True  # stop serving; the state is never flushed: replay decides
         sc._thread.join(10)
@@ -131,12 +143,32 @@ def test_json_requests_get_the_same_partial_success_and_replay_keeps_only_what_w
     again = start_in_thread({"state": {"db_path": db}, "plugins": []}, environ={})
     try:
         deadline = time.monotonic() + 20
-        while again.sidecar.spans_ingested() < 2 and time.monotonic() < deadline:
+        while again.sidecar.spans_ingested() < (2 if extra else 3) and time.monotonic() < deadline:
             time.sleep(0.02)
         text = httpx.get(again.url + "/metrics").text
         assert metric_value(text, "llm_requests_total") == 2
+        assert metric_value(text, "llm_cost_usd_total") < 1  # never the 1e308
     finally:
         again.stop()
+
+
+def test_worker_processes_reject_and_count_out_of_range_values_too(tmp_path):
+    from otel_llm_eval.sidecar.server import start_in_thread
+
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": [],
+                          "ingest": {"workers": 1}}, environ={})
+    try:
+        r = httpx.post(sc.url + "/v1/traces", content=request_with({"gen_ai.usage.input_tokens": 2**63 - 1})
+                       .SerializeToString(), headers={"Content-Type": "application/x-protobuf"})
+        assert r.status_code == 200
+        deadline = time.monotonic() + 60
+        while sc.sidecar.spans_ingested() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = httpx.get(sc.url + "/metrics").text
+        assert metric_value(text, "llm_eval_ingest_rejected_total", reason="invalid_number") == 1
+        assert metric_value(text, "llm_tokens_total") == 30
+    finally:
+        sc.stop()
 
 
 @pytest.mark.parametrize("value", [1e9, -1e9, 101])
