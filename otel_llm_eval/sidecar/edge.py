@@ -71,10 +71,11 @@ def _kind(key: str) -> str | None:
     return None
 
 
-_MISSING = object()
-#: attribute key -> _kind(key): spans repeat the same few dozen keys, so each is classified once
-_KINDS: dict[str, str | None] = {}
-_MAX_KINDS = 4096
+#: Attribute keys classified so far, and those among them that carry a checked value (-> kind).
+#: Spans repeat the same few dozen keys: a span costs two C-level set operations on its keys.
+_SEEN: set[str] = set()
+_CHECKED: dict[str, str] = {}
+_MAX_SEEN = 4096  # bounded: attribute keys come from clients (past it, new keys are classified per call)
 
 
 def _number(value: Any) -> float | None:
@@ -134,15 +135,21 @@ class EdgeLimits:
 
     def attrs_problem(self, attrs: Mapping[str, Any]) -> tuple[str, str] | None:
         """(reason, message) when a value in these attributes is outside its range, else None."""
-        kinds = _KINDS
-        for key in attrs:
-            kind = kinds.get(key, _MISSING)
-            if kind is _MISSING:
+        keys = attrs.keys()
+        todo: list[tuple[str, str]] = []
+        new = keys - _SEEN
+        if new:
+            for key in new:
                 kind = _kind(key)
-                if len(kinds) < _MAX_KINDS:  # bounded: attribute keys come from clients
-                    kinds[key] = kind
-            if kind is None:
-                continue
+                if len(_SEEN) < _MAX_SEEN:
+                    _SEEN.add(key)
+                    if kind is not None:
+                        _CHECKED[key] = kind
+                elif kind is not None:
+                    todo.append((key, kind))
+        for key in keys & _CHECKED.keys():
+            todo.append((key, _CHECKED[key]))
+        for key, kind in todo:
             value = attrs[key]
             if kind == "weights":
                 why = weights_problem(value)
@@ -152,17 +159,17 @@ class EdgeLimits:
             v = _number(value)
             if v is None:
                 continue
+            # NaN fails every comparison below; infinities fail the bounds
             if kind == "score":
-                ok = math.isfinite(v) and self.score_min <= v <= self.score_max
-                rng = f"[{self.score_min:g}, {self.score_max:g}] (ingest.limits.score_min/score_max)"
+                if not self.score_min <= v <= self.score_max:
+                    return "invalid_number", (f"{key}={v:g} is outside [{self.score_min:g}, {self.score_max:g}] "
+                                              "(ingest.limits.score_min/score_max)")
             elif kind == "cost":
-                ok = math.isfinite(v) and 0 <= v <= self.max_cost_usd
-                rng = f"[0, {self.max_cost_usd:g}] (ingest.limits.max_cost_usd)"
-            else:
-                ok = math.isfinite(v) and 0 <= v <= self.max_tokens
-                rng = f"[0, {self.max_tokens:g}] (ingest.limits.max_tokens)"
-            if not ok:
-                return "invalid_number", f"{key}={v:g} is outside {rng}"
+                if not 0 <= v <= self.max_cost_usd:
+                    return "invalid_number", (f"{key}={v:g} is outside [0, {self.max_cost_usd:g}] "
+                                              "(ingest.limits.max_cost_usd)")
+            elif not 0 <= v <= self.max_tokens:
+                return "invalid_number", f"{key}={v:g} is outside [0, {self.max_tokens:g}] (ingest.limits.max_tokens)"
         return None
 
     def _time_problem(self, t_ns: int, now: float) -> tuple[str, str] | None:
