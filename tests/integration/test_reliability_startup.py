@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 def run_sidecar(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_LLM_EVAL_")}
     return subprocess.run([sys.executable, "-m", "otel_llm_eval.cli", "sidecar", *args], capture_output=True,
-                          text=True, timeout=60, env={**env, "OTEL_LLM_EVAL_PLUGINS": "[]"})
+                          text=True, timeout=60, env=env)
 
 
 def assert_one_clear_line(proc: subprocess.CompletedProcess, *must_contain: str) -> None:
