@@ -544,6 +544,9 @@ class ExperimentAssignment:
     variant: str
     weights: dict[str, float] | None = None  # variant -> weight, control first
     control: str | None = None
+    #: the assignment unit's pseudonymous key (EXPERIMENT_UNITS, aligned with EXPERIMENTS): the
+    #: sidecar analyses per unit (user) when it is known, per call otherwise
+    unit: str | None = None
 
 
 def _as_str_list(value: Any) -> list[str]:
@@ -606,17 +609,19 @@ def parse_experiments(attributes: Mapping[str, Any]) -> list[ExperimentAssignmen
         out: list[ExperimentAssignment] = []
         seen: set[str] = set()
         entries = _as_str_list(attributes.get(EXPERIMENTS))
+        units = _as_str_list(attributes.get(EXPERIMENT_UNITS)) if entries else []
         inner_id = attributes.get(EXPERIMENT_ID)
         inner_variant = attributes.get(EXPERIMENT_VARIANT)
         if not entries and inner_id is not None and inner_variant is not None:
             entries = [f"{inner_id}={inner_variant}"]
-        for entry in entries:
+        for i, entry in enumerate(entries):
             exp_id, sep, variant = entry.partition("=")
             if not sep or not exp_id or not variant or exp_id in seen:
                 continue
             seen.add(exp_id)
             w = weights_by_id.get(exp_id)
-            out.append(ExperimentAssignment(exp_id, variant, w[0] if w else None, w[1] if w else None))
+            unit = units[i] if i < len(units) and units[i] else None
+            out.append(ExperimentAssignment(exp_id, variant, w[0] if w else None, w[1] if w else None, unit))
         return out
     except Exception:  # malformed attributes must never break ingest
         return []

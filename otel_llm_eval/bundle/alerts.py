@@ -232,20 +232,19 @@ ALERTS: tuple[Alert, ...] = (
         15, "warning",
         "Input drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
-        "window (drift score {{ $value | printf \"%.3g\" }}; JS/PSI distance, or p-value for ks/chi2).",
+        "window (test p-value {{ $value | printf \"%.3g\" }} < 0.05, KS for numbers, chi-square for categories).",
         AlertTest(
             series=(
-                (f'llm_eval_drift_detected{{{_SVC},feature="input_length",method="js"}}', "0 0 0 0 0 1x30"),
-                (f'llm_eval_drift_score{{{_SVC},feature="input_length",method="js"}}', "0.02 0.02 0.02 0.02 0.02 0.125x30"),
-                (f'llm_eval_drift_detected{{{_SVC},feature="input_length",method="psi"}}', "0x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="input_length",method="ks"}}', "0 0 0 0 0 1x30"),
+                (f'llm_eval_drift_score{{{_SVC},feature="input_length",method="ks"}}', "0.4 0.4 0.4 0.4 0.4 0.00125x30"),
                 (f'llm_eval_drift_score{{{_SVC},feature="input_length",method="psi"}}', "0.15x35"),
-                (f'llm_eval_drift_detected{{{_SVC},feature="output_length",method="js"}}', "1x35"),
-                (f'llm_eval_drift_score{{{_SVC},feature="output_length",method="js"}}', "0.3x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="output_length",method="ks"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="output_length",method="ks"}}', "0.001x35"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "feature": "input_length"},
                        "The distribution of input_length for chat drifted from the reference window "
-                       "(drift score 0.125; JS/PSI distance, or p-value for ks/chi2)."),),
+                       "(test p-value 0.00125 < 0.05, KS for numbers, chi-square for categories)."),),
         ),
     ),
     Alert(
@@ -255,22 +254,23 @@ ALERTS: tuple[Alert, ...] = (
         15, "warning",
         "Output drift in {{ $labels.feature }} of {{ $labels.service }}",
         "The distribution of {{ $labels.feature }} for {{ $labels.service }} drifted from the reference "
-        "window (drift score {{ $value | printf \"%.3g\" }}; JS/PSI distance, or p-value for ks/chi2).",
+        "window (test p-value {{ $value | printf \"%.3g\" }} < 0.05, KS for numbers, chi-square for categories).",
         AlertTest(
             series=(
-                (f'llm_eval_drift_detected{{{_SVC},feature="judge_score",method="js"}}', "0 0 0 0 0 1x30"),
-                (f'llm_eval_drift_score{{{_SVC},feature="judge_score",method="js"}}', "0.01 0.01 0.01 0.01 0.01 0.2x30"),
-                (f'llm_eval_drift_detected{{{_SVC},feature="input_tokens",method="js"}}', "1x35"),
-                (f'llm_eval_drift_score{{{_SVC},feature="input_tokens",method="js"}}', "0.3x35"),
-                (f'llm_eval_drift_detected{{{_SVC},feature="latency_seconds",method="js"}}', "1x35"),
-                (f'llm_eval_drift_score{{{_SVC},feature="latency_seconds",method="js"}}', "0.3x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="judge_score",method="ks"}}', "0 0 0 0 0 1x30"),
+                (f'llm_eval_drift_score{{{_SVC},feature="judge_score",method="ks"}}', "0.5 0.5 0.5 0.5 0.5 0.002x30"),
+                (f'llm_eval_drift_score{{{_SVC},feature="judge_score",method="js"}}', "0.2x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="input_tokens",method="ks"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="input_tokens",method="ks"}}', "0.001x35"),
+                (f'llm_eval_drift_detected{{{_SVC},feature="latency_seconds",method="ks"}}', "1x35"),
+                (f'llm_eval_drift_score{{{_SVC},feature="latency_seconds",method="ks"}}', "0.001x35"),
                 (f'llm_eval_drift_detected{{{_SVC},feature="attr:app.topic",method="chi2"}}', "1x35"),
                 (f'llm_eval_drift_score{{{_SVC},feature="attr:app.topic",method="chi2"}}', "0.001x35"),
             ),
             active_from_minutes=5,
             expected=(({"service": "chat", "feature": "judge_score"},
                        "The distribution of judge_score for chat drifted from the reference window "
-                       "(drift score 0.2; JS/PSI distance, or p-value for ks/chi2)."),),
+                       "(test p-value 0.002 < 0.05, KS for numbers, chi-square for categories)."),),
         ),
     ),
     Alert(
@@ -290,40 +290,79 @@ ALERTS: tuple[Alert, ...] = (
         ),
     ),
     Alert(
-        "LLMExperimentVariantWorse",
-        # The value is the relative lift (negative when worse on a higher-is-better metric); the
-        # second branch keeps the alert when the lift is undefined (control mean 0), with value 1.
-        'max by (experiment, metric, variant) (\n  llm_eval_ab_lift\n  and on (experiment, metric, variant)\n'
-        '  llm_eval_ab_verdict{verdict="worse"} == 1\n)\nor\n'
-        'max by (experiment, metric, variant) (llm_eval_ab_verdict{verdict="worse"}) == 1',
+        "LLMExperimentDontShip",
+        # The decision (docs/statistics.md): always-valid intervals at each comparison's share of
+        # alpha, so it may be watched continuously; the reason label says which rule decided.
+        '(\n  max by (experiment, variant, reason, metric) (llm_eval_ab_decision{decision="dont_ship"} == 1)\n'
+        '  * on (experiment, variant, metric) group_left\n'
+        '  max by (experiment, variant, metric) (llm_eval_ab_lift)\n)\nor\n'
+        'max by (experiment, variant, reason, metric) (llm_eval_ab_decision{decision="dont_ship"} == 1)',
         5, "warning",
-        "Variant {{ $labels.variant }} of {{ $labels.experiment }} is worse on {{ $labels.metric }}",
-        "Variant {{ $labels.variant }} of experiment {{ $labels.experiment }} is significantly worse "
-        "than control on {{ $labels.metric }} after Holm adjustment (relative lift "
-        "{{ $value | humanizePercentage }}).",
+        "Do not ship variant {{ $labels.variant }} of {{ $labels.experiment }}",
+        "The analysis decided not to ship variant {{ $labels.variant }} of experiment {{ $labels.experiment }}: "
+        "{{ if eq $labels.reason \"primary_worse\" }}its primary metric {{ $labels.metric }} is worse than control"
+        "{{ else if eq $labels.reason \"guardrail_worse\" }}the guardrail {{ $labels.metric }} is worse than "
+        "control by more than its margin"
+        "{{ else if eq $labels.reason \"below_target\" }}its primary metric {{ $labels.metric }} cannot reach its target"
+        "{{ else if eq $labels.reason \"no_difference\" }}no detectable difference on {{ $labels.metric }} at the "
+        "planned sample size"
+        "{{ else if eq $labels.reason \"srm\" }}its sample ratio does not match the weights"
+        "{{ else }}{{ $labels.reason }}{{ end }} (relative lift of the deciding metric "
+        "{{ $value | humanizePercentage }}; 100% when it is undefined).",
         AlertTest(
             series=(
-                ('llm_eval_ab_verdict{experiment="prompt-v2",metric="judge_score",variant="b",verdict="worse"}',
-                 "0 0 0 0 0 1x20"),
-                ('llm_eval_ab_lift{experiment="prompt-v2",metric="judge_score",variant="b"}',
-                 "-0.02 -0.05 -0.08 -0.1 -0.12 -0.125x20"),
-                ('llm_eval_ab_verdict{experiment="prompt-v2",metric="thumbs_up",variant="b",verdict="better"}',
-                 "1x25"),
-                ('llm_eval_ab_lift{experiment="prompt-v2",metric="thumbs_up",variant="b"}', "0.2x25"),
+                ('llm_eval_ab_decision{experiment="prompt-v2",variant="b",decision="keep_running",'
+                 'reason="collecting",metric="judge_score"}', "1 1 1 1 1 0x20"),
+                ('llm_eval_ab_decision{experiment="prompt-v2",variant="b",decision="dont_ship",'
+                 'reason="primary_worse",metric="judge_score"}', "0 0 0 0 0 1x20"),
+                ('llm_eval_ab_lift{experiment="prompt-v2",variant="b",metric="judge_score"}', "-0.125x25"),
+                ('llm_eval_ab_decision{experiment="other",variant="b",decision="ship",reason="primary_better",'
+                 'metric="judge_score"}', "1x25"),
             ),
             active_from_minutes=5,
-            expected=(({"experiment": "prompt-v2", "metric": "judge_score", "variant": "b"},
-                       "Variant b of experiment prompt-v2 is significantly worse than control on "
-                       "judge_score after Holm adjustment (relative lift -12.5%)."),),
+            expected=(({"experiment": "prompt-v2", "variant": "b", "reason": "primary_worse", "metric": "judge_score"},
+                       "The analysis decided not to ship variant b of experiment prompt-v2: its primary metric "
+                       "judge_score is worse than control (relative lift of the deciding metric -12.5%; 100% when "
+                       "it is undefined)."),),
         ),
-        more_tests=(("no lift published", AlertTest(
-            series=(('llm_eval_ab_verdict{experiment="zero-base",metric="errors",variant="b",verdict="worse"}',
-                     "0 0 0 1x20"),),
+        more_tests=(("a guardrail", AlertTest(
+            series=(('llm_eval_ab_decision{experiment="cheap",variant="small",decision="dont_ship",'
+                     'reason="guardrail_worse",metric="latency_seconds"}', "0 0 0 1x20"),
+                    ('llm_eval_ab_lift{experiment="cheap",variant="small",metric="latency_seconds"}', "0.4x23")),
             active_from_minutes=3,
-            expected=(({"experiment": "zero-base", "metric": "errors", "variant": "b"},
-                       "Variant b of experiment zero-base is significantly worse than control on "
-                       "errors after Holm adjustment (relative lift 100%)."),),
-        )),),
+            expected=(({"experiment": "cheap", "variant": "small", "reason": "guardrail_worse",
+                        "metric": "latency_seconds"},
+                       "The analysis decided not to ship variant small of experiment cheap: the guardrail "
+                       "latency_seconds is worse than control by more than its margin (relative lift of the "
+                       "deciding metric 40%; 100% when it is undefined)."),),
+        )), ("a broken split", AlertTest(
+            series=(('llm_eval_ab_decision{experiment="split",variant="b",decision="dont_ship",reason="srm",'
+                     'metric=""}', "0 0 0 1x20"),),
+            active_from_minutes=3,
+            expected=(({"experiment": "split", "variant": "b", "reason": "srm"},
+                       "The analysis decided not to ship variant b of experiment split: its sample ratio does not "
+                       "match the weights (relative lift of the deciding metric 100%; 100% when it is undefined)."),),
+        ))),
+    ),
+    Alert(
+        "LLMExperimentReadyToShip",
+        'max by (experiment, variant, metric) (llm_eval_ab_decision{decision="ship"} == 1)\n'
+        '* on (experiment, variant, metric) group_left\n'
+        'max by (experiment, variant, metric) (llm_eval_ab_lift)',
+        5, "info",
+        "Variant {{ $labels.variant }} of {{ $labels.experiment }} is ready to ship",
+        "Variant {{ $labels.variant }} of experiment {{ $labels.experiment }} is better than control on its primary "
+        "metric {{ $labels.metric }} (relative lift {{ $value | humanizePercentage }}) and every guardrail is shown "
+        "within its margin (always-valid intervals).",
+        AlertTest(
+            series=(('llm_eval_ab_decision{experiment="prompt-v2",variant="b",decision="ship",reason="primary_better",'
+                     'metric="judge_score"}', "0 0 0 0 0 1x20"),
+                    ('llm_eval_ab_lift{experiment="prompt-v2",variant="b",metric="judge_score"}', "0.08x25")),
+            active_from_minutes=5,
+            expected=(({"experiment": "prompt-v2", "variant": "b", "metric": "judge_score"},
+                       "Variant b of experiment prompt-v2 is better than control on its primary metric judge_score "
+                       "(relative lift 8%) and every guardrail is shown within its margin (always-valid intervals)."),),
+        ),
     ),
     Alert(
         "LLMThumbsUpDrop",

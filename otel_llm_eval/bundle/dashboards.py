@@ -237,40 +237,53 @@ EXPERIMENTS = DashboardSpec(
     ("otel-llm-eval", "llm", "experiments"), (_EXPERIMENT_VAR, _METRIC_VAR),
     rows=(
         ("A/B results", (
+            P("table", "Decision",
+              "Per variant: ship, dont_ship or keep_running, and the rule that decided (primary_better, "
+              "primary_worse, guardrail_worse, below_target, no_difference, srm, collecting, "
+              "guardrail_unproven, no_primary). From always-valid intervals: safe to watch continuously.",
+              (Q(f"max by (experiment, variant, decision, reason) (llm_eval_ab_decision{{{EXP}}}) == 1",
+                 instant=True),),
+              "none", width=16, height=6),
+            P("table", "Unit of analysis",
+              "unit: per-unit sums (a user's calls count as one unit, delta method); call: the spans carry no "
+              "unit keys, calls are treated as independent (activate experiments with a user id).",
+              (Q(f"max by (experiment, basis) (llm_eval_ab_basis{{{EXP}}}) == 1", instant=True),),
+              "none", width=8, height=6),
             P("table", "Variants vs control",
-              "n, mean, relative lift with its confidence interval, p-value (fixed horizon, Holm-adjusted, "
-              "always-valid) per variant. Look at the always-valid p-value when checking continuously.",
+              "n, mean, relative lift with its always-valid interval (running intersection at the comparison's "
+              "share of alpha), always-valid p and p x (alpha / level) (the verdict is better/worse below alpha), "
+              "and the fixed-horizon p (informational: valid only if read once at a planned sample size).",
               tuple(_ab_table_query(n, c) for n, c in (
                   ("ab_samples", "n"), ("ab_mean", "mean"), ("ab_lift", "lift"),
                   ("ab_lift_ci_lower", "lift CI lower"), ("ab_lift_ci_upper", "lift CI upper"),
-                  ("ab_p_value", "p"), ("ab_p_value_adjusted", "p (Holm)"),
-                  ("ab_always_valid_p_value", "always-valid p"))),
+                  ("ab_always_valid_p_value", "always-valid p"), ("ab_p_value_adjusted", "adjusted p"),
+                  ("ab_p_value", "fixed-horizon p"))),
               "none", width=24, height=9),
             P("table", "Verdict",
-              "Current verdict per variant: collecting, no_difference, better, worse or srm (do not trust).",
+              "Current verdict per variant and metric: collecting, no_difference, better, worse or srm (do not trust).",
               (Q(f"max by (experiment, metric, variant, verdict) (llm_eval_ab_verdict{{{_AB}}}) == 1",
                  instant=True),),
               "none", width=12, height=7),
             P("timeseries", "Samples vs required",
-              "Samples per variant and the samples per arm needed for the configured minimum detectable effect.",
+              "Samples per variant and the samples per arm the always-valid test needs for the metric's target effect.",
               (Q(f"max by (variant) (llm_eval_ab_samples{{{_AB}}})", "n {{variant}}"),
                Q(f"max by (variant) (llm_eval_ab_required_samples{{{_AB}}})", "required {{variant}}")),
               "short", width=12, height=7),
         )),
         ("Over time", (
             P("timeseries", "Relative lift with confidence interval",
-              "Lift of each variant over control and its CI bounds.",
+              "Lift of each variant over control and its always-valid interval (it only narrows over time).",
               (Q(f"max by (variant) (llm_eval_ab_lift{{{_AB}}})", "lift {{variant}}"),
                Q(f"max by (variant) (llm_eval_ab_lift_ci_lower{{{_AB}}})", "lower {{variant}}"),
                Q(f"max by (variant) (llm_eval_ab_lift_ci_upper{{{_AB}}})", "upper {{variant}}")),
               "percentunit"),
             P("timeseries", "p-values",
-              "Fixed-horizon p-value and always-valid p-value (safe to peek at) per variant.",
+              "Always-valid p-value (safe to peek at; it never rises) and the fixed-horizon p-value (not safe to peek at) per variant.",
               (Q(f"max by (variant) (llm_eval_ab_p_value{{{_AB}}})", "p {{variant}}"),
                Q(f"max by (variant) (llm_eval_ab_always_valid_p_value{{{_AB}}})", "always-valid {{variant}}")),
               "none", log_scale=True, thresholds=(("red", None), ("green", 0.05))),
             P("timeseries", "Sample ratio mismatch p-value",
-              "Chi-square of assignment units (LLM calls without unit keys) vs configured weights; below 0.001 the split is broken.",
+              "Chi-square of assignment units vs configured weights (absent without unit keys); below 0.001 the split is broken.",
               (Q(f"max by (experiment) (llm_eval_ab_srm_p_value{{{EXP}}})", "{{experiment}}"),),
               "none", log_scale=True, thresholds=(("red", None), ("green", 0.001))),
             P("timeseries", "Units and exposures per variant",
@@ -289,7 +302,7 @@ EXPERIMENTS = DashboardSpec(
                  "{{experiment}} {{variant}}"),),
               "none", min_value=-0.5, max_value=0.5),
             P("timeseries", "Interleaving p-value",
-              "Two-sided binomial sign test on decisive comparisons.",
+              "Always-valid p-value (Beta-binomial mixture on decisive comparisons, running minimum): safe to watch.",
               (Q(f"max by (experiment, variant) (llm_eval_interleaving_p_value{{{EXP}}})",
                  "{{experiment}} {{variant}}"),),
               "none", log_scale=True),
@@ -313,6 +326,15 @@ EXPERIMENTS = DashboardSpec(
               "Mean reward per arm.",
               (Q("max by (bandit, arm) (llm_eval_bandit_mean_reward)", "{{bandit}} {{arm}}"),),
               "none"),
+            P("timeseries", "Bandit: probability each arm is best",
+              "Posterior P(best) per arm. Bandits get no A/B p-values: their allocation moves with the data, "
+              "which breaks a fixed-split test.",
+              (Q("max by (bandit, arm) (llm_eval_bandit_probability_best)", "{{bandit}} {{arm}}"),),
+              "percentunit", min_value=0, max_value=1),
+            P("timeseries", "Bandit: expected regret per pull",
+              "What the current allocation is expected to lose per pull against the best arm (posterior means).",
+              (Q("max by (bandit) (llm_eval_bandit_expected_regret)", "{{bandit}}"),),
+              "none"),
         )),
     ),
 )
@@ -324,12 +346,12 @@ DRIFT = DashboardSpec(
     rows=(
         ("Drift", (
             P("timeseries", "Drift score by feature",
-              "JS distance / PSI per feature (ks and chi2 methods publish p-values).",
+              "ks and chi2: the test p-value (drift below 0.05); js and psi: effect sizes (distance), never deciding.",
               (Q(f"max by (feature, method) (llm_eval_drift_score{{{SVC}}})", "{{feature}} {{method}}"),),
               "none", width=12),
             P("timeseries", "Drift detected",
-              "1 while a feature's drift score is past its threshold (input features: LLMInputDrift; "
-              "output features: LLMOutputDrift).",
+              "1 while a feature's drift test (KS for numbers, two-sample chi-square for categories) is below "
+              "p 0.05 (input features: LLMInputDrift; output features: LLMOutputDrift).",
               (Q(f"max by (feature) (llm_eval_drift_detected{{{SVC}}})", "{{feature}}"),),
               "none", width=12, min_value=0, max_value=1),
         )),

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from .. import semconv
 from .plugins import CallRecord, CallSummarizer, EvaluationRecord, ExperimentSnapshot, SidecarPlugin
+from ..stats.sequential import RunningSequence
 from .stats_experiments import ENGAGEMENT_METRICS, analyze_experiment, prune_none
 from ..catalog import LATENCY_BUCKETS_SECONDS
 from .stats_windows import AnomalySlot, ArmRecord, Comparisons, DriftSlot, Session, as_bool, slot_of
@@ -43,14 +44,23 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "power": 0.8,
     "mde": 0.05,                       # relative minimum detectable effect for sample sizes
     "srm_threshold": 0.001,
-    "sequential_tuning_n": 5000,       # GAVI: total samples where the confidence sequence is tightest
-    "correction": "holm",              # holm | bh, across an experiment's metrics and variants
-    "min_samples": 30,                 # per arm before any verdict but "collecting"
+    "sequential_tuning_n": 5000,       # GAVI: samples (both arms) where the always-valid interval is tightest
+    "min_samples": 30,                 # units (else calls) per arm before any verdict but "collecting"
     "lower_is_better": ["latency_seconds", "input_tokens", "output_tokens", "cost_usd", "error"],
     "binary_metrics": [],              # force 0/1 analysis (default: detected, every value 0 or 1)
     "continuous_metrics": [],          # force Welch
     "planned_duration_days": 14,       # planned end = first seen + this, unless experiments.<id>.planned_end_unix
-    "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, ...}}
+    "experiments": {},                 # per-experiment overrides: {id: {mde, planned_end_unix, alpha, decision, ...}}
+    "decision": {
+        "primary": None,               # metric that decides (default: first judge metric, else first feedback)
+        "primary_alpha_share": 0.5,    # share of alpha for the primary's comparisons; the rest split over the others
+        "targets": {},                 # metric -> {relative: x} | {absolute: x}; default by kind (stats_experiments.DEFAULT_TARGETS)
+        "guardrails": {                # metric -> largest degradation accepted (non-inferiority margin)
+            "latency_seconds": {"relative": 0.10},
+            "cost_usd": {"relative": 0.10},
+            "error": {"absolute": 0.01},
+        },
+    },
     "judge": {
         "metric": None,                # evaluation used for the rate plan (default: first judge one, semconv.JUDGE_SOURCES)
         "budget_calls_per_hour": None,
@@ -60,7 +70,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
         "margin": 1.1,
     },
     "engagement": {"max_sessions": 100_000},
-    "interleaving": {"max_arms": 20},
+    "interleaving": {"max_arms": 20, "prior_strength": 12.0},  # Beta(a, a) mixture of the always-valid test
     "bandits": {
         "ids": [],                     # experiments served as bandits (GET /v1/bandits/{id} adds more)
         "max_bandits": 20,
@@ -79,12 +89,13 @@ CONFIG_DEFAULTS: dict[str, Any] = {
         "current_seconds": 3_600,      # ... vs the last hour
         "slot_seconds": 600,
         "reservoir_size": 200,         # values kept per feature and slot (uniform sample)
-        "min_samples": 50,             # per window before a score
-        "js_threshold": 0.1,
+        "min_samples": 10,             # per window before a test (the tests are exact down to a few values)
+        "js_threshold": 0.1,           # JS/PSI are effect sizes: thresholds only label them, never decide
         "psi_threshold": 0.2,
-        "p_threshold": 0.05,
+        "p_threshold": 0.05,           # KS / chi-square level: the false-alarm rate at any traffic
         "psi_epsilon": 1e-4,
-        "ks_max_samples": 1000,
+        "ks_max_samples": 2000,        # current window's KS sample (drawn in proportion to slot counts)
+        "ks_reference_samples": 5000,  # reference window's KS sample
         "max_categories": 50,
         "features": ["input_tokens", "output_tokens", "latency_seconds", "input_length", "output_length",
                      "cost_usd", "finish_reason", "judge_score"],
@@ -103,6 +114,8 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     },
 }
 
+#: the `metric` under which interleaving comparisons keep their running always-valid p-value
+INTERLEAVING_METRIC = "__interleaving__"
 NUMERIC_FEATURES = {"input_tokens", "output_tokens", "latency_seconds", "input_length", "output_length", "cost_usd"}
 SERIES_KIND = {"latency_p95_seconds": "p95"}  # others are slot means
 
@@ -275,10 +288,12 @@ class AnalysisPlugin(SidecarPlugin):
         self.judge_names: set[str] = set()
         self.feedback_names: set[str] = set()
         self.bandits: dict[str, dict[str, Any]] = {}   # id -> {"arms": [...], "last_requested": t}
-        self.avp: dict[tuple[str, str, str], float] = {}
+        #: (experiment, metric, variant) -> the always-valid test's running p and interval
+        self.running: dict[tuple[str, str, str], RunningSequence] = {}
         self.dropped: dict[str, int] = {}
         self.errors = 0
         self._rng = random.Random(0)
+        self._np_rng: Any = None  # numpy Generator for drift samples, made on first use (numpy is lazy here)
         # dirty keys for flush
         self._dirty_drift: set[tuple[str, str, int]] = set()
         self._dirty_anomaly: set[tuple[str, str, int]] = set()
@@ -298,8 +313,6 @@ class AnalysisPlugin(SidecarPlugin):
         alg = self.cfg["bandits"]["algorithm"]
         if alg not in ("thompson", "ucb1", "epsilon_greedy"):
             raise ValueError(f"analysis.bandits.algorithm must be thompson, ucb1 or epsilon_greedy, got {alg!r}")
-        if self.cfg["correction"] not in ("holm", "bh"):
-            raise ValueError(f"analysis.correction must be holm or bh, got {self.cfg['correction']!r}")
         for bid in self.cfg["bandits"]["ids"] or []:
             self.bandits.setdefault(str(bid), {"arms": [], "last_requested": 0.0})
 
@@ -508,31 +521,32 @@ class AnalysisPlugin(SidecarPlugin):
             judge_names = frozenset(self.judge_names)
             feedback_names = frozenset(self.feedback_names)
             bandits = {k: list(v["arms"]) for k, v in self.bandits.items()}
-            avp = dict(self.avp)
+            running = dict(self.running)
         results: dict[str, Any] = {"experiments": {}, "bandits": {}, "drift": [], "anomaly": [],
                                    "interleaving": {}, "computed_unix": now}
-        new_avp: dict[tuple[str, str, str], float] = {}
-        avp_by_exp: dict[str, dict[tuple[str, str], float]] = {}
-        for (e, m, v), p in avp.items():
-            avp_by_exp.setdefault(e, {})[(m, v)] = p
+        new_running: dict[tuple[str, str, str], RunningSequence] = {}
+        by_exp: dict[str, dict[tuple[str, str], RunningSequence]] = {}
+        for (e, m, v), r in running.items():
+            by_exp.setdefault(e, {})[(m, v)] = r
         for exp_id, snap in snapshot.items():
-            prev = avp_by_exp.get(exp_id, {})
             try:
-                details, exp_avp = analyze_experiment(snap, self.cfg, avp_previous=prev, is_bandit=exp_id in bandits,
-                                                      judge_metrics=judge_names, engagement=engagement.get(exp_id),
-                                                      now=now)
+                details, exp_running = analyze_experiment(
+                    snap, self.cfg, running=by_exp.get(exp_id, {}), is_bandit=exp_id in bandits,
+                    judge_metrics=judge_names, feedback_metrics=feedback_names,
+                    engagement=engagement.get(exp_id), now=now)
             except Exception:
                 log.exception("analysis of experiment %s failed", exp_id)
                 continue
             results["experiments"][exp_id] = prune_none(details)
-            new_avp.update({(exp_id, m, v): p for (m, v), p in exp_avp.items()})
+            new_running.update({(exp_id, m, v): r for (m, v), r in exp_running.items()})
         for bid, arms in bandits.items():
             results["bandits"][bid] = self._bandit(bid, arms, snapshot.get(bid), judge_names, feedback_names)
-        results["interleaving"] = self._interleaving(comparisons)
+        results["interleaving"], inter_running = self._interleaving(comparisons, running)
+        new_running.update(inter_running)
         results["drift"] = self._drift(drift_input)
         results["anomaly"] = self._anomalies(anomaly_input, now)
         with self.lock:
-            self.avp.update(new_avp)
+            self.running.update(new_running)
         self.results = results  # atomic swap: readers see the old or the new result, never half
 
     def _prune(self, now: float) -> None:
@@ -631,20 +645,49 @@ class AnalysisPlugin(SidecarPlugin):
             "updated_unix": self._now(),
         })
 
-    def _interleaving(self, comparisons: Mapping[str, Any]) -> dict[str, Any]:
+    def _interleaving(self, comparisons: Mapping[str, Any],
+                      running: Mapping[tuple[str, str, str], RunningSequence]) -> tuple[dict[str, Any], dict]:
+        """Preference per arm with an always-valid p-value (Beta-binomial mixture on decisive
+        outcomes, running minimum over ticks) and its verdict at alpha / (arms - 1). The running
+        state keeps, in lower/upper, the preference at the look that set the minimum: the verdict's
+        direction is that of the evidence, not of the latest look."""
         from ..stats import interleaving as I
-        out = {}
+        from ..stats.sequential import SequentialResult, beta_binomial_p_value
+        alpha = float(self.cfg["alpha"])
+        strength = float(self.cfg["interleaving"]["prior_strength"])
+        out, new_running = {}, {}
         for cid, (arms, total, decisive, first_wins) in comparisons.items():
+            family = max(1, len(arms) - 1)
+            level = alpha / family
             per_arm = {}
             for arm, r in arms.items():
                 p = I.preference(r.wins, r.losses, r.ties)
+                look_p = beta_binomial_p_value(r.wins, r.losses, prior_strength=strength) if r.wins + r.losses else None
+                key = (cid, INTERLEAVING_METRIC, arm)
+                prev = running.get(key)
+                pref = p.preference
+                look = SequentialResult(look_p, pref, pref)
+                if prev is None or abs(prev.level - level) > 1e-12:
+                    run = RunningSequence.start(look, level)
+                elif look_p is not None and (prev.p_value is None or look_p < prev.p_value):
+                    run = RunningSequence(look_p, pref, pref, level)
+                else:
+                    run = prev
+                if run.p_value is not None:
+                    new_running[key] = run
+                significant = run.p_value is not None and run.p_value <= level and run.lower
+                verdict = ("better" if run.lower > 0 else "worse") if significant else \
+                    ("collecting" if r.wins + r.losses else None)
                 per_arm[arm] = prune_none({"wins": r.wins, "losses": r.losses, "ties": r.ties, "n": p.n,
-                                           "preference": p.preference, "p_value": p.p_value})
+                                           "preference": pref, "p_value": run.p_value,
+                                           "p_value_fixed_horizon": p.p_value, "verdict": verdict})
             bias = I.position_bias(first_wins, decisive)
-            out[cid] = prune_none({"comparisons": total, "arms": per_arm, "position_bias": prune_none({
+            out[cid] = prune_none({"comparisons": total, "arms": per_arm, "alpha": alpha, "family": family,
+                                   "test": "always-valid Beta-binomial mixture on decisive outcomes",
+                                   "position_bias": prune_none({
                 "decisive": bias.decisive, "first_wins": bias.first_wins,
                 "first_win_rate": bias.first_win_rate, "p_value": bias.p_value})})
-        return out
+        return out, new_running
 
     def _drift_input(self, now: float) -> list[tuple[str, str, str, Any, list[tuple]]]:
         """Under the lock: per (service, feature) the reference and current windows.
@@ -686,6 +729,9 @@ class AnalysisPlugin(SidecarPlugin):
     def _drift(self, items: list[Any]) -> list[tuple[str, str, Any]]:
         import numpy as np
 
+        if self._np_rng is None:
+            self._np_rng = np.random.default_rng(int(self.cfg["bandits"]["seed"]))
+
         from ..stats import drift as D
         dcfg = self.cfg["drift"]
         out = []
@@ -702,7 +748,8 @@ class AnalysisPlugin(SidecarPlugin):
                         for _, _, _, cats in slots:
                             for k, v in (cats or {}).items():
                                 acc[k] = acc.get(k, 0) + v
-                    results = D.categorical_drift(rc, cc, alpha=dcfg["p_threshold"], js_threshold=dcfg["js_threshold"])
+                    results = D.categorical_drift(rc, cc, alpha=dcfg["p_threshold"], js_threshold=dcfg["js_threshold"],
+                                                  rng=self._np_rng)
                 else:
                     results = self._numeric_drift(service, feature, ref, cur, np, D)
             except Exception:
@@ -715,6 +762,9 @@ class AnalysisPlugin(SidecarPlugin):
         return out
 
     def _numeric_drift(self, service: str, feature: str, ref: tuple, cur: list[tuple], np: Any, D: Any) -> list[Any]:
+        """KS on unweighted samples of both windows (deciding) and JS/PSI on shared bins of the
+        weighted windows (effect sizes). The reference's sorted values and its KS sample are cached
+        while the reference slots are unchanged, so the reference is fixed between ticks."""
         dcfg = self.cfg["drift"]
         key = (service, feature)
         ref_id, _, ref = ref
@@ -725,10 +775,11 @@ class AnalysisPlugin(SidecarPlugin):
             vals = np.concatenate([a for a, _ in parts]) if parts else np.empty(0)
             wts = np.concatenate([np.full(a.size, w) for a, w in parts]) if parts else np.empty(0)
             sv, cw = D.sorted_with_weights(vals, wts)
-            exact = all(c == len(v) for _, c, v, _ in ref)
-            cached = (ref_id, (sv, cw, exact, vals))
+            sample = D.proportional_sample([(c, v) for _, c, v, _ in ref], int(dcfg["ks_reference_samples"]),
+                                           self._np_rng)
+            cached = (ref_id, (sv, cw, sample))
             self._ref_cache[key] = cached
-        sv, cw, ref_exact, ref_vals = cached[1]
+        sv, cw, ref_sample = cached[1]
         parts = [(np.asarray(v, float), c / len(v)) for _, c, v, _ in cur if v]
         if sv.size == 0 or not parts:
             return []
@@ -744,9 +795,9 @@ class AnalysisPlugin(SidecarPlugin):
         hc, _ = np.histogram(cur_vals, bins=edges, weights=cur_w)
         results = D.drift_from_histograms(hr, hc, js_threshold=dcfg["js_threshold"],
                                           psi_threshold=dcfg["psi_threshold"], epsilon=dcfg["psi_epsilon"])
-        cur_exact = all(c == len(v) for _, c, v, _ in cur)
-        if ref_exact and cur_exact and ref_vals.size <= dcfg["ks_max_samples"] and cur_vals.size <= dcfg["ks_max_samples"]:
-            results.append(D.ks_test(ref_vals, cur_vals, alpha=dcfg["p_threshold"]))
+        cur_sample = D.proportional_sample([(c, v) for _, c, v, _ in cur], int(dcfg["ks_max_samples"]), self._np_rng)
+        if ref_sample.size and cur_sample.size:
+            results.append(D.ks_test(ref_sample, cur_sample, alpha=dcfg["p_threshold"]))
         return results
 
     def _anomaly_input(self, now: float) -> list[tuple[str, str, list[tuple[int, float, int]]]]:
@@ -795,6 +846,11 @@ class AnalysisPlugin(SidecarPlugin):
         for exp_id, d in res.get("experiments", {}).items():
             if "srm" in d and "p_value" in d["srm"]:
                 put("llm_eval_ab_srm_p_value", {"experiment": exp_id}, d["srm"]["p_value"])
+            if "basis" in d:
+                put("llm_eval_ab_basis", {"experiment": exp_id, "basis": d["basis"]}, 1.0)
+            for variant, dv in d.get("decision", {}).get("variants", {}).items():
+                put("llm_eval_ab_decision", {"experiment": exp_id, "variant": variant, "decision": dv["decision"],
+                                             "reason": dv["reason"], "metric": dv.get("metric", "")}, 1.0)
             for metric, m in d.get("metrics", {}).items():
                 for variant, v in m.get("variants", {}).items():
                     lab = {"experiment": exp_id, "metric": metric, "variant": variant}
@@ -824,6 +880,9 @@ class AnalysisPlugin(SidecarPlugin):
                 put("llm_eval_bandit_pulls", {"bandit": bid, "arm": arm}, n)
             for arm, m in b.get("mean_reward", {}).items():
                 put("llm_eval_bandit_mean_reward", {"bandit": bid, "arm": arm}, m)
+            for arm, pb in (b.get("probability_best") or {}).items():
+                put("llm_eval_bandit_probability_best", {"bandit": bid, "arm": arm}, pb)
+            put("llm_eval_bandit_expected_regret", {"bandit": bid}, b.get("expected_regret_per_pull"))
         for service, feature, r in res.get("drift", []):
             lab = {"service": service, "feature": feature, "method": r.method}
             put("llm_eval_drift_score", lab, r.published)
@@ -959,8 +1018,8 @@ class AnalysisPlugin(SidecarPlugin):
     # --- persistence (state thread) ---
     def load(self, conn: Any) -> None:
         conn.executescript("""
-            CREATE TABLE IF NOT EXISTS analysis_avp (experiment TEXT, metric TEXT, variant TEXT, p REAL,
-                PRIMARY KEY (experiment, metric, variant));
+            CREATE TABLE IF NOT EXISTS analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL,
+                lower REAL, upper REAL, level REAL, PRIMARY KEY (experiment, metric, variant));
             CREATE TABLE IF NOT EXISTS analysis_bandits (id TEXT PRIMARY KEY, arms TEXT, last_requested REAL);
             CREATE TABLE IF NOT EXISTS analysis_interleaving (id TEXT PRIMARY KEY, data TEXT);
             CREATE TABLE IF NOT EXISTS analysis_sessions (experiment TEXT, session TEXT, variant TEXT, unit TEXT,
@@ -972,8 +1031,9 @@ class AnalysisPlugin(SidecarPlugin):
             CREATE TABLE IF NOT EXISTS analysis_names (kind TEXT, name TEXT, PRIMARY KEY (kind, name));
         """)
         with self.lock:
-            for e, m, v, p in conn.execute("SELECT experiment, metric, variant, p FROM analysis_avp"):
-                self.avp[(e, m, v)] = p
+            for e, m, v, p, lo, hi, fam in conn.execute(
+                    "SELECT experiment, metric, variant, p, lower, upper, level FROM analysis_sequential"):
+                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam))
             for bid, arms, last in conn.execute("SELECT id, arms, last_requested FROM analysis_bandits"):
                 self.bandits[bid] = {"arms": json.loads(arms or "[]"), "last_requested": last or 0.0}
             for cid, data in conn.execute("SELECT id, data FROM analysis_interleaving"):
@@ -995,7 +1055,7 @@ class AnalysisPlugin(SidecarPlugin):
 
     def flush(self, conn: Any) -> None:
         with self.lock:
-            avp = list(self.avp.items())
+            running = [(*k, r.p_value, r.lower, r.upper, r.level) for k, r in self.running.items()]
             bandits = [(b, json.dumps(self.bandits[b]["arms"]), self.bandits[b]["last_requested"])
                        for b in self._dirty_bandits if b in self.bandits]
             comps = [(c, json.dumps({"arms": {a: [r.wins, r.losses, r.ties] for a, r in self.comparisons[c].arms.items()},
@@ -1025,7 +1085,7 @@ class AnalysisPlugin(SidecarPlugin):
             self._deleted_sessions.clear()
             self._dirty_drift.clear()
             self._dirty_anomaly.clear()
-        conn.executemany("INSERT OR REPLACE INTO analysis_avp VALUES (?, ?, ?, ?)", [(*k, p) for k, p in avp])
+        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?)", running)
         conn.executemany("INSERT OR REPLACE INTO analysis_bandits VALUES (?, ?, ?)", bandits)
         conn.executemany("INSERT OR REPLACE INTO analysis_interleaving VALUES (?, ?)", comps)
         conn.executemany("INSERT OR REPLACE INTO analysis_sessions VALUES (?, ?, ?, ?, ?, ?, ?)", sessions)

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "max_stats_per_experiment": 1000,     # (metric, variant) pairs per experiment
         "max_units_per_experiment": 200_000,  # distinct unit keys kept per experiment (SRM on units)
         "max_units": 1_000_000,               # ... and over all experiments (8-byte keys)
+        "unit_buckets": 256,                  # per-unit sums: units hashed into this many clusters per arm
     },
     "ingest": {
         "max_request_bytes": 16 * 1024 * 1024,   # compressed AND decompressed body

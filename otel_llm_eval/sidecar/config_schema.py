@@ -39,6 +39,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "state.max_stats_per_experiment": (1, None, False),
     "state.max_units_per_experiment": (0, None, False),
     "state.max_units": (0, None, False),
+    "state.unit_buckets": (100, None, False),
     "state.dedup_retention_seconds": (0, None, False),
     "state.journal_max_age_seconds": (1, None, False),
     "ingest.max_request_bytes": (1024, None, False),

@@ -191,7 +191,7 @@ class Sidecar:
                            max_experiments=st["max_experiments"],
                            max_stats_per_experiment=st["max_stats_per_experiment"],
                            max_units_per_experiment=st["max_units_per_experiment"],
-                           max_units=st["max_units"])
+                           max_units=st["max_units"], unit_buckets=st["unit_buckets"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
         self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock(),

@@ -122,7 +122,7 @@ class Ingestor:
     def _merge(self, delta: tuple) -> None:
         """Fold a batch's sums into the state. Label values are bounded once per raw label set,
         weighted by its number of calls (overflow counts as if each call were bounded)."""
-        calls, checks, exps, units, usage, requests, index = delta
+        calls, checks, exps, units, usage, requests, index, clusters = delta
         st = self.state
         b = self.labels.bound
         counters: dict[tuple, float] = {}
@@ -170,6 +170,7 @@ class Ingestor:
             st.exp_merge(e, variant, summary)
             for unit, calls in units.get((eid, variant), {}).items():
                 st.see_unit(e, variant, unit, calls)
+            st.cluster_merge(e, variant, clusters.get((eid, variant), {}))
         if index is not None:
             keys, entries, entry_of, t_max = index
             bounded = [IndexEntry(service_of(svc), model, exps_) for svc, model, exps_ in entries]
@@ -247,7 +248,8 @@ class Ingestor:
         if joined is not None:
             service = joined.service
             model = model or joined.model
-            exps = exps or joined.experiments
+            # the call's own stamps first: they carry its unit keys (an evaluation span's copies may not)
+            exps = joined.experiments or exps
         service = service or self.default_service
         if (service, model, exps) != (ev.service, ev.model, ev.experiments):
             ev = EvaluationRecord(ev.name, ev.source, ev.trace_id, ev.span_id, ev.time_unix_nano, ev.score,
@@ -276,6 +278,7 @@ class Ingestor:
             for a in exps:
                 e = st.experiment(a, t)
                 st.exp_add(e, ev.name, a.variant, ev.score, t)
+                st.cluster_add(e, ev.name, a.variant, st.bucket_of(a.unit or ev.trace_id), ev.score)
         for p in self.plugins:
             try:
                 p.on_evaluation(ev)

@@ -133,8 +133,13 @@ class ExperimentSnapshot:
     metrics: dict[str, dict[str, MetricStats]]   # metric -> variant -> stats
     first_seen_unix: float
     last_seen_unix: float
-    #: the unit sets (metrics[UNITS]) hit a cap: unit counts are incomplete, SRM uses exposures
+    #: the unit sets (metrics[UNITS]) hit a cap: they hold a uniform hash sample of 1 in
+    #: 2**unit_sample_level units (SRM on that sample stays valid)
     units_capped: bool = False
+    unit_sample_level: int = 0
+    #: metric -> variant -> (Σ value, Σ count) per cluster (units hashed into buckets; calls without
+    #: a unit key by trace id): present when the spans carry unit keys, for per-unit analysis
+    clusters: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
 
 
 class CallSummarizer:

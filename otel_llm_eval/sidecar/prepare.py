@@ -34,7 +34,7 @@ from .edge import EdgeLimits
 from .otlp import LogView, SpanView, attributes as kv_attributes, resource_service, walk_logs
 from .plugins import EvaluationRecord, call_record
 from .prices import PriceTable
-from .state import id_hash, summarize_rows
+from .state import id_hash, summarize_rows, unit_key_int, unit_mix
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,16 @@ def evaluation_from_attrs(attrs: Mapping[str, Any], trace_id: str | None, span_i
 class _Batch:
     """A batch's LLM calls summed per raw label set (see the module docstring). Worker side."""
 
-    __slots__ = ("calls", "checks", "exps", "units", "usage", "requests", "keys", "entries", "entry_ix",
-                 "entry_of", "t_max")
+    __slots__ = ("calls", "checks", "exps", "units", "clusters", "usage", "requests", "keys", "entries",
+                 "entry_ix", "entry_of", "t_max")
 
     def __init__(self) -> None:
         self.calls: dict[tuple, list] = {}
         self.checks: dict[tuple, int] = {}          # (service, model, check, safety?) -> failures
         self.exps: dict[tuple, list] = {}           # (experiment, variant) -> [assignment, row, ...]
         self.units: dict[tuple, dict] = {}          # (experiment, variant) -> {unit key: calls}
+        #: (experiment, variant) -> {mixed unit (or trace) key: [Σ x, n] per CALL_METRICS column}
+        self.clusters: dict[tuple, dict] = {}
         self.usage: dict[tuple, dict] = {}          # (service, kind) -> {id hash: last seen}
         self.requests: dict[tuple, int] = {}        # (service, minute slot) -> calls
         self.keys: list[str] = []                   # span index: trace id hex + span id hex per call
@@ -119,7 +121,7 @@ class _Batch:
         exps = {k: (rows[0], rows[1][0], max(r[0] for r in rows[1:]), len(rows) - 1, summarize_rows(rows[1:]))
                 for k, rows in self.exps.items()}
         index = (self.keys, self.entries, self.entry_of.tobytes(), self.t_max) if self.keys else None
-        return (self.calls, self.checks, exps, self.units, self.usage, self.requests, index)
+        return (self.calls, self.checks, exps, self.units, self.usage, self.requests, index, self.clusters)
 
 
 def summarizer_specs(plugins: Iterable[Any], cfg: Mapping[str, Any]) -> list[tuple[str, type, Any]]:
@@ -152,6 +154,7 @@ class Preparer:
         self.clock = clock
         self._exp_cache: dict[tuple, tuple[ExperimentAssignment, ...]] = {}
         self._hash_cache: dict[str, int] = {}
+        self._mix_cache: dict[str, int] = {}
         self.span_errors = 0
         self.limits = limits or EdgeLimits()
         self.rejected: dict[str, int] = {}  # this batch's items skipped for a value out of range
@@ -338,7 +341,6 @@ class Preparer:
         slot = (service, int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS)
         batch.requests[slot] = batch.requests.get(slot, 0) + 1
         if exps:
-            units = semconv.parse_units(attrs) if semconv.EXPERIMENT_UNITS in attrs else None
             # one row per call and (experiment, variant): the batch's sums come from summarize_rows
             row = (t, latency, input_tokens, output_tokens, cost, 1.0 if error else 0.0)
             for a in exps:
@@ -349,13 +351,24 @@ class Preparer:
                 else:
                     rows[0] = a  # the newest stamp (weights) wins, as call by call
                     rows.append(row)
-                if units:
-                    unit = units.get(a.id)
-                    if unit:
-                        got = batch.units.get(key)
-                        if got is None:
-                            got = batch.units[key] = {}
-                        got[unit] = got.get(unit, 0) + 1
+                unit = a.unit
+                if unit:
+                    got = batch.units.get(key)
+                    if got is None:
+                        got = batch.units[key] = {}
+                    got[unit] = got.get(unit, 0) + 1
+                # per-unit sums: the unit's cluster, or the trace's when the call has no unit key
+                cluster = self._mixed(unit or call.trace_id or "")
+                sums = batch.clusters.get(key)
+                if sums is None:
+                    sums = batch.clusters[key] = {}
+                acc_c = sums.get(cluster)
+                if acc_c is None:
+                    acc_c = sums[cluster] = [0.0] * (2 * len(row) - 2)
+                for i, value in enumerate(row[1:]):
+                    if value is not None:
+                        acc_c[2 * i] += value
+                        acc_c[2 * i + 1] += 1.0
         trace_id, span_id = call.trace_id, call.span_id
         if trace_id and span_id:
             ekey = (service, model, id(exps))
@@ -383,6 +396,15 @@ class Preparer:
                              if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
             ops.append(("call", service, call, error, sv.end, exps, failed, safety, cost, out_attrs))
 
+    def _mixed(self, unit: str) -> int:
+        """`unit_mix(unit_key_int(unit))`, memoized (bounded): the state maps it to a cluster."""
+        h = self._mix_cache.get(unit)
+        if h is None:
+            if len(self._mix_cache) >= 50_000:
+                self._mix_cache.clear()
+            h = self._mix_cache[unit] = unit_mix(unit_key_int(unit)) if unit else 0
+        return h
+
     def _id_hash(self, raw_id: str) -> int:
         """state.id_hash, memoized (bounded) like State.see_id's cache."""
         h = self._hash_cache.get(raw_id)
@@ -396,8 +418,9 @@ class Preparer:
         """parse_experiments, memoized on the raw attribute values: the same few experiment
         stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
         raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
-               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS))
-        if raw == (None, None, None, None):
+               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS),
+               attrs.get(semconv.EXPERIMENT_UNITS))
+        if raw == (None, None, None, None, None):
             return ()
         key = raw
         try:

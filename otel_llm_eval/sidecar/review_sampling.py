@@ -6,7 +6,8 @@ Strategies (combinable, each gives a candidate a `reason`):
 - low_confidence: a span attribute (`confidence_attribute`) below `low_confidence`
 - low_score:      an LLM-judge score at or below `low_judge_score` (offered by the caller when the
                   judge's evaluation arrives)
-- random:         a `random_rate` share of calls, decided on the trace id (1% by default)
+- random:         a `random_rate` share of calls, decided on the trace id (1% by default), before
+                  and independently of every other reason (an erroring call can be a random item)
 - stratified:     with `stratify_by` (variant | model | service | any span attribute), every window
                   admits an equal share per stratum
 
@@ -90,8 +91,14 @@ def classify(
     completion: str | None = None,
     confidence: float | None = None,
 ) -> tuple[str, float] | None:
-    """(reason, priority) for a call, or None when no strategy picks it. First match wins."""
+    """(reason, priority) for a call, or None when no strategy picks it.
+
+    The random sample is drawn first, on the trace id alone, so it is independent of every other
+    reason: a call that failed a check can be (and then is) a random item too, and the failure
+    rate computed from random items alone is unbiased. Otherwise the first matching reason wins."""
     frac = trace_fraction(trace_id)
+    if frac < cfg.random_rate:
+        return "random", frac
     if cfg.error_triggered and (failed_checks or error):
         return "error", frac
     if completion is not None:
@@ -102,8 +109,6 @@ def classify(
             return "length", frac
     if confidence is not None and math.isfinite(confidence) and confidence < cfg.low_confidence:
         return "low_confidence", confidence
-    if frac < cfg.random_rate:
-        return "random", frac
     return None
 
 

@@ -36,6 +36,27 @@ WINDOWS = (("1h", HOUR), ("1d", DAY))
 REQUEST_SLOT_SECONDS = 60
 
 
+_M64 = (1 << 64) - 1
+
+
+def unit_mix(key: int) -> int:
+    """splitmix64's finalizer: a unit key's bits scrambled. Unit keys are the very sha256 bytes
+    the assignment was drawn from, so their own bits correlate with the variant; buckets and the
+    SRM unit sample use these mixed bits instead, which are independent of it."""
+    z = (key + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def unit_key_int(unit: str) -> int:
+    """The 63-bit int of a unit key: our 16-hex keys (and trace ids) directly, others hashed."""
+    try:
+        return int(unit[:16], 16) >> 1 if len(unit) >= 16 else id_hash(unit)
+    except ValueError:
+        return id_hash(unit)  # not our hex key (another emitter): hash it the same way
+
+
 def id_hash(value: str) -> int:
     """Stable 63-bit hash of a user/session id (never Python's salted hash(); never the raw id)."""
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "replace"), digest_size=8).digest(), "big") >> 1
@@ -74,6 +95,13 @@ class Experiment:
     units: dict[str, set[int]] = field(default_factory=dict)
     unit_count: int = 0
     units_capped: bool = False      # a unit was not kept (cap): the counts are incomplete
+    #: past the unit caps the sets keep a uniform hash sample of the units: those whose
+    #: `unit_mix(key)` has `unit_sample_level` low zero bits (1 in 2**level); SRM stays valid on it
+    unit_sample_level: int = 0
+    #: (metric, variant) -> [Σ value, Σ count] per cluster: units hashed into `unit_buckets` buckets
+    #: (calls without a unit key by their trace id), two arrays of doubles. Per-unit analysis
+    #: (delta method over clusters) reads these; bounded whatever the number of units.
+    clusters: dict[tuple[str, str], tuple[array, array]] = field(default_factory=dict)
 
 
 class IndexEntry(NamedTuple):
@@ -101,7 +129,7 @@ class IndexChunk:
 class State:
     def __init__(self, *, max_ids_per_service: int = 100_000, span_index_max_entries: int = 200_000,
                  max_experiments: int = 200, max_stats_per_experiment: int = 1000,
-                 max_units_per_experiment: int = 200_000, max_units: int = 1_000_000):
+                 max_units_per_experiment: int = 200_000, max_units: int = 1_000_000, unit_buckets: int = 256):
         self.lock = threading.RLock()
         self.counters: dict[tuple[str, tuple[str, ...]], float] = {}
         #: histogram series -> [per-bucket counts (len(buckets)+1, last is +Inf), sum]
@@ -120,6 +148,8 @@ class State:
         self.dirty_units: list[tuple[str, str, int]] = []
         self.dirty_units_capped: set[str] = set()
         self._unit_cache: dict[str, int] = {}
+        self.unit_buckets = int(unit_buckets)
+        self.dirty_clusters: set[tuple[str, str, str]] = set()
         #: (service, kind) -> {id hash: last seen unix}, kind in user|session
         self.usage: dict[tuple[str, str], dict[int, float]] = {}
         #: (service, kind) -> id hashes to persist: new ones, and known ones seen in a later minute
@@ -229,16 +259,16 @@ class State:
         self.dirty_stats.add((e.id, metric, variant))
 
     def see_unit(self, e: Experiment | None, variant: str, unit: str, calls: int = 1) -> None:
-        """Count assignment unit `unit` (a unit key) in `variant`; exact until a cap is reached
-        (then its `calls` count as dropped)."""
+        """Count assignment unit `unit` (a unit key) in `variant`. Exact until a cap
+        (`state.max_units_per_experiment`, `state.max_units`) is reached; then the experiment keeps a
+        uniform hash sample of its units, halved as often as needed (`unit_sample_level`), so the
+        sets stay bounded and the SRM test on them stays valid. Units outside the sample count
+        nothing; sampled-out calls are counted in `units_dropped`."""
         if e is None:
             return
         key = self._unit_cache.get(unit)
         if key is None:
-            try:
-                key = int(unit[:16], 16) >> 1 if len(unit) >= 16 else id_hash(unit)
-            except ValueError:
-                key = id_hash(unit)  # not our hex key (another emitter): hash it the same way
+            key = unit_key_int(unit)
             if len(self._unit_cache) >= 50_000:
                 self._unit_cache.clear()
             self._unit_cache[unit] = key
@@ -247,16 +277,83 @@ class State:
             s = e.units[variant] = set()
         if key in s:
             return
-        if e.unit_count >= self.max_units_per_experiment or self.units_total >= self.max_units:
+        mask = (1 << e.unit_sample_level) - 1
+        if unit_mix(key) & mask:
             self.units_dropped += calls
-            if not e.units_capped:
-                e.units_capped = True
-                self.dirty_units_capped.add(e.id)
             return
+        while e.unit_count >= self.max_units_per_experiment or self.units_total >= self.max_units:
+            if e.unit_sample_level >= 62 or e.unit_count == 0:
+                self.units_dropped += calls
+                return
+            self._halve_units(e)
+            mask = (1 << e.unit_sample_level) - 1
+            if unit_mix(key) & mask:
+                self.units_dropped += calls
+                return
         s.add(key)
         e.unit_count += 1
         self.units_total += 1
         self.dirty_units.append((e.id, variant, key))
+
+    def _halve_units(self, e: Experiment) -> None:
+        """Keep the half of `e`'s sampled units whose next mixed bit is 0 (the next flush rewrites
+        the experiment's stored units)."""
+        e.unit_sample_level += 1
+        mask = (1 << e.unit_sample_level) - 1
+        for variant, units in e.units.items():
+            kept = {u for u in units if not unit_mix(u) & mask}
+            self.units_total -= len(units) - len(kept)
+            e.unit_count -= len(units) - len(kept)
+            e.units[variant] = kept
+        if not e.units_capped:
+            e.units_capped = True
+        self.dirty_units_capped.add(e.id)
+
+    # --- per-unit clusters (caller holds the lock) ---
+    def cluster_add(self, e: Experiment | None, metric: str, variant: str, bucket: int, value: float,
+                    count: float = 1.0) -> None:
+        """Add `value` (and `count` samples) to cluster `bucket` of (metric, variant)."""
+        if e is None:
+            return
+        c = self._cluster(e, metric, variant)
+        if c is not None:
+            c[0][bucket] += value
+            c[1][bucket] += count
+
+    def cluster_merge(self, e: Experiment | None, variant: str, sums: dict[int, list[float]]) -> None:
+        """Add a batch's per-cluster call sums for one (experiment, variant): mixed unit key ->
+        [Σ x, Σ n] per CALL_METRICS column, flat (`prepare` builds them)."""
+        if e is None:
+            return
+        buckets = self.unit_buckets
+        for i, metric in enumerate(CALL_METRICS):
+            c = None
+            for mixed, vals in sums.items():
+                n = vals[2 * i + 1]
+                if n:
+                    if c is None:
+                        c = self._cluster(e, metric, variant)
+                        if c is None:
+                            break
+                    c[0][mixed % buckets] += vals[2 * i]
+                    c[1][mixed % buckets] += n
+
+    def _cluster(self, e: Experiment, metric: str, variant: str) -> tuple[array, array] | None:
+        key = (metric, variant)
+        c = e.clusters.get(key)
+        if c is None:
+            if len(e.clusters) >= self.max_stats_per_experiment:
+                return None  # the same cap as the per-call stats (odd metric names), counted there
+            zeros = array("d", bytes(8 * self.unit_buckets))
+            c = e.clusters[key] = (zeros, array("d", zeros))
+        self.dirty_clusters.add((e.id, metric, variant))
+        return c
+
+    def bucket_of(self, unit_or_trace: str | None) -> int:
+        """The cluster of a unit key (or, for calls without one, their trace id)."""
+        if not unit_or_trace:
+            return 0
+        return unit_mix(unit_key_int(unit_or_trace)) % self.unit_buckets
 
     def exp_merge(self, e: Experiment | None, variant: str, summary: list[tuple]) -> None:
         """Add a batch's `summarize_rows` output for one (experiment, variant); same caps and drop
@@ -291,8 +388,13 @@ class State:
                 if e.units:
                     metrics[UNITS] = {v: MetricStats(len(u), float(len(u)), float(len(u)), True)
                                       for v, u in e.units.items()}
+                clusters: dict[str, dict[str, tuple[array, array]]] = {}
+                if e.units:  # unit keys seen: analyse per unit (copies; summed outside the lock)
+                    for (metric, variant), (xs, ns) in e.clusters.items():
+                        clusters.setdefault(metric, {})[variant] = (array("d", xs), array("d", ns))
                 out[e.id] = ExperimentSnapshot(e.id, e.control, dict(e.weights) if e.weights else None,
-                                               metrics, e.first_seen, e.last_seen, e.units_capped)
+                                               metrics, e.first_seen, e.last_seen, e.units_capped,
+                                               e.unit_sample_level, clusters)
             return out
 
     # --- usage (caller holds the lock) ---

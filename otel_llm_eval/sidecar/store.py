@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS request_hashes (hash BLOB PRIMARY KEY, t REAL);
 CREATE TABLE IF NOT EXISTS experiment_units (experiment TEXT, variant TEXT, unit INTEGER,
     PRIMARY KEY (experiment, variant, unit)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS experiment_units_capped (experiment TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS experiment_unit_sample (experiment TEXT PRIMARY KEY, level INTEGER);
+CREATE TABLE IF NOT EXISTS exp_clusters (experiment TEXT, metric TEXT, variant TEXT, sums BLOB, counts BLOB,
+    PRIMARY KEY (experiment, metric, variant));
 """
 
 
@@ -67,13 +70,13 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def _exps_to_json(exps: Iterable[ExperimentAssignment]) -> str:
-    return json.dumps([[a.id, a.variant, a.weights, a.control] for a in exps])
+    return json.dumps([[a.id, a.variant, a.weights, a.control, a.unit] for a in exps])
 
 
 def _exps_from_json(text: str | None) -> tuple[ExperimentAssignment, ...]:
     if not text:
         return ()
-    return tuple(ExperimentAssignment(i, v, w, c) for i, v, w, c in json.loads(text))
+    return tuple(ExperimentAssignment(*e) for e in json.loads(text))
 
 
 def evaluation_to_json(r: EvaluationRecord) -> bytes:
@@ -81,7 +84,7 @@ def evaluation_to_json(r: EvaluationRecord) -> bytes:
     return json.dumps({"name": r.name, "source": r.source, "trace_id": r.trace_id, "span_id": r.span_id,
                        "time_unix_nano": r.time_unix_nano, "score": r.score, "label": r.label,
                        "explanation": r.explanation, "error": r.error, "service": r.service, "model": r.model,
-                       "experiments": [[a.id, a.variant, a.weights, a.control] for a in r.experiments],
+                       "experiments": [[a.id, a.variant, a.weights, a.control, a.unit] for a in r.experiments],
                        "attributes": attrs}).encode()
 
 
@@ -205,6 +208,23 @@ class Store:
             for (exp,) in c.execute("SELECT experiment FROM experiment_units_capped"):
                 if exp in state.experiments:
                     state.experiments[exp].units_capped = True
+            for exp, level in c.execute("SELECT experiment, level FROM experiment_unit_sample"):
+                if exp in state.experiments:
+                    state.experiments[exp].unit_sample_level = int(level)
+            size = 8 * state.unit_buckets
+            for exp, metric, variant, sums, counts in c.execute(
+                    "SELECT experiment, metric, variant, sums, counts FROM exp_clusters"):
+                e = state.experiments.get(exp)
+                if e is None:
+                    continue
+                if len(sums) != size or len(counts) != size:  # state.unit_buckets changed: cannot re-bucket
+                    log.warning("per-unit sums of %s/%s/%s were kept in %d buckets, not %d: dropped",
+                                exp, metric, variant, len(sums) // 8, state.unit_buckets)
+                    continue
+                xs, ns = array("d"), array("d")
+                xs.frombytes(sums)
+                ns.frombytes(counts)
+                e.clusters[(metric, variant)] = (xs, ns)
             for service, kind, h, seen in c.execute("SELECT service, kind, id, last_seen FROM usage_ids"):
                 state.usage.setdefault((service, kind), {})[h] = seen
             for service, slot, n in c.execute("SELECT service, slot, n FROM request_slots"):
@@ -281,8 +301,19 @@ class Store:
             since = self.usage_refreshed_at - 120.0
             for (service, kind), ids in state.usage.items():
                 usage += [(service, kind, h, t) for h, t in ids.items() if t >= since]
-        units = list(state.dirty_units)
+        # an experiment whose unit sample was halved: its stored units are rewritten whole
+        rewrite = {i for i in state.dirty_units_capped if i in state.experiments}
+        units = [u for u in state.dirty_units if u[0] not in rewrite]
+        for i in rewrite:
+            units += [(i, v, u) for v, us in state.experiments[i].units.items() for u in us]
         units_capped = [(i,) for i in state.dirty_units_capped]
+        unit_levels = [(i, state.experiments[i].unit_sample_level) for i in rewrite]
+        clusters = []
+        for exp, metric, variant in state.dirty_clusters:
+            got = state.experiments.get(exp)
+            sums = got.clusters.get((metric, variant)) if got is not None else None
+            if sums is not None:
+                clusters.append((exp, metric, variant, sums[0].tobytes(), sums[1].tobytes()))
         req_slots = [(s, slot, state.request_slots.get(s, {}).get(slot, 0))
                      for s, slot in state.dirty_request_slots]
         index = []
@@ -301,9 +332,11 @@ class Store:
         file_applied = max(state.applied_file_seq, self.journal_applied_seq)
         # take the dirty sets: what is dirtied from here on is written by the next flush
         taken = (state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage,
-                 state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new)
+                 state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new,
+                 state.dirty_clusters)
         state.dirty_series, state.dirty_experiments, state.dirty_stats, state.dirty_usage = set(), set(), set(), {}
         state.dirty_units, state.dirty_units_capped, state.dirty_request_slots, state.index_new = [], set(), set(), []
+        state.dirty_clusters = set()
         with self.journal_lock:
             hashes, self.new_hashes = self.new_hashes, []
             cutoff = now - dedup_retention
@@ -319,8 +352,11 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?)", experiments)
                 c.executemany("INSERT OR REPLACE INTO exp_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", stats)
                 c.executemany("INSERT OR REPLACE INTO usage_ids VALUES (?, ?, ?, ?)", usage)
+                c.executemany("DELETE FROM experiment_units WHERE experiment = ?", [(i,) for i in rewrite])
                 c.executemany("INSERT OR IGNORE INTO experiment_units VALUES (?, ?, ?)", units)
                 c.executemany("INSERT OR IGNORE INTO experiment_units_capped VALUES (?)", units_capped)
+                c.executemany("INSERT OR REPLACE INTO experiment_unit_sample VALUES (?, ?)", unit_levels)
+                c.executemany("INSERT OR REPLACE INTO exp_clusters VALUES (?, ?, ?, ?, ?)", clusters)
                 c.executemany("INSERT OR REPLACE INTO request_slots VALUES (?, ?, ?)", req_slots)
                 c.executemany("INSERT OR REPLACE INTO span_index_chunks VALUES (?, ?, ?, ?, ?)", index)
                 # chunks that retention or the size cap removed from memory: the file stays bounded too
@@ -366,6 +402,7 @@ class Store:
                 state.dirty_units_capped |= taken[5]
                 state.dirty_request_slots |= taken[6]
                 state.index_new[:0] = taken[7]
+                state.dirty_clusters |= taken[8]
                 raise
         finally:
             if unlocked:

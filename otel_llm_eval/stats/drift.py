@@ -1,19 +1,17 @@
 """Drift between a reference and a current window, per feature.
 
-Numeric features (Evidently's approach, with its traps fixed):
-- Bin edges are shared: computed from reference and current together (`np.histogram_bin_edges`
-  on the concatenation, Sturges by default), so both histograms describe the same bins.
-- JS: Jensen-Shannon *distance* in base 2 (in [0, 1]); drift when >= 0.1.
-- PSI = sum (p_ref - p_cur) ln(p_ref / p_cur), empty bins filled with `epsilon` (1e-4) first so it
-  is always finite; drift when >= 0.2.
-- KS: two-sample Kolmogorov-Smirnov p-value, only for small samples (both windows <= ks_max_samples
-  unweighted values); drift when p < 0.05.
-Weights: each value may carry a weight (a reservoir sample standing for more values); histograms
-use them, KS requires unweighted data.
-
-Categorical features: chi-square of current counts against the reference proportions over the
-union of categories. Categories unseen in the reference get a pseudo-count (add-0.5 smoothing of the
-reference) so the statistic stays finite; JS over the same union.
+Decisions come from tests with proper nulls, so the false-alarm rate is the test's level at every
+traffic level (a fixed JS/PSI threshold is crossed by chance at low traffic, where both distances
+are large under no drift, and misses real shifts at high traffic):
+- Numeric: two-sample Kolmogorov-Smirnov on unweighted samples of both windows
+  (`proportional_sample` draws them from per-slot reservoirs in proportion to each slot's count).
+- Categorical: the two-sample contingency chi-square (`contingency_chi2`: reference and current
+  both estimated, not the reference taken as known proportions), with a Monte Carlo permutation
+  p-value (tables drawn with both margins fixed) when expected counts are small, so a handful of
+  values or a brand-new category is judged exactly.
+Effect sizes, reported but never deciding (detected None):
+- JS: Jensen-Shannon *distance* in base 2 (in [0, 1]) on shared bins (edges from both windows
+  together, Sturges); PSI = sum (p_ref - p_cur) ln(p_ref / p_cur), empty bins at `epsilon`.
 
 Every detector returns `DriftResult(method, score, p_value, threshold, detected)` (as alibi-detect):
 for js/psi `score` is the distance and p_value None; for ks/chi2 `score` is the test statistic,
@@ -120,11 +118,70 @@ def histogram_sorted(sorted_values: np.ndarray, cum_weights: np.ndarray, edges: 
 def drift_from_histograms(reference_counts: np.ndarray, current_counts: np.ndarray, *,
                           js_threshold: float = JS_THRESHOLD, psi_threshold: float = PSI_THRESHOLD,
                           epsilon: float = PSI_EPSILON) -> list[DriftResult]:
-    """JS and PSI of two histograms on the same (shared) bins."""
+    """JS and PSI of two histograms on the same (shared) bins: effect sizes (detected None; the
+    thresholds are the conventional rules of thumb, for reading the score)."""
     js = js_distance(reference_counts, current_counts)
     ps = psi(reference_counts, current_counts, epsilon=epsilon)
-    return [DriftResult("js", js, None, js_threshold, None if js is None else js >= js_threshold),
-            DriftResult("psi", ps, None, psi_threshold, None if ps is None else ps >= psi_threshold)]
+    return [DriftResult("js", js, None, js_threshold, None),
+            DriftResult("psi", ps, None, psi_threshold, None)]
+
+
+def proportional_sample(slots: Sequence[tuple[int, Sequence[float]]], max_n: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """An unweighted sample of a window kept as per-slot reservoirs: slot i (count c_i, a uniform
+    reservoir r_i) contributes about n c_i / sum c values drawn without replacement from r_i, with n
+    as large as the reservoirs allow (n c_i / sum c <= len(r_i)) and at most `max_n`. Every value
+    of the window then has the same chance to be in the sample, which is what KS assumes."""
+    parts = [(int(c), np.asarray(v, float)) for c, v in slots if c > 0 and len(v) > 0]
+    if not parts:
+        return np.empty(0)
+    total = sum(c for c, _ in parts)
+    n = min(float(max_n), min(len(v) * total / c for c, v in parts))
+    out = []
+    for c, v in parts:
+        k = n * c / total
+        whole = int(k)
+        k = whole + (1 if rng.random() < k - whole else 0)  # unbiased rounding
+        k = min(k, len(v))
+        if k == len(v):
+            out.append(v)
+        elif k > 0:
+            out.append(rng.choice(v, size=k, replace=False))
+    return np.concatenate(out) if out else np.empty(0)
+
+
+def contingency_chi2(reference: Mapping[str, float], current: Mapping[str, float], *, alpha: float = P_THRESHOLD,
+                     rng: np.random.Generator | None = None, permutations: int = 999,
+                     min_expected: float = 5.0) -> DriftResult:
+    """Two-sample chi-square on the 2 x K table (reference, current) x categories. With any
+    expected count below `min_expected`, the p-value is a Monte Carlo permutation one: current rows
+    drawn from the multivariate hypergeometric with both margins fixed ((1 + #{stat >= observed}) /
+    (1 + permutations)); else the chi-square distribution's."""
+    keys = sorted(set(reference) | set(current))
+    ref = np.array([float(reference.get(k, 0.0)) for k in keys])
+    cur = np.array([float(current.get(k, 0.0)) for k in keys])
+    keep = (ref + cur) > 0
+    ref, cur = ref[keep], cur[keep]
+    if ref.sum() <= 0 or cur.sum() <= 0 or ref.size < 2:
+        return DriftResult("chi2", None, None, alpha, None)
+    col = ref + cur
+    n_ref, n_cur, grand = ref.sum(), cur.sum(), col.sum()
+    exp_ref, exp_cur = col * n_ref / grand, col * n_cur / grand
+
+    def stat_of(cur_rows: np.ndarray) -> np.ndarray:
+        ref_rows = col - cur_rows
+        return (((ref_rows - exp_ref) ** 2 / exp_ref).sum(axis=-1)
+                + ((cur_rows - exp_cur) ** 2 / exp_cur).sum(axis=-1))
+
+    stat = float(stat_of(cur))
+    if min(exp_ref.min(), exp_cur.min()) < min_expected:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        draws = rng.multivariate_hypergeometric(col.astype(np.int64), int(round(n_cur)), size=permutations)
+        p = (1.0 + float((stat_of(draws.astype(float)) >= stat - 1e-9).sum())) / (1.0 + permutations)
+    else:
+        p = chi2_sf(stat, ref.size - 1)
+    p = clamp_p(p)
+    return DriftResult("chi2", finite(stat), p, alpha, None if p is None else p < alpha)
 
 
 def numeric_drift(reference: Sequence[float], current: Sequence[float], *,
@@ -133,7 +190,8 @@ def numeric_drift(reference: Sequence[float], current: Sequence[float], *,
                   bins: int | str = "sturges", js_threshold: float = JS_THRESHOLD,
                   psi_threshold: float = PSI_THRESHOLD, alpha: float = P_THRESHOLD,
                   epsilon: float = PSI_EPSILON, ks_max_samples: int = KS_MAX_SAMPLES) -> list[DriftResult]:
-    """JS and PSI on shared bins, plus KS when both windows are small and unweighted."""
+    """JS and PSI on shared bins (effect sizes), plus KS (the decision) when both windows are
+    unweighted samples; larger windows are subsampled to `ks_max_samples` each first."""
     r = np.asarray(reference, float)
     c = np.asarray(current, float)
     rw = None if reference_weights is None else np.asarray(reference_weights, float)
@@ -147,19 +205,19 @@ def numeric_drift(reference: Sequence[float], current: Sequence[float], *,
     hr, _ = np.histogram(r, bins=edges, weights=rw)
     hc, _ = np.histogram(c, bins=edges, weights=cw)
     out = drift_from_histograms(hr, hc, js_threshold=js_threshold, psi_threshold=psi_threshold, epsilon=epsilon)
-    if rw is None and cw is None and r.size <= ks_max_samples and c.size <= ks_max_samples:
-        out.append(ks_test(r, c, alpha=alpha))
+    if rw is None and cw is None:
+        rng = np.random.default_rng(0)
+        rs = r if r.size <= ks_max_samples else rng.choice(r, ks_max_samples, replace=False)
+        cs = c if c.size <= ks_max_samples else rng.choice(c, ks_max_samples, replace=False)
+        out.append(ks_test(rs, cs, alpha=alpha))
     return out
 
 
 def categorical_drift(reference: Mapping[str, float], current: Mapping[str, float], *,
                       alpha: float = P_THRESHOLD, js_threshold: float = JS_THRESHOLD,
-                      smoothing: float = 0.5) -> list[DriftResult]:
-    """Chi-square of current counts vs reference proportions over the union of categories, and JS.
-
-    New categories (absent from the reference) get the add-`smoothing` pseudo-count, so their
-    expected count is small but positive: a new category shows up as drift, never as infinity.
-    """
+                      rng: np.random.Generator | None = None) -> list[DriftResult]:
+    """The two-sample contingency chi-square (deciding) and JS over the union of categories
+    (effect size)."""
     keys = sorted(set(reference) | set(current))
     ref = np.array([float(reference.get(k, 0.0)) for k in keys])
     cur = np.array([float(current.get(k, 0.0)) for k in keys])
@@ -167,11 +225,7 @@ def categorical_drift(reference: Mapping[str, float], current: Mapping[str, floa
         return []
     out = []
     if len(keys) >= 2:
-        ref_s = ref + smoothing
-        expected = ref_s / ref_s.sum() * cur.sum()
-        stat = float(((cur - expected) ** 2 / expected).sum())
-        p = clamp_p(chi2_sf(stat, len(keys) - 1))
-        out.append(DriftResult("chi2", finite(stat), p, alpha, None if p is None else p < alpha))
+        out.append(contingency_chi2(reference, current, alpha=alpha, rng=rng))
     js = js_distance(ref, cur)
-    out.append(DriftResult("js", js, None, js_threshold, None if js is None else js >= js_threshold))
+    out.append(DriftResult("js", js, None, js_threshold, None))
     return out

@@ -97,6 +97,7 @@ def test_ab_gauges_and_json_carry_the_chi_square_p_value_lift_srm_and_verdict(tm
     plugin, _, ctx = make(tmp_path)
     ctx.snapshot = {"exp": snap(metrics={
         "exposures": {"control": bern(10000, 10000), "treatment": bern(10050, 10050)},
+        "units": {"control": bern(10000, 10000), "treatment": bern(10050, 10050)},
         "thumbs": {"control": bern(5000, 500), "treatment": bern(5000, 650)},
     })}
     plugin.tick(ctx.t)
@@ -105,7 +106,12 @@ def test_ab_gauges_and_json_carry_the_chi_square_p_value_lift_srm_and_verdict(tm
     lab = dict(experiment="exp", metric="thumbs", variant="treatment")
     assert get(s, "llm_eval_ab_p_value", **lab) == pytest.approx(expected.p_value, rel=1e-9)
     assert get(s, "llm_eval_ab_lift", **lab) == pytest.approx(0.3)
-    assert get(s, "llm_eval_ab_lift_ci_lower", **lab) == pytest.approx(expected.rel_ci_lower)
+    # the published interval is the always-valid one: wider than the fixed-horizon interval, and on
+    # the side of zero the verdict says
+    lo, hi = get(s, "llm_eval_ab_lift_ci_lower", **lab), get(s, "llm_eval_ab_lift_ci_upper", **lab)
+    assert 0 < lo < expected.rel_ci_lower and hi > expected.rel_ci_upper
+    assert get(s, "llm_eval_ab_p_value_adjusted", **lab) == get(s, "llm_eval_ab_always_valid_p_value", **lab)
+    assert get(s, "llm_eval_ab_basis", experiment="exp", basis="call") == 1.0
     assert get(s, "llm_eval_ab_srm_p_value", experiment="exp") == pytest.approx(0.72400, abs=1e-5)
     assert get(s, "llm_eval_ab_mean", experiment="exp", metric="thumbs", variant="control") == pytest.approx(0.1)
     assert get(s, "llm_eval_ab_verdict", verdict="better", **lab) == 1.0
@@ -122,6 +128,7 @@ def test_sample_ratio_mismatch_overrides_the_verdict(tmp_path):
     plugin, _, ctx = make(tmp_path)
     ctx.snapshot = {"exp": snap(metrics={
         "exposures": {"control": bern(1000, 1000), "treatment": bern(1200, 1200)},
+        "units": {"control": bern(1000, 1000), "treatment": bern(1200, 1200)},
         "thumbs": {"control": bern(1000, 100), "treatment": bern(1200, 200)},
     })}
     plugin.tick(ctx.t)
@@ -173,17 +180,40 @@ def test_always_valid_p_value_never_rises_between_ticks_and_survives_a_restart(t
     assert third["always_valid_p_value"] == first["always_valid_p_value"]
 
 
-def test_holm_adjustment_spans_the_experiments_metrics_and_variants(tmp_path):
+def test_the_primary_metric_gets_half_of_alpha_and_the_other_comparisons_share_the_rest(tmp_path):
+    plugin, _, ctx = make(tmp_path)
+    plugin.feedback_names.add("thumbs")
+    ctx.snapshot = {"exp": snap(metrics={
+        "thumbs": {"control": bern(2000, 200), "treatment": bern(2000, 260)},
+        "done": {"control": bern(2000, 1000), "treatment": bern(2000, 1050)},
+        "latency_seconds": {"control": ms([1.0, 2.0] * 500), "treatment": ms([1.1, 2.0] * 500)},
+    })}
+    plugin.tick(ctx.t)
+    d = plugin.experiment_details("exp")["analysis"]
+    m = d["metrics"]
+    assert d["primary"] == "thumbs" and d["comparisons"] == 3
+    assert m["thumbs"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.025)
+    assert m["done"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.0125)
+    assert m["latency_seconds"]["variants"]["treatment"]["alpha_level"] == pytest.approx(0.0125)
+
+
+def test_the_decision_level_is_split_over_every_metric_and_variant_of_the_experiment(tmp_path):
     plugin, _, ctx = make(tmp_path)
     ctx.snapshot = {"exp": snap(weights={"control": 1 / 3, "a": 1 / 3, "b": 1 / 3}, metrics={
-        "thumbs": {"control": bern(2000, 200), "a": bern(2000, 240), "b": bern(2000, 205)},
+        "thumbs": {"control": bern(2000, 200), "a": bern(2000, 260), "b": bern(2000, 205)},
         "done": {"control": bern(2000, 1000), "a": bern(2000, 1050), "b": bern(2000, 990)},
     })}
     plugin.tick(ctx.t)
-    m = plugin.experiment_details("exp")["analysis"]["metrics"]
-    raw = [m[x]["variants"][v]["p_value"] for x in ("done", "thumbs") for v in ("a", "b")]
-    adj = [m[x]["variants"][v]["p_value_adjusted"] for x in ("done", "thumbs") for v in ("a", "b")]
-    assert adj == pytest.approx(ab.holm(raw))
+    d = plugin.experiment_details("exp")["analysis"]
+    assert d["comparisons"] == 4 and "primary" not in d  # no judge or feedback metric: alpha split evenly
+    for x in ("done", "thumbs"):
+        for v in ("a", "b"):
+            r = d["metrics"][x]["variants"][v]
+            assert r["alpha_level"] == pytest.approx(0.05 / 4)
+            assert r["p_value_adjusted"] == pytest.approx(min(1.0, 4 * r["always_valid_p_value"]))
+            # a verdict never contradicts its interval
+            excludes = r["rel_ci_lower"] > 0 or r["rel_ci_upper"] < 0
+            assert (r["verdict"] in ("better", "worse")) == excludes == (r["p_value_adjusted"] <= 0.05)
 
 
 def call(i, *, variant="control", session=None, user=None, t=T0, latency=1.0, service="shop", exp="exp",
@@ -239,7 +269,11 @@ def test_interleaving_preference_sign_test_and_position_bias(tmp_path):
     plugin.tick(ctx.t)
     s = samples(plugin)
     assert get(s, "llm_eval_interleaving_preference", experiment="pair", variant="a") == pytest.approx(3.5 / 14 - 0.5)
-    assert get(s, "llm_eval_interleaving_p_value", experiment="pair", variant="a") == pytest.approx(0.092285, abs=1e-5)
+    from otel_llm_eval.stats.sequential import beta_binomial_p_value
+    # the published p is always-valid (Beta-binomial mixture); the sign test stays in the JSON
+    assert get(s, "llm_eval_interleaving_p_value", experiment="pair", variant="a") == pytest.approx(
+        beta_binomial_p_value(3, 10))
+    assert plugin.results["interleaving"]["pair"]["arms"]["a"]["p_value_fixed_horizon"] == pytest.approx(0.092285, abs=1e-5)
     assert get(s, "llm_eval_interleaving_comparisons", experiment="pair") == 14
     assert get(s, "llm_eval_interleaving_first_position_win_rate", experiment="pair") == pytest.approx(8 / 13)
     app = FastAPI()
@@ -321,9 +355,10 @@ def test_drift_compares_the_last_hour_with_the_previous_day_per_feature(tmp_path
         i += 1
     plugin.tick(ctx.t)
     s = samples(plugin)
-    assert get(s, "llm_eval_drift_detected", service="shop", feature="latency_seconds", method="js") == 1.0
-    assert get(s, "llm_eval_drift_detected", service="shop", feature="latency_seconds", method="psi") == 1.0
-    assert get(s, "llm_eval_drift_detected", service="shop", feature="input_length", method="js") == 0.0
+    assert get(s, "llm_eval_drift_detected", service="shop", feature="latency_seconds", method="ks") == 1.0
+    assert get(s, "llm_eval_drift_score", service="shop", feature="latency_seconds", method="js") > 0.1
+    assert get(s, "llm_eval_drift_detected", service="shop", feature="latency_seconds", method="js") is None
+    assert get(s, "llm_eval_drift_detected", service="shop", feature="input_length", method="ks") == 0.0
     assert get(s, "llm_eval_drift_detected", service="shop", feature="finish_reason", method="chi2") == 1.0
     assert get(s, "llm_eval_drift_score", service="shop", feature="finish_reason", method="chi2") < 0.05
     before = plugin.drift_results()
@@ -331,8 +366,8 @@ def test_drift_compares_the_last_hour_with_the_previous_day_per_feature(tmp_path
     conn.commit()
     again, _, _ = make(tmp_path, ctx=ctx)
     again.tick(ctx.t)
-    after = {(d["feature"], d["method"]): d["detected"] for d in again.drift_results()}
-    assert after == {(d["feature"], d["method"]): d["detected"] for d in before}
+    after = {(d["feature"], d["method"]): d.get("detected") for d in again.drift_results()}
+    assert after == {(d["feature"], d["method"]): d.get("detected") for d in before}
 
 
 def test_anomaly_flags_a_quality_drop_after_enough_history_and_not_before(tmp_path):

@@ -157,9 +157,9 @@ def test_unit_counts_survive_a_restart_and_are_published_as_samples(tmp_path):
     assert "units" in BY_NAME["llm_eval_ab_samples"].help
 
 
-def test_capped_unit_sets_count_their_drops_and_srm_falls_back_to_exposures(tmp_path):
-    spans = app_spans(50, lambda rng: 2, seed=5)
-    sc = sidecar(tmp_path, max_units_per_experiment=20)
+def test_past_the_cap_srm_runs_on_a_uniform_hash_sample_of_units_that_stays_bounded(tmp_path):
+    spans = app_spans(400, lambda rng: 2, seed=5)
+    sc = sidecar(tmp_path, max_units_per_experiment=100)
     try:
         ingest(sc, spans)
         snap = sc.state.snapshot()[EXP.id]
@@ -168,12 +168,52 @@ def test_capped_unit_sets_count_their_drops_and_srm_falls_back_to_exposures(tmp_
         assert sc.flush()
     finally:
         sc.stop()
-    assert sum(s.n for s in snap.metrics["units"].values()) == 20 and snap.units_capped
-    assert dropped == 2 * 30  # every call of the 30 units that did not fit
-    assert result["basis"] == "exposures" and result["units_capped"] is True
-    assert sum(result["counts"].values()) == 100
-    again = sidecar(tmp_path, max_units_per_experiment=20)
-    try:
-        assert again.state.snapshot()[EXP.id].units_capped  # the flag is persisted too
+    kept = sum(s.n for s in snap.metrics["units"].values())
+    level = snap.unit_sample_level
+    assert snap.units_capped and level >= 2 and kept <= 100
+    # about 1 in 2**level of the 400 units; calls arriving for units outside the sample are counted
+    # (units evicted when the sample halves had their calls counted while they were in it)
+    assert abs(kept - 400 / 2 ** level) < 4 * (400 / 2 ** level) ** 0.5
+    assert 0 < dropped <= 2 * (400 - kept)
+    assert result["basis"] == "units" and result["units_sampled"] == f"1 in {2 ** level}"
+    assert sum(result["counts"].values()) == kept and result["detected"] is False
+    again = sidecar(tmp_path, max_units_per_experiment=100)
+    try:  # the sample and its level are persisted
+        snap2 = again.state.snapshot()[EXP.id]
+        assert snap2.unit_sample_level == level
+        assert {v: s.n for v, s in snap2.metrics["units"].items()} == {v: s.n for v, s in snap.metrics["units"].items()}
     finally:
         again.stop()
+
+
+def test_the_unit_sample_is_independent_of_the_assignment_so_a_sampled_srm_stays_calibrated():
+    # units whose mixed key has k low zero bits: the split inside the sample is the split outside it
+    from otel_llm_eval.sidecar.state import unit_key_int, unit_mix
+    users = [f"u{i}" for i in range(40000)]
+    sampled = [u for u in users if unit_mix(unit_key_int(EXP.unit_key(u))) & 7 == 0]
+    counts = {"control": 0, "treatment": 0}
+    for u in sampled:
+        counts[EXP.assign(u)] += 1
+    assert abs(len(sampled) - 5000) < 300
+    assert srm.srm(counts, EXP.variants).p_value > 0.001
+
+
+def test_without_unit_keys_srm_is_unknown_with_a_hint_never_a_verdict_on_calls(tmp_path):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(LLMEvalSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("app")
+    for i in range(300):
+        with EXP.activate(variant="control" if i % 3 else "treatment"):  # a 2:1 split, no units
+            with tracer.start_as_current_span("chat m", attributes={"gen_ai.operation.name": "chat",
+                                                                     "gen_ai.request.model": "m"}):
+                pass
+    provider.shutdown()
+    sc = sidecar(tmp_path)
+    try:
+        ingest(sc, exporter.get_finished_spans())
+        result = analysis_srm(sc, tmp_path)
+    finally:
+        sc.stop()
+    assert result["status"] == "unknown" and "unit" in result["hint"] and "p_value" not in result

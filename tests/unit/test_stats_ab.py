@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from otel_llm_eval.stats import ab, power, ratio, sequential, verdict
+from otel_llm_eval.stats import ab, decision, power, ratio, sequential
 
 
 def _bern(n, k):
@@ -73,22 +73,101 @@ def test_ratio_comparison_detects_more_messages_per_session():
 
 
 @pytest.mark.parametrize("kw,expected", [
-    (dict(srm_p=0.0001, always_valid_p=0.001, abs_lift=1.0), "srm"),
-    (dict(always_valid_p=0.01, abs_lift=0.5), "better"),
-    (dict(always_valid_p=0.01, abs_lift=0.5, higher_is_better=False), "worse"),
-    (dict(always_valid_p=0.4, n_control=5000, n_variant=5000), "no_difference"),
-    (dict(always_valid_p=0.4, adjusted_p=0.01, n_control=5000, n_variant=5000, abs_lift=-1.0), "worse"),
-    (dict(always_valid_p=0.4, adjusted_p=0.01), "collecting"),
-    (dict(always_valid_p=0.001, abs_lift=1.0, n_control=10, n_variant=10), "collecting"),
-], ids=["srm overrides everything", "significant lift on a higher-is-better metric is better",
-        "significant lift on a lower-is-better metric is worse", "enough samples without effect is no difference",
-        "fixed-horizon p counts once the planned sample size is reached",
-        "fixed-horizon p alone does not decide before the planned size", "nothing is decided on ten samples"])
-def test_verdict(kw, expected):
-    args = dict(n_control=1000, n_variant=1000, required_per_arm=4000, abs_lift=None,
-                always_valid_p=None, adjusted_p=None, srm_p=0.5)
+    (dict(srm=True, side=1), "srm"),
+    (dict(side=1), "better"),
+    (dict(side=1, higher_is_better=False), "worse"),
+    (dict(side=-1), "worse"),
+    (dict(side=0, enough=True), "no_difference"),
+    (dict(side=0), "collecting"),
+    (dict(side=1, started=False), "collecting"),
+], ids=["srm overrides everything", "an interval above zero on a higher-is-better metric is better",
+        "an interval above zero on a lower-is-better metric is worse", "an interval below zero is worse",
+        "the planned samples without an excluded zero is no difference",
+        "before the planned samples an interval around zero is still collecting",
+        "nothing is decided before the minimum samples"])
+def test_verdict_follows_the_always_valid_interval(kw, expected):
+    args = dict(side=0, srm=False, started=True, enough=False, higher_is_better=True)
     args.update(kw)
-    assert verdict.verdict(**args) == expected
+    assert decision.verdict(**args) == expected
+
+
+def _ev(metric, lo, hi, **kw):
+    return decision.MetricEvidence(metric, lo, hi, **kw)
+
+
+@pytest.mark.parametrize("primary,guards,srm,expected", [
+    (_ev("judge", 0.02, 0.10, target=0.05), [_ev("latency", -0.05, 0.05, margin=0.1)], False, ("ship", "primary_better")),
+    (_ev("judge", 0.02, 0.10), [_ev("latency", -0.30, 0.05, margin=0.1)], False, ("keep_running", "guardrail_unproven")),
+    (_ev("judge", 0.02, 0.10), [_ev("latency", -0.40, -0.15, margin=0.1)], False, ("dont_ship", "guardrail_worse")),
+    (_ev("judge", -0.10, -0.01), [], False, ("dont_ship", "primary_worse")),
+    (_ev("judge", -0.02, 0.03, target=0.05), [], False, ("dont_ship", "below_target")),
+    (_ev("judge", -0.02, 0.08, target=0.05), [], False, ("keep_running", "collecting")),
+    (_ev("judge", -0.02, 0.08, target=0.05, enough=True), [], False, ("dont_ship", "no_difference")),
+    (_ev("judge", 0.02, 0.10), [_ev("error", None, None, margin=None, empty=True)], False, ("ship", "primary_better")),
+    (_ev("judge", 0.02, 0.10), [], True, ("dont_ship", "srm")),
+    (None, [], False, ("keep_running", "no_primary")),
+], ids=["a better primary with guardrails within margin ships",
+        "a better primary waits until every guardrail is shown within its margin",
+        "a guardrail surely worse than its margin blocks the ship",
+        "a worse primary is not shipped",
+        "a primary that cannot reach its target is not shipped",
+        "an undecided primary keeps running",
+        "the planned samples without an effect is not shipped",
+        "a guardrail with no value in either arm guards nothing",
+        "a sample ratio mismatch stops everything",
+        "without a primary metric the experiment keeps running"])
+def test_experiment_decision(primary, guards, srm, expected):
+    d = decision.decide(primary, guards, srm=srm)
+    assert (d.decision, d.reason) == expected
+    assert d.reason in decision.REASONS and d.decision in decision.DECISIONS and d.text
+
+
+def test_mixture_p_value_and_interval_agree_at_every_look():
+    for est, var in [(0.02, 1e-4), (0.05, 1e-4), (-0.08, 4e-4), (0.0, 1e-3), (0.3, 1e-2)]:
+        look = sequential.mixture(est, var, tau2=0.01 * var, alpha=0.05)
+        excludes = look.ci_lower > 0 or look.ci_upper < 0
+        assert excludes == (look.p_value <= 0.05), (est, var, look)
+
+
+def test_running_sequence_restarts_when_the_level_changes_and_never_widens_otherwise():
+    a = sequential.RunningSequence.start(sequential.SequentialResult(0.2, -0.1, 0.3), 0.025)
+    b = a.update(sequential.SequentialResult(0.5, -0.2, 0.2), 0.025)
+    assert (b.p_value, b.lower, b.upper) == (0.2, -0.1, 0.2)
+    c = b.update(sequential.SequentialResult(0.6, -0.3, 0.4), 0.0125)
+    assert (c.p_value, c.lower, c.upper, c.level) == (0.6, -0.3, 0.4, 0.0125)
+
+
+def test_required_samples_are_where_the_always_valid_test_reaches_its_power():
+    var_now, n_now = 1e-3, 2000  # the relative lift's variance with 2000 samples
+    n = sequential.gavi_required_n(0.05, var_now, n_now, alpha=0.05, power=0.8, tuning_n=5000)
+    assert sequential.gavi_mde(var_now * n_now / n, n, alpha=0.05, power=0.8, tuning_n=5000) == \
+        pytest.approx(0.05, rel=1e-6)
+    # an always-valid test needs more data than a fixed-horizon one for the same effect and power
+    fixed_n = n_now * var_now / (0.05 / (1.959964 + 0.841621)) ** 2
+    assert fixed_n < n < 3 * fixed_n
+
+
+def test_gavi_as_a_mixture_reproduces_the_gavi_p_value():
+    diff, se, n = 0.03, 0.012, 4000
+    g = sequential.gavi(diff, se, n, alpha=0.05, tuning_n=5000)
+    m = sequential.mixture(diff, se * se, tau2=sequential.gavi_tau2(se * se, n, alpha=0.05, tuning_n=5000))
+    assert m.p_value == pytest.approx(g.p_value, rel=1e-9)
+    assert (m.ci_lower, m.ci_upper) == pytest.approx((g.ci_lower, g.ci_upper), rel=1e-9)
+
+
+def test_beta_binomial_p_value_is_exact_under_the_null_and_small_for_a_real_preference():
+    rng = np.random.default_rng(8)
+    ever = 0
+    for _ in range(400):
+        wins = losses = 0
+        best = 1.0
+        for x in rng.random(500) < 0.5:
+            wins, losses = wins + x, losses + (not x)
+            if (wins + losses) % 10 == 0:
+                best = min(best, sequential.beta_binomial_p_value(int(wins), int(losses)))
+        ever += best < 0.05
+    assert ever / 400 <= 0.05
+    assert sequential.beta_binomial_p_value(330, 170) < 1e-6
 
 
 # --- seeded simulations ------------------------------------------------------------------------
@@ -122,7 +201,10 @@ def _peeking(rng, sims, looks, batch, p_c, p_v):
             n = batch * (i + 1)
             r = ab.compare(_bern(n, c[i]), _bern(n, v[i]), binary=True)
             fixed_hit |= r.p_value is not None and r.p_value < 0.05
-            s = sequential.gavi(r.abs_lift, r.std_error, 2 * n)
+            mc, mv = c[i] / n, v[i] / n
+            rel_var = (mv * (1 - mv) / n) / mc ** 2 + (mc * (1 - mc) / n) * mv ** 2 / mc ** 4
+            s = sequential.mixture(r.rel_lift, rel_var, tau2=sequential.gavi_tau2(rel_var, 2 * n, alpha=0.05,
+                                                                                   tuning_n=5000))
             avp = sequential.running_min(avp, s.p_value)
         ever_avp += avp is not None and avp < 0.05
         ever_fixed += fixed_hit
