@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from .collector import SidecarCollector
 from .core import QueueFull, Sidecar
@@ -165,6 +165,9 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+_NUMBER_ERRORS = frozenset({"finite_number", "greater_than_equal", "less_than_equal", "value_error"})
+
+
 def _add_error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
     """Bad input is a 4xx with a reason, never a 500 with a traceback in the log."""
     from fastapi.exceptions import RequestValidationError
@@ -173,6 +176,8 @@ def _add_error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{k: _json_safe(v) for k, v in e.items() if k in ("type", "loc", "msg", "input")}
                   for e in exc.errors()]
+        if any(e.get("type") in _NUMBER_ERRORS for e in errors):
+            sidecar.count_rejected("invalid_number")
         return JSONResponse({"detail": errors}, status_code=422)
 
     async def too_deep(request: Request, exc: RecursionError) -> Response:
@@ -280,19 +285,12 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         body = Health(status="ready" if ready else "not_ready", queue_depth=depth)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    @app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
-              responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
-                         400: {"model": Problem, "description": "body is not JSON"},
-                         422: {"model": Problem, "description": "a field is invalid (value not finite or out of range)"},
-                         429: {"model": Problem, "description": "queue full; retry after Retry-After"},
-                         503: {"model": Problem, "description": "stopping; retry after Retry-After"}})
-    def feedback(item: FeedbackIn) -> Response:
-        lo, hi = sidecar.edge.score_min, sidecar.edge.score_max
-        if not lo <= item.value <= hi:  # the same range as scores on spans (ingest.limits)
-            sidecar.count_rejected("invalid_number")
-            return JSONResponse({"detail": [{"loc": ["body", "value"], "type": "out_of_range",
-                                             "msg": f"value must be within [{lo:g}, {hi:g}] "
-                                                    "(ingest.limits.score_min/score_max)"}]}, status_code=422)
+    # the value range is the one scores on spans must respect (ingest.limits): in the schema too
+    Feedback = create_model("FeedbackIn", __base__=FeedbackIn, value=(float, Field(
+        strict=True, ge=sidecar.edge.score_min, le=sidecar.edge.score_max,
+        description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5; within ingest.limits.score_min/score_max")))
+
+    def feedback(item: Any) -> Response:
         payload = item.model_dump(exclude_none=True)
         payload["time_unix_nano"] = int(sidecar.clock() * 1e9)
         # the journal and dedup see the feedback without its arrival time: a retried POST counts once
@@ -305,6 +303,16 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         if not fresh:
             return JSONResponse({"status": "duplicate"}, status_code=200)
         return JSONResponse({"status": "accepted"}, status_code=202)
+
+    # the model is built here (its range comes from the config): give FastAPI the class itself,
+    # not the string annotation `from __future__ import annotations` would leave
+    feedback.__annotations__["item"] = Feedback
+    app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
+             responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
+                        400: {"model": Problem, "description": "body is not JSON"},
+                        422: {"model": Problem, "description": "a field is invalid (value not finite or out of range)"},
+                        429: {"model": Problem, "description": "queue full; retry after Retry-After"},
+                        503: {"model": Problem, "description": "stopping; retry after Retry-After"}})(feedback)
 
     def summary(snap: Any) -> dict[str, Any]:
         exposures = {v: s.n for v, s in snap.metrics.get("exposures", {}).items()}
