@@ -4,9 +4,10 @@
   loopback name, the bound host or an entry of `server.allowed_hosts` is refused with 421 (a DNS
   rebinding page cannot talk to the sidecar). With a token the token is the guard, unless
   `server.allowed_hosts` is set, which then always applies. `["*"]` accepts any Host.
-- Origin: a state-changing request (POST, PUT, PATCH, DELETE) that carries an `Origin` other than
-  the sidecar's own (`scheme://Host`) or one in `server.allowed_origins` is refused with 403. Clients
-  that are not browsers send no Origin and are not affected.
+- Origin: a state-changing request (POST, PUT, PATCH, DELETE) that carries an `Origin` whose
+  host[:port] is not the request's `Host` (the page the sidecar served itself), and that is not in
+  `server.allowed_origins`, is refused with 403 (`Origin: null` included). Clients that are not
+  browsers send no Origin and are not affected.
 - Content type: a state-changing request to a JSON route (anything but OTLP, which checks its own
   types) must say `application/json` (or `*+json`) when it has a body: 415 otherwise, so a
   cross-site HTML form (a "simple request", sent without preflight) cannot post.
@@ -91,8 +92,9 @@ class RequestGuard:
             origin = headers.get(b"origin")
             if origin is not None:
                 o = origin.decode("latin-1").rstrip("/").lower()
-                own = f"{scope.get('scheme', 'http')}://{host}".lower()
-                if o != own and o not in self.allowed_origins:
+                # same site = same host[:port] as the request's Host; the scheme is not compared, so
+                # the page keeps working behind a TLS-terminating proxy that passes Host through
+                if o.partition("://")[2] != host.lower() and o not in self.allowed_origins:
                     await self._refuse(send, 403, "bad_origin",
                                        f"cross-origin request from {o!r} refused; add it to server.allowed_origins "
                                        "if that page may change the sidecar's state")

@@ -179,3 +179,15 @@ def test_a_client_that_disconnects_mid_body_leaves_no_traceback(tmp_path):
         assert metric_value(text, "llm_eval_ingest_rejected_total", reason="client_disconnect") >= 1
     log = sc.log_path.read_text()
     assert "Traceback" not in log and "ClientDisconnect" not in log, log[-2000:]
+
+
+@pytest.mark.parametrize("origin,status", [
+    ("null", 403),                              # sandboxed iframes and file:// pages
+    ("http://127.0.0.1.evil.example", 403),
+    ("https://{host}", 202),                    # the review page behind a TLS-terminating proxy
+])
+def test_origin_is_compared_by_host_so_proxies_work_and_look_alikes_do_not(open_sidecar, origin, status):
+    host = open_sidecar.url.partition("://")[2]
+    r = httpx.post(open_sidecar.url + "/v1/feedback", json={"trace_id": "ef" * 16, "name": "n", "value": 1},
+                   headers={"Origin": origin.format(host=host)})
+    assert r.status_code == status, r.text
