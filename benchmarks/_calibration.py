@@ -282,3 +282,55 @@ def run_drift(*, replicates: int = 100, values_per_window: int = 100, shift_sd: 
         if res.method in flagged and res.detected:
             flagged[res.method].add(service)
     return {m: len(s) / replicates for m, s in flagged.items()}
+
+
+# --- concept drift ---------------------------------------------------------------------------------
+
+def run_concept_drift(*, replicates: int = 100, values_per_window: int = 400, degrade: float = 0.0,
+                      mix_shift: bool = True, by_length: bool = False, seed: int = 0) -> float:
+    """Share of replicates (services) with a concept-drift alarm on any segment.
+
+    Three topics with different judge-score means (4.2, 3.6, 3.0; sd 0.8). Reference mix 50/30/20;
+    the current window's mix is 20/30/50 when `mix_shift` (the overall mean falls by 0.36 with no
+    concept change), and topic "billing" loses `degrade` points of quality. `by_length`: the
+    segments are the input-length quartiles (topics differ in prompt length) instead of the topic
+    attribute."""
+    rng = np.random.default_rng(seed)
+    current = 3600.0
+    attr = None if by_length else "app.topic"
+    plugin, ctx = _plugin({"drift": {"reference_seconds": 3 * current, "current_seconds": current,
+                                     "slot_seconds": 600, "features": []},
+                           "concept_drift": {"segment_attribute": attr}})
+    now = T0
+    ctx.t = now
+    topics = ["shipping", "returns", "billing"]
+    means = {"shipping": 4.2, "returns": 3.6, "billing": 3.0}
+    lengths = {"shipping": (50, 150), "returns": (150, 400), "billing": (400, 1200)}
+    seq = 0
+    flagged = set()
+    for r in range(replicates):
+        service = f"svc-{r}"
+        for window in ("ref", "cur"):
+            n = 3 * values_per_window if window == "ref" else values_per_window
+            mix = [0.5, 0.3, 0.2] if window == "ref" or not mix_shift else [0.2, 0.3, 0.5]
+            start = now - 4 * current if window == "ref" else now - current
+            length = 3 * current if window == "ref" else current
+            for i in range(n):
+                seq += 1
+                topic = topics[rng.choice(3, p=mix)]
+                t = start + length * rng.random() * 0.999
+                trace, span = f"{seq:032x}", f"{seq:016x}"
+                lo, hi = lengths[topic]
+                call = LLMCall(operation="chat", model="m", prompt="x" * int(rng.integers(lo, hi)),
+                               trace_id=trace, span_id=span)
+                plugin.on_call(CallRecord(call=call, service=service, error=False, end_time_unix_nano=int(t * 1e9),
+                                          attributes={"app.topic": topic}))
+                score = means[topic] - (degrade if window == "cur" and topic == "billing" else 0.0) \
+                    + rng.normal(0, 0.8)
+                plugin.on_evaluation(EvaluationRecord(name="quality", source="llm_judge", trace_id=trace, span_id=span,
+                                                      time_unix_nano=int(t * 1e9), score=float(score)))
+    plugin.tick(now)
+    for c in plugin.results["concept_drift"]:
+        if any(seg.get("detected") for seg in c["segments"]):
+            flagged.add(c["service"])
+    return len(flagged) / replicates

@@ -53,6 +53,14 @@ def main() -> int:
     rows.append(("interleaving 60/40 preference, 400 outcomes: winner found", 40 * k,
                  cal.run_interleaving(comparisons=40 * k, outcomes=400, looks=20, preference=0.6, seed=2), ">= 70%"))
 
+    rows.append(("concept drift, topic mix 50/30/20 -> 20/30/50, quality per topic unchanged: alarms", 80 * k,
+                 cal.run_concept_drift(replicates=80 * k, seed=1), "<= 5%"))
+    rows.append(("concept drift, same at 60 values per window: alarms", 80 * k,
+                 cal.run_concept_drift(replicates=80 * k, values_per_window=60, seed=5), "<= 5%"))
+    rows.append(("concept drift, input-length quartiles, no change: alarms", 80 * k,
+                 cal.run_concept_drift(replicates=80 * k, by_length=True, mix_shift=False, seed=2), "<= 5%"))
+    rows.append(("concept drift, one topic (20% of traffic) loses 0.5 points: found", 30 * k,
+                 cal.run_concept_drift(replicates=30 * k, degrade=0.5, mix_shift=False, seed=3), ">= 90%"))
     print("| scenario | replicates | rate | MC s.e. | target |")
     print("|---|---|---|---|---|")
     for name, n, rate, target in rows:

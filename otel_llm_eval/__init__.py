@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "Experiment": "otel_llm_eval.processor.experiment",
     "LLMEvalSpanProcessor": "otel_llm_eval.processor.span_processor",
     "record_feedback": "otel_llm_eval.processor.feedback",
+    "record_outcome": "otel_llm_eval.processor.feedback",
     "emit_evaluation": "otel_llm_eval.processor.feedback",
     "JudgeResult": "otel_llm_eval.processor.judges",
     "HeuristicJudge": "otel_llm_eval.processor.judges",

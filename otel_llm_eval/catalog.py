@@ -44,6 +44,11 @@ DEFAULT_LABEL_CAPS: dict[str, int] = {
     "verdict": 8,
     "decision": 3,
     "basis": 2,
+    "feedback": 50,
+    "category": 50,
+    "result": 2,
+    "signal": 50,
+    "segment": 30,
 }
 
 #: LLM latencies run from tens of milliseconds (cached, small models) to minutes (long generations,
@@ -60,6 +65,9 @@ QUALITY_SCORE_BUCKETS: tuple[float, ...] = (
 )
 
 HUMAN_SCORE_BUCKETS: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 5.0)
+
+#: User ratings: whole points of 1..5 and 1..10 scales (a bucket per point, le = the point).
+RATING_BUCKETS: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,20 @@ METRICS: tuple[Metric, ...] = (
            "LLM calls per distinct user in the trailing window (window=1h|1d).",
            ("service", "window"), "usage"),
     Metric("llm_user_feedback_total", "counter", "1",
-           "User feedback records (feedback_type=label, else positive|negative|neutral, else name); not pairwise choices.",
+           "Binary user feedback (thumbs; feedback_type=label, else positive|negative). Ratings, outcomes, categories and comments have their own metrics.",
            ("service", "experiment", "variant", "feedback_type"), "quality"),
+    Metric("llm_task_outcomes_total", "counter", "1",
+           "Task outcomes (record_outcome, or feedback of kind outcome): result=success|failure per outcome name, e.g. task_completed, converted.",
+           ("service", "experiment", "variant", "feedback", "result"), "quality"),
+    Metric("llm_user_rating", "histogram", "1",
+           "User ratings on a scale (feedback of kind scale, e.g. 1..5 stars), per feedback name; never counted as thumbs.",
+           ("service", "experiment", "variant", "feedback"), "quality", RATING_BUCKETS),
+    Metric("llm_user_feedback_category_total", "counter", "1",
+           "Categorical user feedback (a label without a number, e.g. wrong_language), per feedback name and category.",
+           ("service", "feedback", "category"), "quality"),
+    Metric("llm_user_feedback_comments_total", "counter", "1",
+           "User feedback records that carry a free-text comment, per feedback name (the text stays in the trace).",
+           ("service", "feedback"), "quality"),
     # --- quality and safety ---
     Metric("llm_quality_score", "histogram", "score",
            "Evaluation scores of judge, code and human evaluators per evaluator (user feedback is not here).",
@@ -238,6 +258,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("llm_eval_drift_detected", "gauge", "1",
            "1 when the drift score crosses its threshold, else 0.",
            ("service", "feature", "method"), "drift"),
+    Metric("llm_eval_concept_drift_shift", "gauge", "1",
+           "Concept drift: change of an input segment's mean quality (judge score, feedback rate), current minus reference window.",
+           ("service", "signal", "segment"), "drift"),
+    Metric("llm_eval_concept_drift_p_value", "gauge", "1",
+           "Concept drift: Welch p-value of the segment's quality change, Bonferroni-adjusted over the service's segments.",
+           ("service", "signal", "segment"), "drift"),
+    Metric("llm_eval_concept_drift_detected", "gauge", "1",
+           "1 when an input segment's quality changed (adjusted p below 0.05) while the segment itself is the same, else 0.",
+           ("service", "signal", "segment"), "drift"),
     Metric("llm_eval_anomaly_score", "gauge", "1",
            "Anomaly score of the newest slot of a metric series (method=zscore|mad|ewma).",
            ("service", "metric", "method"), "drift"),

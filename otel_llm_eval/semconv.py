@@ -53,6 +53,11 @@ INTERLEAVING_TIE = "llm_eval.interleaving.tie"            # bool
 INTERLEAVING_FIRST_SHOWN = "llm_eval.interleaving.first_shown"  # arm shown first (position bias)
 
 # --- GenAI evaluation (OTel GenAI semconv) ---
+#: What a feedback record means (otel_llm_eval.sidecar.feedback_kinds): binary | outcome | scale |
+#: categorical | text. Optional: configured kinds and the documented default apply without it.
+FEEDBACK_KIND = "llm_eval.feedback.kind"
+FEEDBACK_SCALE_MIN = "llm_eval.feedback.scale.min"   # a scale rating's declared range, e.g. 1..5
+FEEDBACK_SCALE_MAX = "llm_eval.feedback.scale.max"
 EVALUATION_NAME = "gen_ai.evaluation.name"
 EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
 EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"

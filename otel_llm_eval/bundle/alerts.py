@@ -274,6 +274,29 @@ ALERTS: tuple[Alert, ...] = (
         ),
     ),
     Alert(
+        "LLMConceptDrift",
+        'max by (service, signal, segment) (\n  llm_eval_concept_drift_shift\n  and on (service, signal, segment)\n'
+        '  llm_eval_concept_drift_detected == 1\n)',
+        15, "warning",
+        "Concept drift in {{ $labels.segment }} of {{ $labels.service }}",
+        "For the same kind of input ({{ $labels.segment }}), {{ $labels.signal }} of {{ $labels.service }} moved by "
+        "{{ $value | printf \"%.3g\" }} against the reference window: the relationship between inputs and quality "
+        "changed (the segment mix does not explain it).",
+        AlertTest(
+            series=(
+                (f'llm_eval_concept_drift_detected{{{_SVC},signal="judge_score:quality",segment="billing"}}', "0 0 0 0 0 1x30"),
+                (f'llm_eval_concept_drift_shift{{{_SVC},signal="judge_score:quality",segment="billing"}}', "-0.05x5 -0.8x30"),
+                (f'llm_eval_concept_drift_detected{{{_SVC},signal="judge_score:quality",segment="shipping"}}', "0x35"),
+                (f'llm_eval_concept_drift_shift{{{_SVC},signal="judge_score:quality",segment="shipping"}}', "0.02x35"),
+            ),
+            active_from_minutes=5,
+            expected=(({"service": "chat", "signal": "judge_score:quality", "segment": "billing"},
+                       "For the same kind of input (billing), judge_score:quality of chat moved by -0.8 against the "
+                       "reference window: the relationship between inputs and quality changed (the segment mix does "
+                       "not explain it)."),),
+        ),
+    ),
+    Alert(
         "LLMExperimentSampleRatioMismatch",
         f"llm_eval_ab_srm_p_value < {SRM_P_VALUE:g}",
         10, "warning",

@@ -230,8 +230,8 @@ def _check(name: Any, value: Any, label: Any, explanation: Any, source: Any) -> 
         raise ValueError(f"label must be a string or None, got {label!r}")
     if explanation is not None and not isinstance(explanation, str):
         raise ValueError(f"explanation/comment must be a string or None, got {explanation!r}")
-    if value is None and label is None:
-        raise ValueError("an evaluation needs a value or a label")
+    if value is None and label is None and explanation is None:
+        raise ValueError("an evaluation needs a value, a label or a comment")
     if not isinstance(source, str) or not source:
         raise ValueError(f"source must be a non-empty string, got {source!r}")
     return value
@@ -286,14 +286,47 @@ def emit_evaluation(target: Any, name: str, value: float | None = None, *, label
         _feedback_errors.record("emit_evaluation", exc)
 
 
+FEEDBACK_KINDS = ("binary", "outcome", "scale", "categorical", "text")
+
+
 def record_feedback(target: Any, name: str, value: float | None = None, *, label: str | None = None,
-                    comment: str | None = None) -> None:
+                    comment: str | None = None, kind: str | None = None,
+                    scale: tuple[float, float] | None = None) -> None:
     """User feedback on `target` (span, SpanContext or 32-hex trace id): `emit_evaluation` with source "user".
 
-    e.g. `record_feedback(span, "thumbs", 1, label="up")`. Raises ValueError for an invalid target
-    or value; otherwise never raises.
+    e.g. `record_feedback(span, "thumbs", 1, label="up")`, `record_feedback(span, "stars", 4,
+    kind="scale", scale=(1, 5))`, `record_feedback(span, "issue", label="wrong_language")`,
+    `record_feedback(span, "note", comment="too long", kind="text")`. `kind` (binary | outcome |
+    scale | categorical | text) says what the record means; without it the sidecar's configured
+    kinds and its documented default decide (docs/feedback.md), which never reads a rating as a
+    thumbs-up. Raises ValueError for an invalid target, value or kind; otherwise never raises.
     """
-    emit_evaluation(target, name, value, label=label, explanation=comment, source="user")
+    extra: dict[str, Any] = {}
+    if kind is not None:
+        if kind not in FEEDBACK_KINDS:
+            raise ValueError(f"kind must be one of {FEEDBACK_KINDS}, got {kind!r}")
+        extra[semconv.FEEDBACK_KIND] = kind
+    if scale is not None:
+        lo, hi = (float(x) for x in scale)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"scale must be (min, max) with min < max, got {scale!r}")
+        if value is not None and not lo <= float(value) <= hi:
+            raise ValueError(f"value {value!r} is outside the scale {scale!r}")
+        extra.update({semconv.FEEDBACK_SCALE_MIN: lo, semconv.FEEDBACK_SCALE_MAX: hi})
+        extra.setdefault(semconv.FEEDBACK_KIND, "scale")
+    emit_evaluation(target, name, value, label=label, explanation=comment, source="user", attributes=extra or None)
+
+
+def record_outcome(target: Any, name: str, success: bool, *, comment: str | None = None) -> None:
+    """A task outcome on `target`: did the interaction achieve what the user came for (task
+    completed, converted, resolved)? Counted as `llm_task_outcomes_total{result=success|failure}`
+    and analysed per experiment variant as a proportion; "cost per successful interaction" divides
+    cost by these successes. e.g. `record_outcome(span, "task_completed", True)`. Raises
+    ValueError for an invalid target or a non-bool `success`; otherwise never raises."""
+    if not isinstance(success, bool):
+        raise ValueError(f"success must be True or False, got {success!r}")
+    emit_evaluation(target, name, 1.0 if success else 0.0, label="success" if success else "failure",
+                    explanation=comment, source="user", attributes={semconv.FEEDBACK_KIND: "outcome"})
 
 
 from otel_llm_eval.processor.metrics import ErrorLog, NoopMetrics  # noqa: E402

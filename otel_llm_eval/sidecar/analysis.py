@@ -34,6 +34,8 @@ from .plugins import CallRecord, CallSummarizer, EvaluationRecord, ExperimentSna
 from ..stats.sequential import RunningSequence
 from .stats_experiments import ENGAGEMENT_METRICS, analyze_experiment, prune_none
 from ..catalog import LATENCY_BUCKETS_SECONDS
+from .concept_windows import ConceptSlot, ConceptWindows
+from .feedback_kinds import is_positive
 from .stats_windows import AnomalySlot, ArmRecord, Comparisons, DriftSlot, Session, as_bool, slot_of
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,16 @@ CONFIG_DEFAULTS: dict[str, Any] = {
                      "cost_usd", "finish_reason", "judge_score"],
         "attributes": [],              # extra span attributes (numbers → numeric, else categorical)
     },
+    "concept_drift": {                 # quality per input segment, current vs reference drift window
+        "segment_attribute": None,     # span attribute naming the segment (e.g. app.topic); default: input-length bins
+        "quantile_bins": 4,            # input-length bins from the reference window's quantiles
+        "max_segments": 20,            # attribute values past this fold into "other"
+        "reservoir_size": 500,         # (segment, quality) pairs kept per service, signal and slot
+        "min_samples": 20,             # per segment and window before a test
+        "p_threshold": 0.05,           # family-wise over a service's segments (Bonferroni)
+        "max_pairs": 5000,             # pairs per window sampled for the test
+        "pending_calls": 100_000,      # calls remembered until their evaluation arrives
+    },
     "anomaly": {
         "slot_seconds": 300,
         "history_slots": 48,
@@ -155,6 +167,22 @@ def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterab
             yield f"attr:{attr}", v
 
 
+def call_segment(record: CallRecord, attribute: str | None) -> tuple[str, str, Any] | None:
+    """(trace+span hex, raw service, segment) of a call for concept drift: the segment attribute's
+    value (a short string), else the input length (binned later); None when neither is known."""
+    call = record.call
+    if not call.trace_id or not call.span_id:
+        return None
+    if attribute:
+        v = (record.attributes or {}).get(attribute)
+        raw: Any = None if v is None else str(v)[:100]
+    else:
+        raw = len(call.prompt) if call.prompt is not None else None
+    if raw is None:
+        return None
+    return call.trace_id + call.span_id, record.service or "unknown_service", raw
+
+
 #: the call fields drift can follow, in the order of the tuple AnalysisCallSummarizer.add builds
 _CALL_FEATURES = ("input_tokens", "output_tokens", "latency_seconds", "cost_usd", "input_length",
                   "output_length", "finish_reason")
@@ -175,6 +203,7 @@ class AnalysisCallSummarizer(CallSummarizer):
         self._attributes = tuple((a, f"attr:{a}") for a in cfg["drift"]["attributes"] or ())
         self._drift_slot = cfg["drift"]["slot_seconds"]
         self._anomaly_slot = cfg["anomaly"]["slot_seconds"]
+        self._segment_attribute = cfg["concept_drift"]["segment_attribute"]
         self._reset()
 
     def _reset(self) -> None:
@@ -182,11 +211,15 @@ class AnalysisCallSummarizer(CallSummarizer):
         self.anomaly: dict[tuple, list] = {}   # (service, slot) -> [latency n, sum, buckets, errors n, sum, cost n, sum]
         self.sessions: dict[tuple, list] = {}  # (experiment, session) -> [variant, unit, messages, first, last]
         self.untimed: list[CallRecord] = []    # no end time: the plugin applies these with its clock
+        self.segments: list[tuple] = []        # (trace+span hex, service, raw segment) for concept drift
 
     def add(self, record: CallRecord) -> None:
         if not record.end_time_unix_nano:
             self.untimed.append(record)
             return
+        seg = call_segment(record, self._segment_attribute)
+        if seg is not None:
+            self.segments.append(seg)
         t = record.end_time_unix_nano / 1e9
         service = record.service or "unknown_service"
         call = record.call
@@ -257,7 +290,7 @@ class AnalysisCallSummarizer(CallSummarizer):
             cats[c] = cats.get(c, 0) + 1
 
     def result(self) -> Any:
-        if not (self.drift or self.anomaly or self.sessions or self.untimed):
+        if not (self.drift or self.anomaly or self.sessions or self.untimed or self.segments):
             return None
         drift = {(service, feature, slot): entry for (service, slot), features in self.drift.items()
                  for feature, entry in features.items()}
@@ -268,7 +301,7 @@ class AnalysisCallSummarizer(CallSummarizer):
             anomaly[(service, "error_rate", slot)] = [n, errors, None]
             if cost_n:
                 anomaly[(service, "cost_per_request_usd", slot)] = [cost_n, cost_sum, None]
-        out = (drift, anomaly, self.sessions, self.untimed)
+        out = (drift, anomaly, self.sessions, self.untimed, self.segments)
         self._reset()
         return out
 
@@ -285,6 +318,8 @@ class AnalysisPlugin(SidecarPlugin):
         self.anomaly: dict[tuple[str, str], dict[int, AnomalySlot]] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.comparisons: dict[str, Comparisons] = {}
+        self.concept = ConceptWindows(pending_calls=CONFIG_DEFAULTS["concept_drift"]["pending_calls"],
+                                      reservoir_size=CONFIG_DEFAULTS["concept_drift"]["reservoir_size"])
         self.judge_names: set[str] = set()
         self.feedback_names: set[str] = set()
         self.bandits: dict[str, dict[str, Any]] = {}   # id -> {"arms": [...], "last_requested": t}
@@ -310,6 +345,8 @@ class AnalysisPlugin(SidecarPlugin):
     def attach(self, ctx: Any) -> None:
         self.ctx = ctx
         self.cfg = _merge(CONFIG_DEFAULTS, (getattr(ctx, "config", None) or {}).get(self.name))
+        ccfg = self.cfg["concept_drift"]
+        self.concept = ConceptWindows(pending_calls=ccfg["pending_calls"], reservoir_size=ccfg["reservoir_size"])
         alg = self.cfg["bandits"]["algorithm"]
         if alg not in ("thompson", "ucb1", "epsilon_greedy"):
             raise ValueError(f"analysis.bandits.algorithm must be thompson, ucb1 or epsilon_greedy, got {alg!r}")
@@ -351,7 +388,7 @@ class AnalysisPlugin(SidecarPlugin):
                 log.exception("analysis on_call_summary failed")
 
     def _apply_summary(self, summary: Any) -> None:
-        drift, anomaly, sessions, untimed = summary
+        drift, anomaly, sessions, untimed, segments = summary
         dcfg = self.cfg["drift"]
         cap, max_categories = dcfg["reservoir_size"], dcfg["max_categories"]
         bound = getattr(getattr(self, "ctx", None), "bound", None)
@@ -383,6 +420,8 @@ class AnalysisPlugin(SidecarPlugin):
                 self._dirty_anomaly.add((service, series, slot))
             for key, (variant, unit, messages, first, last) in sessions.items():
                 self._add_session(key, variant, unit, messages, first, last)
+            for key, raw_service, raw in segments:
+                self.concept.remember(key, service_of(raw_service), raw)
         for record in untimed:
             self._on_call(replace(record, service=service_of(record.service or "unknown_service")))
 
@@ -404,6 +443,9 @@ class AnalysisPlugin(SidecarPlugin):
                 unit = call.user_id or f"session:{call.session_id}"
                 for exp in record.experiments:
                     self._add_session((exp.id, str(call.session_id)), exp.variant, unit, 1, t, t)
+            seg = call_segment(record, self.cfg["concept_drift"]["segment_attribute"])
+            if seg is not None:
+                self.concept.remember(seg[0], service, seg[2])
 
     def _add_session(self, key: tuple[str, str], variant: str, unit: str, messages: int,
                      first: float, last: float) -> None:
@@ -471,8 +513,11 @@ class AnalysisPlugin(SidecarPlugin):
             return
         service = self._bound("service", record.service or "unknown_service")
         name = self._bound("evaluator", record.name)
+        cslot = slot_of(t, self.cfg["drift"]["slot_seconds"])
         with self.lock:
             if record.source in semconv.JUDGE_SOURCES:
+                self.concept.observe(record.trace_id, record.span_id, f"judge_score:{name}", float(record.score),
+                                     cslot, self._rng)
                 if len(self.judge_names) < 1000 or record.name in self.judge_names:
                     self.judge_names.add(record.name)
                 if "judge_score" in self.cfg["drift"]["features"]:
@@ -482,6 +527,10 @@ class AnalysisPlugin(SidecarPlugin):
             elif record.source in ("user", "human"):
                 if len(self.feedback_names) < 1000 or record.name in self.feedback_names:
                     self.feedback_names.add(record.name)
+                if record.kind in ("binary", "outcome", "scale"):
+                    value = float(record.score) if record.kind == "scale" else \
+                        (1.0 if is_positive(record.score, record.label) else 0.0)
+                    self.concept.observe(record.trace_id, record.span_id, f"feedback:{name}", value, cslot, self._rng)
                 self._add_anomaly(service, f"feedback_positive_rate:{name}",
                                   slot_of(t, self.cfg["anomaly"]["slot_seconds"]),
                                   1.0 if record.score > 0 else 0.0)
@@ -517,13 +566,16 @@ class AnalysisPlugin(SidecarPlugin):
             comparisons = {k: (dict((a, ArmRecord(r.wins, r.losses, r.ties)) for a, r in c.arms.items()),
                                c.total, c.decisive_with_position, c.first_wins) for k, c in self.comparisons.items()}
             drift_input = self._drift_input(now)
+            dcfg = self.cfg["drift"]
+            concept_input = self.concept.windows(now, dcfg["current_seconds"], dcfg["reference_seconds"],
+                                                 dcfg["slot_seconds"], self.cfg["concept_drift"]["max_pairs"], self._rng)
             anomaly_input = self._anomaly_input(now)
             judge_names = frozenset(self.judge_names)
             feedback_names = frozenset(self.feedback_names)
             bandits = {k: list(v["arms"]) for k, v in self.bandits.items()}
             running = dict(self.running)
         results: dict[str, Any] = {"experiments": {}, "bandits": {}, "drift": [], "anomaly": [],
-                                   "interleaving": {}, "computed_unix": now}
+                                   "interleaving": {}, "concept_drift": [], "computed_unix": now}
         new_running: dict[tuple[str, str, str], RunningSequence] = {}
         by_exp: dict[str, dict[tuple[str, str], RunningSequence]] = {}
         for (e, m, v), r in running.items():
@@ -544,6 +596,7 @@ class AnalysisPlugin(SidecarPlugin):
         results["interleaving"], inter_running = self._interleaving(comparisons, running)
         new_running.update(inter_running)
         results["drift"] = self._drift(drift_input)
+        results["concept_drift"] = self._concept_drift(concept_input)
         results["anomaly"] = self._anomalies(anomaly_input, now)
         with self.lock:
             self.running.update(new_running)
@@ -563,6 +616,7 @@ class AnalysisPlugin(SidecarPlugin):
                 del slots[s]
             if not slots:
                 del self.anomaly[key]
+        self.concept.prune(d_cut)
         self._pruned_before = {"drift": d_cut, "anomaly": a_cut}
 
     def _engagement_summaries(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -800,6 +854,42 @@ class AnalysisPlugin(SidecarPlugin):
             results.append(D.ks_test(ref_sample, cur_sample, alpha=dcfg["p_threshold"]))
         return results
 
+    def _concept_drift(self, items: list[tuple[str, str, list, list]]) -> list[dict[str, Any]]:
+        """Per service and quality signal: each input segment's quality, current vs reference."""
+        from ..stats import concept as C
+        ccfg = self.cfg["concept_drift"]
+        out = []
+        for service, signal, ref, cur in items:
+            if not ref or not cur:
+                continue
+            if ccfg["segment_attribute"]:
+                known: dict[str, None] = {}
+                for raw, _ in ref:
+                    if raw not in known and len(known) < ccfg["max_segments"]:
+                        known[raw] = None
+                label = (lambda raw: raw if raw in known else "other")
+                basis = f"attribute {ccfg['segment_attribute']}"
+            else:
+                edges = C.quantile_edges([float(raw) for raw, _ in ref], int(ccfg["quantile_bins"]))
+                label = (lambda raw, e=edges: "input_length_" + C.bin_label(float(raw), e))
+                basis = "input length quantiles " + ", ".join(f"{e:g}" for e in edges)
+            try:
+                segments, mix = C.concept_drift([(label(r), v) for r, v in ref], [(label(r), v) for r, v in cur],
+                                                alpha=float(ccfg["p_threshold"]), min_samples=int(ccfg["min_samples"]))
+            except Exception:
+                log.exception("concept drift of %s/%s failed", service, signal)
+                continue
+            out.append(prune_none({
+                "service": service, "signal": signal, "segments_by": basis,
+                "mean_reference": mix.mean_reference, "mean_current": mix.mean_current,
+                "explained_by_mix": mix.explained_by_mix, "unexplained": mix.unexplained,
+                "segments": [prune_none({"segment": r.segment, "n_reference": r.n_reference, "n_current": r.n_current,
+                                         "mean_reference": r.mean_reference, "mean_current": r.mean_current,
+                                         "shift": r.score, "p_value": r.p_value, "threshold": r.threshold,
+                                         "detected": r.detected}) for r in segments],
+            }))
+        return out
+
     def _anomaly_input(self, now: float) -> list[tuple[str, str, list[tuple[int, float, int]]]]:
         acfg = self.cfg["anomaly"]
         width = acfg["slot_seconds"]
@@ -888,6 +978,13 @@ class AnalysisPlugin(SidecarPlugin):
             put("llm_eval_drift_score", lab, r.published)
             if r.detected is not None:
                 put("llm_eval_drift_detected", lab, 1.0 if r.detected else 0.0)
+        for c in res.get("concept_drift", []):
+            for seg in c.get("segments", []):
+                lab = {"service": c["service"], "signal": c["signal"], "segment": seg["segment"]}
+                put("llm_eval_concept_drift_shift", lab, seg.get("shift"))
+                put("llm_eval_concept_drift_p_value", lab, seg.get("p_value"))
+                if "detected" in seg:
+                    put("llm_eval_concept_drift_detected", lab, 1.0 if seg["detected"] else 0.0)
         for service, series, r in res.get("anomaly", []):
             lab = {"service": service, "metric": series, "method": r.method}
             put("llm_eval_anomaly_score", lab, r.score)
@@ -926,7 +1023,8 @@ class AnalysisPlugin(SidecarPlugin):
                 "drift_features": len(self.drift),
                 "anomaly_series": len(self.anomaly),
                 "interleaving_comparisons": len(self.comparisons),
-                "dropped": dict(self.dropped),
+                "dropped": {**self.dropped, **self.concept.dropped},
+                "concept_pending_calls": len(self.concept.pending),
                 "errors": self.errors,
             })
 
@@ -1008,6 +1106,11 @@ class AnalysisPlugin(SidecarPlugin):
             """Drift scores per service, feature and method (reference vs current window)."""
             return {"drift": self.drift_results()}
 
+        @r.get("/v1/concept-drift")
+        def concept_drift() -> dict[str, Any]:
+            """Quality per input segment, current vs reference window, per service and quality signal."""
+            return {"concept_drift": self.results.get("concept_drift", [])}
+
         @r.get("/v1/anomalies")
         def anomalies() -> dict[str, Any]:
             """Anomaly scores of the newest complete slot per service, series and method."""
@@ -1019,7 +1122,8 @@ class AnalysisPlugin(SidecarPlugin):
     def load(self, conn: Any) -> None:
         conn.executescript("""
             CREATE TABLE IF NOT EXISTS analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL,
-                lower REAL, upper REAL, level REAL, PRIMARY KEY (experiment, metric, variant));
+                lower REAL, upper REAL, level REAL, restarts INTEGER DEFAULT 0,
+                PRIMARY KEY (experiment, metric, variant));
             CREATE TABLE IF NOT EXISTS analysis_bandits (id TEXT PRIMARY KEY, arms TEXT, last_requested REAL);
             CREATE TABLE IF NOT EXISTS analysis_interleaving (id TEXT PRIMARY KEY, data TEXT);
             CREATE TABLE IF NOT EXISTS analysis_sessions (experiment TEXT, session TEXT, variant TEXT, unit TEXT,
@@ -1029,11 +1133,13 @@ class AnalysisPlugin(SidecarPlugin):
             CREATE TABLE IF NOT EXISTS analysis_anomaly (service TEXT, metric TEXT, slot INTEGER, n INTEGER,
                 total REAL, buckets TEXT, PRIMARY KEY (service, metric, slot));
             CREATE TABLE IF NOT EXISTS analysis_names (kind TEXT, name TEXT, PRIMARY KEY (kind, name));
+            CREATE TABLE IF NOT EXISTS analysis_concept (service TEXT, signal TEXT, slot INTEGER, count INTEGER,
+                pairs TEXT, PRIMARY KEY (service, signal, slot));
         """)
         with self.lock:
-            for e, m, v, p, lo, hi, fam in conn.execute(
-                    "SELECT experiment, metric, variant, p, lower, upper, level FROM analysis_sequential"):
-                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam))
+            for e, m, v, p, lo, hi, fam, rs in conn.execute(
+                    "SELECT experiment, metric, variant, p, lower, upper, level, restarts FROM analysis_sequential"):
+                self.running[(e, m, v)] = RunningSequence(p, lo, hi, float(fam), int(rs or 0))
             for bid, arms, last in conn.execute("SELECT id, arms, last_requested FROM analysis_bandits"):
                 self.bandits[bid] = {"arms": json.loads(arms or "[]"), "last_requested": last or 0.0}
             for cid, data in conn.execute("SELECT id, data FROM analysis_interleaving"):
@@ -1050,12 +1156,15 @@ class AnalysisPlugin(SidecarPlugin):
             for svc, met, slot, n, total, buckets in conn.execute(
                     "SELECT service, metric, slot, n, total, buckets FROM analysis_anomaly"):
                 self.anomaly.setdefault((svc, met), {})[slot] = AnomalySlot(n, total, json.loads(buckets) if buckets else None)
+            for svc, sig, slot, count, pairs in conn.execute(
+                    "SELECT service, signal, slot, count, pairs FROM analysis_concept"):
+                self.concept.slots.setdefault((svc, sig), {})[slot] = ConceptSlot(count, json.loads(pairs))
             for kind, name in conn.execute("SELECT kind, name FROM analysis_names"):
                 (self.judge_names if kind == "judge" else self.feedback_names).add(name)
 
     def flush(self, conn: Any) -> None:
         with self.lock:
-            running = [(*k, r.p_value, r.lower, r.upper, r.level) for k, r in self.running.items()]
+            running = [(*k, r.p_value, r.lower, r.upper, r.level, r.restarts) for k, r in self.running.items()]
             bandits = [(b, json.dumps(self.bandits[b]["arms"]), self.bandits[b]["last_requested"])
                        for b in self._dirty_bandits if b in self.bandits]
             comps = [(c, json.dumps({"arms": {a: [r.wins, r.losses, r.ties] for a, r in self.comparisons[c].arms.items()},
@@ -1079,13 +1188,19 @@ class AnalysisPlugin(SidecarPlugin):
                     anomaly.append((svc, met, slot, a.n, a.total, json.dumps(a.buckets) if a.buckets else None))
             names = [("judge", n) for n in self.judge_names] + [("feedback", n) for n in self.feedback_names]
             pruned = dict(self._pruned_before)
+            concept = []
+            for svc, sig, slot in self.concept.dirty:
+                cs = self.concept.slots.get((svc, sig), {}).get(slot)
+                if cs is not None:
+                    concept.append((svc, sig, slot, cs.count, json.dumps(cs.pairs)))
+            self.concept.dirty.clear()
             self._dirty_bandits.clear()
             self._dirty_comparisons.clear()
             self._dirty_sessions.clear()
             self._deleted_sessions.clear()
             self._dirty_drift.clear()
             self._dirty_anomaly.clear()
-        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?)", running)
+        conn.executemany("INSERT OR REPLACE INTO analysis_sequential VALUES (?, ?, ?, ?, ?, ?, ?, ?)", running)
         conn.executemany("INSERT OR REPLACE INTO analysis_bandits VALUES (?, ?, ?)", bandits)
         conn.executemany("INSERT OR REPLACE INTO analysis_interleaving VALUES (?, ?)", comps)
         conn.executemany("INSERT OR REPLACE INTO analysis_sessions VALUES (?, ?, ?, ?, ?, ?, ?)", sessions)
@@ -1093,6 +1208,8 @@ class AnalysisPlugin(SidecarPlugin):
         conn.executemany("INSERT OR REPLACE INTO analysis_drift VALUES (?, ?, ?, ?, ?)", drift)
         conn.executemany("INSERT OR REPLACE INTO analysis_anomaly VALUES (?, ?, ?, ?, ?, ?)", anomaly)
         conn.executemany("INSERT OR IGNORE INTO analysis_names VALUES (?, ?)", names)
+        conn.executemany("INSERT OR REPLACE INTO analysis_concept VALUES (?, ?, ?, ?, ?)", concept)
         if "drift" in pruned:
             conn.execute("DELETE FROM analysis_drift WHERE slot < ?", (pruned["drift"],))
+            conn.execute("DELETE FROM analysis_concept WHERE slot < ?", (pruned["drift"],))
             conn.execute("DELETE FROM analysis_anomaly WHERE slot < ?", (pruned["anomaly"],))

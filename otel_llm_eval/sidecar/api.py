@@ -17,7 +17,9 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .collector import SidecarCollector
 from .core import QueueFull, Sidecar
@@ -28,21 +30,38 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class FeedbackIn(BaseModel):
-    # python-re: the id patterns use a look-ahead (all-zero ids are invalid in OTel)
-    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
+    # python-re: the id patterns use a look-ahead (all-zero ids are invalid in OTel). The anyOf
+    # states in the schema what `_something` checks: a value, a label or a comment, not null.
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re", json_schema_extra={"anyOf": [
+        {"required": ["value"], "properties": {"value": {"type": "number"}}},
+        {"required": ["label"], "properties": {"label": {"type": "string"}}},
+        {"required": ["comment"], "properties": {"comment": {"type": "string"}}},
+    ]})
     trace_id: str = Field(pattern=r"^(?!0{32})[0-9a-fA-F]{32}$",
                           description="trace id of the evaluated call (32 hex, not all zero)")
     span_id: Optional[str] = Field(None, pattern=r"^(?!0{16})[0-9a-fA-F]{16}$",
                                    description="span id of the call (16 hex, not all zero)")
     name: str = Field(min_length=1, max_length=128, strict=True, description="evaluation name, e.g. user_feedback")
-    value: float = Field(strict=True, description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5")
+    value: Optional[float] = Field(None, strict=True,
+                                   description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5; "
+                                               "optional for a label (categorical) or a comment (text)")
     label: Optional[str] = Field(None, max_length=128, strict=True)
     comment: Optional[str] = Field(None, max_length=4096, strict=True)
+    kind: Optional[Literal["binary", "outcome", "scale", "categorical", "text"]] = Field(
+        None, description="what the record means (default: the sidecar's feedback.kinds, else docs/feedback.md)")
+    scale_min: Optional[float] = Field(None, strict=True, description="a scale rating's declared minimum")
+    scale_max: Optional[float] = Field(None, strict=True, description="a scale rating's declared maximum")
+
+    @model_validator(mode="after")
+    def _something(self) -> "FeedbackIn":
+        if self.value is None and self.label is None and self.comment is None:
+            raise ValueError("feedback needs a value, a label or a comment")
+        return self
 
     @field_validator("value")
     @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
+    def _finite(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not math.isfinite(v):
             raise ValueError("value must be a finite number")
         return v
 
@@ -286,9 +305,10 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
     # the value range is the one scores on spans must respect (ingest.limits): in the schema too
-    Feedback = create_model("FeedbackIn", __base__=FeedbackIn, value=(float, Field(
-        strict=True, ge=sidecar.edge.score_min, le=sidecar.edge.score_max,
-        description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5; within ingest.limits.score_min/score_max")))
+    Feedback = create_model("FeedbackIn", __base__=FeedbackIn, value=(Optional[float], Field(
+        None, strict=True, ge=sidecar.edge.score_min, le=sidecar.edge.score_max,
+        description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5, within ingest.limits.score_min/"
+                    "score_max; optional for a label (categorical) or a comment (text)")))
 
     def feedback(item: Any) -> Response:
         payload = item.model_dump(exclude_none=True)

@@ -59,6 +59,8 @@ class SidecarCollector:
             rejected["check_error"] = sc.ingestor.check_errors
         if sc.ingestor.summarizer_errors:
             rejected["summarizer_error"] = sc.ingestor.summarizer_errors
+        if sc.ingestor.feedback_out_of_range:
+            rejected["feedback_out_of_range"] = sc.ingestor.feedback_out_of_range
         # spans skipped for a value out of range where they were prepared (edge.py)
         for reason, n in list(sc.ingestor.rejected_values.items()):
             rejected[reason] = rejected.get(reason, 0) + n

@@ -76,9 +76,14 @@ DEFAULTS: dict[str, Any] = {
     "usage": {
         "max_ids_per_service": 100_000,   # distinct users (and sessions) tracked per service per day
     },
+    "feedback": {
+        # what each feedback name means: {name: {kind: binary|outcome|scale|categorical|text, min, max}};
+        # names not listed follow the default of otel_llm_eval/sidecar/feedback_kinds.py
+        "kinds": {},
+    },
     "checks": {
         "enabled": ["empty_output",  # layer-1 checks run on every call
-                     "output_too_short", "output_too_long", "refusal", "invalid_json",
+                    "output_too_short", "output_too_long", "refusal", "invalid_json",
                     "pii", "toxicity", "bad_finish_reason", "error_status"],
         "min_output_chars": 2,            # output_too_short below this
         "max_output_chars": 20_000,       # output_too_long above this

@@ -16,9 +16,11 @@ import logging
 import time
 from array import array
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Mapping
 
 from .. import semconv
+from . import feedback_kinds
 from ..semconv import ExperimentAssignment
 from .checks import CheckRunner
 from .edge import EdgeLimits
@@ -30,15 +32,6 @@ from .prices import PriceTable
 from .state import IndexEntry, State
 
 log = logging.getLogger(__name__)
-
-
-def feedback_type(ev: EvaluationRecord) -> str:
-    """label when given; else the sign of the score (positive|negative|neutral); else the name."""
-    if ev.label:
-        return ev.label
-    if ev.score is not None:
-        return "positive" if ev.score > 0 else "negative" if ev.score < 0 else "neutral"
-    return ev.name
 
 
 def _is_pairwise(ev: EvaluationRecord) -> bool:
@@ -57,6 +50,7 @@ class Ingestor:
         self.labels = labels
         self.plugins = plugins
         self.default_service = str(cfg["labels"]["default_service"])
+        self.feedback_kinds = dict((cfg.get("feedback") or {}).get("kinds") or {})
         self.preparer = Preparer(checks, prices, self.default_service,
                                  "all" if self._call_plugins() else "none", clock,
                                  [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)],
@@ -69,6 +63,7 @@ class Ingestor:
         self.check_errors = 0        # checks that raised (counted as passed), wherever they ran
         self.summarizer_errors = 0   # plugin summarizer calls that raised
         self.rejected_values: dict[str, int] = {}  # items skipped for a value out of range, per reason
+        self.feedback_out_of_range = 0  # scale ratings outside their declared range (not counted)
 
     # --- entry points (caller holds state.lock) ---
     def apply_traces(self, req: Any) -> int:
@@ -193,7 +188,10 @@ class Ingestor:
             time_unix_nano=int(body.get("time_unix_nano") or self.clock() * 1e9),
             score=score_of(body.get("value")), label=body.get("label"),
             explanation=body.get("comment"), service=None,
-            attributes={"comment": body["comment"]} if body.get("comment") else {},
+            attributes={k: v for k, v in (("comment", body.get("comment")),
+                                          (semconv.FEEDBACK_KIND, body.get("kind")),
+                                          (semconv.FEEDBACK_SCALE_MIN, body.get("scale_min")),
+                                          (semconv.FEEDBACK_SCALE_MAX, body.get("scale_max"))) if v is not None},
         )
         self._evaluation(ev, dedup_key=None)
 
@@ -251,9 +249,11 @@ class Ingestor:
             # the call's own stamps first: they carry its unit keys (an evaluation span's copies may not)
             exps = joined.experiments or exps
         service = service or self.default_service
-        if (service, model, exps) != (ev.service, ev.model, ev.experiments):
-            ev = EvaluationRecord(ev.name, ev.source, ev.trace_id, ev.span_id, ev.time_unix_nano, ev.score,
-                                  ev.label, ev.explanation, ev.error, service, model, exps, ev.attributes)
+        user = ev.source == semconv.USER_SOURCE and not _is_pairwise(ev)
+        kind = feedback_kinds.resolve(ev.name, ev.score, ev.label, ev.explanation, ev.attributes,
+                                      self.feedback_kinds) if user else None
+        if (service, model, exps) != (ev.service, ev.model, ev.experiments) or kind is not None:
+            ev = replace(ev, service=service, model=model, experiments=exps, kind=kind.kind if kind else None)
         b = self.labels.bound
         inner = exps[-1] if exps else None
         svc = b("service", service)
@@ -269,21 +269,51 @@ class Ingestor:
             cost = score_of(ev.attributes.get(semconv.JUDGE_COST_USD))
             if cost:
                 st.inc("llm_eval_judge_cost_usd_total", (svc, evaluator), cost)
-        user = ev.source == semconv.USER_SOURCE
-        if user and not _is_pairwise(ev):
-            st.inc("llm_user_feedback_total", (svc, exp_l, var_l, b("feedback_type", feedback_type(ev))))
-        if ev.score is not None and not ev.error:
-            if not user:  # user feedback (0/1 thumbs, ...) is not on the histogram's 1..5 quality scale
-                st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), ev.score)
+        value = ev.score
+        if kind is not None:
+            value = self._feedback(ev, kind, svc, exp_l, var_l)
+        elif ev.source == semconv.USER_SOURCE:
+            value = None  # pairwise choices: the analysis plugin's interleaving statistics
+        if value is not None and not ev.error:
+            if kind is None:  # user feedback (0/1 thumbs, ratings) is not on the judge's quality scale
+                st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), value)
             for a in exps:
                 e = st.experiment(a, t)
-                st.exp_add(e, ev.name, a.variant, ev.score, t)
-                st.cluster_add(e, ev.name, a.variant, st.bucket_of(a.unit or ev.trace_id), ev.score)
+                st.exp_add(e, ev.name, a.variant, value, t)
+                st.cluster_add(e, ev.name, a.variant, st.bucket_of(a.unit or ev.trace_id), value)
         for p in self.plugins:
             try:
                 p.on_evaluation(ev)
             except Exception:
                 self._plugin_failed(p, "on_evaluation")
+
+    def _feedback(self, ev: EvaluationRecord, kind: feedback_kinds.FeedbackKind, svc: str, exp_l: str,
+                  var_l: str) -> float | None:
+        """Count one user feedback record by its kind; the value the experiment statistics get
+        (1/0 for binary and outcome records, the rating for scales, None otherwise)."""
+        st, b = self.state, self.labels.bound
+        name = b("feedback", ev.name)
+        if ev.explanation:
+            st.inc("llm_user_feedback_comments_total", (svc, name))
+        if kind.kind in ("binary", "outcome"):
+            positive = feedback_kinds.is_positive(ev.score, ev.label)
+            if positive is None:
+                return None
+            if kind.kind == "binary":
+                ftype = ev.label if ev.label else ("positive" if positive else "negative")
+                st.inc("llm_user_feedback_total", (svc, exp_l, var_l, b("feedback_type", ftype)))
+            else:
+                st.inc("llm_task_outcomes_total", (svc, exp_l, var_l, name, "success" if positive else "failure"))
+            return 1.0 if positive else 0.0
+        if kind.kind == "scale":
+            if ev.score is None or not feedback_kinds.in_range(kind, ev.score):
+                self.feedback_out_of_range += 1
+                return None
+            st.observe("llm_user_rating", (svc, exp_l, var_l, name), ev.score)
+            return ev.score
+        if kind.kind == "categorical" and ev.label:
+            st.inc("llm_user_feedback_category_total", (svc, name, b("category", ev.label)))
+        return None
 
     def _plugin_failed(self, plugin: Any, hook: str) -> None:
         self.plugin_errors += 1

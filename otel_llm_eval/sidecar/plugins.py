@@ -102,6 +102,8 @@ class EvaluationRecord:
     model: str | None = None
     experiments: tuple[ExperimentAssignment, ...] = ()
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    #: user feedback's kind as the core resolved it (feedback_kinds.KINDS), None for other sources
+    kind: str | None = None
 
 
 @dataclass(frozen=True)

@@ -329,6 +329,7 @@ def analyze_experiment(snap: ExperimentSnapshot, cfg: Mapping[str, Any], *,
                               "abs_ci_upper": c.fixed["abs_ci_upper"], "test": c.fixed["test"],
                               "note": "valid only if read once, at a sample size fixed in advance"},
             "required_samples": req, "mde_relative": mde_rel, "target_relative": target, "alpha_level": level,
+            "effect_changed": run.restarts or None,
             "verdict": vd, "verdict_text": decision.VERDICT_TEXT[vd],
         })
     out["comparisons"] = len(testable)

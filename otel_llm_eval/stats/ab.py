@@ -131,7 +131,10 @@ def welch(a: Summary, b: Summary) -> TestResult:
     if se2 <= 0:
         return TestResult(None, None, None)
     t = (b.mean - a.mean) / math.sqrt(se2)
-    dof = se2 * se2 / ((sa * sa) / (a.n - 1) + (sb * sb) / (b.n - 1))
+    den = (sa * sa) / (a.n - 1) + (sb * sb) / (b.n - 1)
+    if den <= 0:  # the squares underflow for variances near 1e-160: undefined, not a crash
+        return TestResult(None, None, None)
+    dof = se2 * se2 / den
     p = 2.0 * t_sf(abs(t), dof)
     return TestResult(finite(t), clamp_p(p), finite(dof))
 
@@ -168,8 +171,11 @@ def compare(control: Summary, variant: Summary, *, binary: bool, alpha: float = 
             crit = norm_ppf(1 - alpha / 2) if math.isinf(dof_ci) else t_ppf(1 - alpha / 2, dof_ci)
             abs_lo, abs_hi = abs_lift - crit * se, abs_lift + crit * se
             if mc not in (None, 0):
-                rel_var = vv / (mc * mc * variant.n) + vc * mv * mv / (mc ** 4 * control.n)
-                if rel_var > 0:
+                try:
+                    rel_var = vv / (mc * mc * variant.n) + vc * mv * mv / (mc ** 4 * control.n)
+                except (ZeroDivisionError, OverflowError):  # |mc| so small its 4th power underflows
+                    rel_var = 0.0
+                if rel_var > 0 and math.isfinite(rel_var):
                     rel_se = math.sqrt(rel_var)
                     rel_lo, rel_hi = rel - crit * rel_se, rel + crit * rel_se
     return Comparison(

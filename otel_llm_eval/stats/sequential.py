@@ -171,12 +171,17 @@ class RunningSequence:
     lower: float | None
     upper: float | None
     level: float
+    #: times the intersection came out empty and the sequence restarted from that look: under a
+    #: constant effect that happens with probability <= level, so it says the effect changed over time
+    restarts: int = 0
 
     def update(self, look: SequentialResult, level: float) -> "RunningSequence":
         if abs(level - self.level) > 1e-12 * max(level, self.level):
             return RunningSequence.start(look, level)
-        return RunningSequence(running_min(self.p_value, look.p_value),
-                               _max(self.lower, look.ci_lower), _min(self.upper, look.ci_upper), level)
+        lower, upper = _max(self.lower, look.ci_lower), _min(self.upper, look.ci_upper)
+        if lower is not None and upper is not None and lower > upper:
+            return RunningSequence(look.p_value, look.ci_lower, look.ci_upper, level, self.restarts + 1)
+        return RunningSequence(running_min(self.p_value, look.p_value), lower, upper, level, self.restarts)
 
     @staticmethod
     def start(look: SequentialResult, level: float) -> "RunningSequence":

@@ -57,3 +57,20 @@ def test_a_fifth_of_a_standard_deviation_and_a_new_ten_percent_category_are_foun
 def test_aa_interleaving_watched_every_tick_rarely_declares_a_winner_and_a_real_preference_is_found():
     assert cal.run_interleaving(comparisons=100, outcomes=400, looks=20, seed=1) <= 0.05 + 2 * cal.mc_se(0.05, 100)
     assert cal.run_interleaving(comparisons=40, outcomes=400, looks=20, preference=0.6, seed=2) >= 0.7
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(values_per_window=400, seed=1),
+    dict(values_per_window=60, seed=5),
+    dict(values_per_window=400, seed=2, by_length=True, mix_shift=False),
+], ids=["a topic mix that shifts while every topic's quality holds", "the same at sixty values per window",
+        "input-length quartiles while quality holds"])
+def test_concept_drift_without_a_quality_change_alarms_at_most_five_percent(kwargs):
+    rate = cal.run_concept_drift(replicates=80, **kwargs)
+    assert rate <= 0.05 + 2 * cal.mc_se(0.05, 80), rate
+
+
+def test_one_topic_losing_half_a_point_is_found_while_the_mix_stays_the_same():
+    assert cal.run_concept_drift(replicates=30, degrade=0.5, mix_shift=False, seed=3) >= 0.9
+    # length quartiles dilute the topic (its bin also holds other requests): less power, still found
+    assert cal.run_concept_drift(replicates=30, degrade=0.5, mix_shift=False, by_length=True, seed=4) >= 0.8

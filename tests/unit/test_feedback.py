@@ -113,8 +113,11 @@ INVALID = [
     ("an empty name", dict(name=""), "name"),
     ("a NaN value", dict(value=float("nan")), "finite"),
     ("a string value", dict(value="good"), "finite"),
-    ("no value and no label", dict(value=None), "value or a label"),
+    ("no value, no label and no comment", dict(value=None), "a value, a label or a comment"),
     ("a non-string comment", dict(comment=5), "comment"),
+    ("an unknown kind", dict(kind="stars"), "kind must be one of"),
+    ("a value outside its scale", dict(value=7.0, scale=(1, 5)), "outside the scale"),
+    ("a scale upside down", dict(scale=(5, 1)), "min < max"),
 ]
 
 
@@ -125,3 +128,18 @@ def test_invalid_feedback_raises_a_clear_value_error(pipe, override, message):
     with pytest.raises(ValueError, match=message):
         record_feedback(kwargs.pop("target"), kwargs.pop("name"), kwargs.pop("value"), **kwargs)
     assert feedback_spans(pipe[1]) == []
+
+
+def test_a_rating_and_an_outcome_carry_their_kind_to_the_sidecar(pipe):
+    from otel_llm_eval import record_outcome
+    from otel_llm_eval import semconv as sc
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    record_feedback(trace, "stars", 4, kind="scale", scale=(1, 5))
+    record_outcome(trace, "task_completed", False)
+    spans = {s.attributes[sc.EVALUATION_NAME]: s.attributes for s in feedback_spans(pipe[1])}
+    assert spans["stars"][sc.FEEDBACK_KIND] == "scale"
+    assert (spans["stars"][sc.FEEDBACK_SCALE_MIN], spans["stars"][sc.FEEDBACK_SCALE_MAX]) == (1.0, 5.0)
+    assert spans["task_completed"][sc.FEEDBACK_KIND] == "outcome"
+    assert spans["task_completed"][sc.EVALUATION_SCORE_VALUE] == 0.0
+    with pytest.raises(ValueError, match="True or False"):
+        record_outcome(trace, "task_completed", 1)

@@ -54,6 +54,8 @@ def batch(n: int, seed: int, untimed: float = 0.0) -> ExportTraceServiceRequest:
                 "user.id": f"u{rng.randrange(30)}", "gen_ai.conversation.id": f"c{rng.randrange(60)}",
                 "llm_eval.experiment.id": "prompt", "llm_eval.experiment.variant": variant,
                 "app.tier": rng.choice(["free", "pro", "3", "7"]),
+                "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+                    {"type": "text", "content": "q" * rng.randint(1, 400)}]}]),
                 "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
                     {"type": "text", "content": completion}], "finish_reason": rng.choice(["stop", "length"])}]),
             }.items():
@@ -101,6 +103,8 @@ def test_the_analysis_summary_leaves_the_drift_anomaly_and_session_state_of_per_
     assert {k: vars(s) for k, s in a.sessions.items()} == {k: vars(s) for k, s in b.sessions.items()}
     assert a._dirty_drift == b._dirty_drift and a._dirty_anomaly == b._dirty_anomaly
     assert a._dirty_sessions == b._dirty_sessions and a.errors == b.errors == 0
+    # concept drift remembers every call's input segment (here the input length) until its evaluation
+    assert a.concept.pending == b.concept.pending and len(a.concept.pending) > 0
 
 
 def test_the_review_summary_admits_the_same_items_as_per_call_sampling(both):

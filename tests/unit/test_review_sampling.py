@@ -156,3 +156,23 @@ def test_bad_sampling_config_is_refused_with_the_key_named(bad):
     with pytest.raises((ValueError, TypeError)) as e:
         SamplingConfig.from_mapping(bad)
     assert next(iter(bad)) in str(e.value)
+
+
+def test_the_random_sample_ignores_every_other_reason_so_its_failure_rate_is_unbiased():
+    # 20% of calls fail a check; the random sample must hold failing calls at the same 20%
+    from otel_llm_eval.sidecar.review_sampling import trace_fraction
+    cfg = SamplingConfig(random_rate=0.1)
+    rng = random.Random(3)
+    failing_in_sample = in_sample = 0
+    for i in range(20000):
+        trace = f"{rng.getrandbits(128):032x}"
+        failed = ("pii",) if rng.random() < 0.2 else ()
+        reason, _ = classify(cfg, trace, failed_checks=failed, completion="fine answer") or (None, None)
+        if trace_fraction(trace) < cfg.random_rate:
+            assert reason == "random"  # a failing call in the random sample is a random item
+            in_sample += 1
+            failing_in_sample += bool(failed)
+        else:
+            assert reason == ("error" if failed else None)
+    assert in_sample > 1500
+    assert abs(failing_in_sample / in_sample - 0.2) < 0.03

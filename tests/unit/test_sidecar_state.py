@@ -125,7 +125,7 @@ llm_check_failures_total{check="pii",model="gpt-4o",service="shop"} 1.0
 llm_safety_violations_total{check="pii",model="gpt-4o",service="shop"} 1.0
 """,
     "llm_user_feedback_total": """\
-# HELP llm_user_feedback_total User feedback records (feedback_type=label, else positive|negative|neutral, else name); not pairwise choices.
+# HELP llm_user_feedback_total Binary user feedback (thumbs; feedback_type=label, else positive|negative). Ratings, outcomes, categories and comments have their own metrics.
 # TYPE llm_user_feedback_total counter
 llm_user_feedback_total{experiment="e1",feedback_type="negative",service="shop",variant="treatment"} 1.0
 """,

@@ -137,6 +137,12 @@ def test_running_sequence_restarts_when_the_level_changes_and_never_widens_other
     assert (c.p_value, c.lower, c.upper, c.level) == (0.6, -0.3, 0.4, 0.0125)
 
 
+def test_an_empty_intersection_says_the_effect_changed_and_restarts_from_that_look():
+    a = sequential.RunningSequence.start(sequential.SequentialResult(1e-6, 0.5, 0.7), 0.05)
+    b = a.update(sequential.SequentialResult(1e-4, 0.2, 0.4), 0.05)  # no overlap with [0.5, 0.7]
+    assert (b.p_value, b.lower, b.upper, b.restarts) == (1e-4, 0.2, 0.4, 1)
+
+
 def test_required_samples_are_where_the_always_valid_test_reaches_its_power():
     var_now, n_now = 1e-3, 2000  # the relative lift's variance with 2000 samples
     n = sequential.gavi_required_n(0.05, var_now, n_now, alpha=0.05, power=0.8, tuning_n=5000)
