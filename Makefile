@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 CLI    := $(VENV)/bin/otel-llm-eval
 DEMO_ARGS ?=
 
-.PHONY: demo test test-unit test-integration bundle bench system-deps venv clean
+.PHONY: demo test test-unit test-integration bundle bench system-deps demo-deps venv clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,18 @@ system-deps:
 	  fi; \
 	fi
 
-demo: $(VENV)/.installed-all
+# The demo's alerts section runs Debian's Prometheus and Alertmanager: installed when running as
+# root and missing; otherwise the demo says how to get them and skips that section.
+demo-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || missing="$$missing prometheus-alertmanager"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: $(VENV)/.installed-all demo-deps
 	$(CLI) demo $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test system-deps

@@ -2,7 +2,7 @@
 
 This file is the single source of truth for metric names, types, units, help text, labels and
 histogram buckets. The sidecar's Prometheus collector, the generated Grafana dashboards, the
-generated alert rules and the README's metric table are all built from it; a test fails when a
+generated alert rules and the metric reference (docs/metrics.md) are all built from it; a test fails when a
 dashboard or alert names a metric that is not here. Renaming a metric is a breaking change for
 every user dashboard: add a new one and deprecate the old instead.
 
@@ -326,7 +326,7 @@ def series_names() -> set[str]:
 
 
 def markdown_table() -> str:
-    """The README's metric catalog table (a test fails when the README's copy is stale)."""
+    """The metric table of docs/metrics.md (`otel-llm-eval bundle --check` fails when it is stale)."""
     rows = ["| metric | type | unit | labels | meaning |", "|---|---|---|---|---|"]
     for m in METRICS:
         labels = ", ".join(m.labels) or "—"

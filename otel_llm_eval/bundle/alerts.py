@@ -146,13 +146,15 @@ COST_DESC = "chat spent 9.42 USD/h over the last hour, more than 3x its average 
 INGEST_DESC = ("The sidecar at sidecar:9318 rejected 10 OTLP request(s) or item(s) with reason "
                "queue_full in the last 10 minutes.")
 
+# Counts in descriptions are printed with printf "%.0f": increase() extrapolates to the window's
+# edges, so a counter that grew by 2 can read 2.041, and an alert should not speak of 2.041 outputs.
 ALERTS: tuple[Alert, ...] = (
     Alert(
         "LLMSafetyViolation",
         new_or_increased("llm_safety_violations_total", "service, model, check", "5m"),
         0, "critical",
         "Safety check {{ $labels.check }} failed on {{ $labels.service }}",
-        "{{ $value | humanize }} output(s) of {{ $labels.service }} ({{ $labels.model }}) failed the "
+        "{{ $value | printf \"%.0f\" }} output(s) of {{ $labels.service }} ({{ $labels.model }}) failed the "
         "safety check {{ $labels.check }} in the last 5 minutes.",
         AlertTest(
             series=((f'llm_safety_violations_total{{{_SVC},model="gpt-4o",check="pii"}}',
@@ -464,7 +466,7 @@ ALERTS: tuple[Alert, ...] = (
         new_or_increased("llm_eval_judge_skipped_total", "service, evaluator, reason", "15m"),
         0, "info",
         "LLM judge budget exhausted for {{ $labels.service }}",
-        "{{ $value | humanize }} call(s) of {{ $labels.service }} sampled for {{ $labels.evaluator }} were "
+        "{{ $value | printf \"%.0f\" }} call(s) of {{ $labels.service }} sampled for {{ $labels.evaluator }} were "
         "skipped by the judge budget ({{ $labels.reason }}) in the last 15 minutes.",
         AlertTest(
             series=((f'llm_eval_judge_skipped_total{{{_SVC},evaluator="judge",reason="cost"}}',
@@ -495,7 +497,7 @@ ALERTS: tuple[Alert, ...] = (
         new_or_increased("llm_eval_ingest_rejected_total", "instance, reason", "10m"),
         5, "warning",
         "otel-llm-eval sidecar {{ $labels.instance }} rejects OTLP data ({{ $labels.reason }})",
-        "The sidecar at {{ $labels.instance }} rejected {{ $value | humanize }} OTLP request(s) or item(s) "
+        "The sidecar at {{ $labels.instance }} rejected {{ $value | printf \"%.0f\" }} OTLP request(s) or item(s) "
         "with reason {{ $labels.reason }} in the last 10 minutes.",
         AlertTest(
             series=((f'llm_eval_ingest_rejected_total{{job="{JOB_NAME}",instance="sidecar:9318",reason="queue_full"}}',

@@ -1,4 +1,4 @@
-"""`otel-llm-eval bundle [--out DIR] [--check]`: regenerate dashboards/, alerts/, processors/.
+"""`otel-llm-eval bundle [--out DIR] [--check]`: regenerate dashboards/, alerts/, processors/, deploy/ and docs/metrics.md.
 
 Without --check, writes every generated file under DIR (default: the current directory) and prints
 what changed. With --check, writes nothing and exits 1 naming every stale file.

@@ -35,9 +35,9 @@ def render_all() -> dict[str, str]:
 
 
 def _optional_generators():
-    from otel_llm_eval.bundle import collector, dashboards, deploy
+    from otel_llm_eval.bundle import collector, dashboards, deploy, docs
 
-    return (dashboards.render, collector.render, deploy.render)
+    return (dashboards.render, collector.render, deploy.render, docs.render)
 
 
 def write(out_dir: Path, files: dict[str, str]) -> list[str]:

@@ -1,10 +1,13 @@
 """`otel-llm-eval demo`: the whole loop on simulated traffic, with a report read from the sidecar.
 
 Starts a sidecar in this process (free loopback port, temporary SQLite state, short analysis
-interval), runs a simulated support bot that uses the real `LLMEvalSpanProcessor` and the real OTLP
-exporter against it, polls the sidecar's `/metrics` for the live progress line and for when drift
-and the anomaly were detected, then prints a report built only from the sidecar's endpoints.
-`--stack` also runs a real Prometheus and Alertmanager (when installed) with the generated rules.
+interval) and, when Debian's `prometheus` and `prometheus-alertmanager` are installed, a real
+Prometheus scraping it with the generated alert rules (time-compressed) and a real Alertmanager
+routing notifications to a webhook in the demo. A simulated support bot uses the real
+`LLMEvalSpanProcessor` and the real OTLP exporter against the sidecar. After the traffic, simulated
+reviewers label the review queue over the sidecar's HTTP API, and the offline loop (dataset export,
+regression gate, benchmark record) runs with the real commands. The report is built only from the
+sidecar's and Prometheus' answers.
 
 `--duration` scales the whole story (drift at 45%, the quality drop at 72% of it) and the
 sidecar's windows with it; `--seed` makes the traffic repeat.
@@ -21,7 +24,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import asdict
 from typing import Any
 
 from . import simulation as sim
@@ -29,6 +31,13 @@ from . import simulation as sim
 DEFAULT_DURATION_SECONDS = 60.0
 DEFAULT_SEED = 7
 DEFAULT_RATE = 30.0
+#: Share of calls the in-app heuristic judge scores.
+JUDGE_SAMPLE_RATE = 0.6
+#: Unbiased random share of calls sampled into the human review queue (on top of error-triggered
+#: and low-score items).
+REVIEW_RANDOM_RATE = 0.05
+#: Issue the reviewers can pick besides the page's defaults.
+REVIEW_EXTRA_ISSUES = ("Refusal",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the simulated traffic (default 7)")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
                         help="simulated requests per second (default 30)")
-    parser.add_argument("--stack", action="store_true",
-                        help="also run Prometheus and Alertmanager (if installed) with the generated alert rules")
+    parser.add_argument("--no-stack", dest="stack", action="store_false",
+                        help="skip the alerts section even when Prometheus and Alertmanager are installed")
+    parser.add_argument("--stack", dest="stack", action="store_true", help=argparse.SUPPRESS)  # the default now
     parser.add_argument("--report-json", metavar="PATH", help="also write the report as JSON to PATH")
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
                         help="keep the sidecar running this long after the report (to explore its endpoints; "
@@ -46,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR",
                         help="directory for the sidecar's SQLite state (default: a temporary one, removed at exit)")
     parser.add_argument("--quiet", action="store_true", help="no live progress line")
+    parser.set_defaults(stack=True)
 
 
 # ---------------------------------------------------------------- time scaling
@@ -75,6 +86,9 @@ class Timeline:
         self.alert_timescale = round(7200.0 / d)
         #: bandit: apps refresh their allocation this often
         self.bandit_refresh_seconds = max(1.0, d / 30.0)
+        #: human review: candidates collect in reservoirs per window (production: 60 s); a dozen
+        #: windows per run, so the queue holds items from the whole story
+        self.review_window_seconds = max(1.0, round(d / 12.0, 1))
 
 
 def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
@@ -103,6 +117,11 @@ def sidecar_overrides(timeline: Timeline, db_path: str) -> dict[str, Any]:
             "bandits": {"ids": [sim.BANDIT_ID], "reward": "thumbs_up", "algorithm": "thompson",
                         "burn_in": 20, "floor": 0.05},
         },
+        "review": {
+            "issues": list(REVIEW_EXTRA_ISSUES),
+            "sampling": {"window_seconds": d.review_window_seconds, "random_rate": REVIEW_RANDOM_RATE,
+                         "reservoir_size": 10},
+        },
     }
 
 
@@ -121,11 +140,11 @@ def _get_json(url: str) -> Any:
 
 
 class Poller(threading.Thread):
-    """Scrapes the sidecar's /metrics every interval; feeds the alert evaluator and detection times."""
+    """Scrapes the sidecar's /metrics every interval: the progress line and detection times."""
 
-    def __init__(self, url: str, t0: float, interval: float, evaluator: Any) -> None:
+    def __init__(self, url: str, t0: float, interval: float) -> None:
         super().__init__(name="demo-metrics-poller", daemon=True)
-        self.url, self.t0, self.interval, self.evaluator = url, t0, interval, evaluator
+        self.url, self.t0, self.interval = url, t0, interval
         self.stop_event = threading.Event()
         self.last = None
         #: (feature, method) / (metric, method) -> [(t, detected)] from every scrape
@@ -150,8 +169,6 @@ class Poller(threading.Thread):
                 self.drift.setdefault((labels.get("feature", ""), labels.get("method", "")), []).append((t, v == 1))
             for labels, v in scrape.select("llm_eval_anomaly_detected"):
                 self.anomaly.setdefault((labels.get("metric", ""), labels.get("method", "")), []).append((t, v == 1))
-            if self.evaluator is not None:
-                self.evaluator.add_scrape(t, scrape.samples)
         return scrape
 
     def run(self) -> None:
@@ -203,9 +220,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from . import alerts as demo_alerts
+    from . import offline as demo_offline
+    from . import review as demo_review
+    from . import stack as demo_stack
     from .app import SimulatedApp
-    from .report import (bandit_from_metrics, experiment_from_metrics, interleaving_from_metrics, render,
-                         traffic_from_metrics)
+    from .report import (bandit_from_metrics, cost_section, experiment_from_metrics, interleaving_from_metrics,
+                         render, review_section, traffic_from_metrics)
 
     timeline = Timeline(args.duration)
     story = sim.Story(args.seed, timeline.duration_seconds, args.rate)
@@ -224,22 +244,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"sidecar listening on {sidecar.url} (state {db_path})")
         rules = demo_alerts.generated_rule_groups()
-        compressed = (demo_alerts.compressed_rule_groups(rules, timeline.alert_timescale, timeline.scrape_interval_seconds)
-                      if rules else None)
-        evaluator = demo_alerts.RuleEvaluator(compressed) if compressed else None
-        if evaluator is not None:
-            evaluator.history.lookback_seconds = 300.0 / timeline.alert_timescale * 2
-        if args.stack:
-            from . import stack as demo_stack
-
-            stack = demo_stack.start(sidecar.url, rules, compressed, timeline, state_dir)
-            print(stack.status_line())
+        compressed = (demo_alerts.compressed_rule_groups(rules, timeline.alert_timescale,
+                                                         timeline.scrape_interval_seconds) if rules else None)
+        if not args.stack:
+            stack = demo_stack.Stack.skipped("skipped (--no-stack)")
+        else:
+            stack = demo_stack.start(sidecar.url, compressed, timeline, state_dir)
+        print("alerts: " + stack.status_line())
 
         t0 = time.monotonic()
-        if stack is not None and stack.webhook is not None:
+        if stack.webhook is not None:
             stack.webhook.t0 = t0  # notification times on the demo's clock
-        poller = Poller(sidecar.url, t0, timeline.scrape_interval_seconds, evaluator)
-        app = SimulatedApp(sidecar.url, story, judge_sample_rate=0.6,
+        poller = Poller(sidecar.url, t0, timeline.scrape_interval_seconds)
+        app = SimulatedApp(sidecar.url, story, judge_sample_rate=JUDGE_SAMPLE_RATE,
                            bandit_refresh_seconds=timeline.bandit_refresh_seconds)
         poller.start()
         interactive = sys.stdout.isatty() and not args.quiet
@@ -257,29 +274,44 @@ def run(args: argparse.Namespace) -> int:
                 next_progress = now + progress_every
         if interactive:
             print()
-        print("traffic done; flushing the exporter and waiting for the sidecar's last analysis pass ...")
+        traffic_seconds = time.monotonic() - t0
+        print("traffic done; flushing the exporter and waiting for the sidecar to count every call ...")
         app_closed = True
         app.shutdown()
-        # wait until the sidecar counted every LLM call we sent (bounded), then two analysis passes
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 20  # bounded: the sidecar counted every LLM call we sent
         while time.monotonic() < deadline:
             scrape = poller.scrape_once()
             if scrape and scrape.total("llm_requests_total", service=sim.SERVICE) >= app.counters.llm_calls:
                 break
             time.sleep(0.25)
-        time.sleep(2 * timeline.analysis_interval_seconds + 0.5)
+
+        print("human review: simulated reviewers label the review queue through the sidecar's API ...")
+        review = demo_review.label_queue(sidecar.url, args.seed)
+        print("offline loop: dataset export, regression gate, benchmark record ...")
+        offline = demo_offline.run_loop(sidecar.url, os.path.join(state_dir, "offline"))
+
+        time.sleep(2 * timeline.analysis_interval_seconds + 0.5)  # two analysis passes over everything
         poller.stop_event.set()
         poller.join(timeout=5)
         final = poller.scrape_once() or poller.last
+        deadline = time.monotonic() + 10  # bounded: the offline loop's pushes are on /metrics
+        while time.monotonic() < deadline and not _pushes_visible(final, offline):
+            time.sleep(0.25)
+            final = poller.scrape_once() or final
         t_end = time.monotonic() - t0
+        if stack.running:
+            stack.wait_caught_up(time.time())
 
         exp_json = _get_json(f"{sidecar.url}/v1/experiments/{sim.EXPERIMENT_ID}")
         bandit_json = _get_json(f"{sidecar.url}/v1/bandits/{sim.BANDIT_ID}")
-        alerts_section = _alerts_section(evaluator, stack, rules, timeline)
+        benchmarks_json = _get_json(f"{sidecar.url}/v1/benchmarks")
+        alerts_section = stack.alerts_section(timeline.alert_timescale)
+        traffic = traffic_from_metrics(final, sim.SERVICE)
 
         report = {
             "simulated": True,
             "demo": {"seed": args.seed, "duration_seconds": timeline.duration_seconds,
+                     "traffic_seconds": round(traffic_seconds, 2),
                      "requests_sent": app.counters.requests, "llm_calls_sent": app.counters.llm_calls,
                      "feedback_sent": app.counters.feedback, "pairwise_sent": app.counters.pairwise,
                      "ended_at_seconds": round(t_end, 2)},
@@ -287,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
                       "incident_at_seconds": story.incident_at_seconds,
                       "timeline": vars(timeline)},
             "sidecar": {"url": sidecar.url, "db_path": db_path},
-            "traffic": traffic_from_metrics(final, sim.SERVICE),
+            "traffic": traffic,
             "experiment": {
                 "id": sim.EXPERIMENT_ID, "control": sim.CONTROL, "treatment": sim.TREATMENT,
                 "metrics": experiment_from_metrics(final, sim.EXPERIMENT_ID),
@@ -304,7 +336,16 @@ def run(args: argparse.Namespace) -> int:
                         "detected": _detections(poller.anomaly, story.incident_at_seconds, "metric", final,
                                                 "llm_eval_anomaly_score")},
             "alerts": alerts_section,
+            "review": review_section(review, final, sim.SERVICE),
+            "offline": {**offline, "benchmark_scores": {
+                labels.get("model", ""): v for labels, v in
+                final.select("llm_benchmark_score", benchmark=demo_offline.BENCHMARK)},
+                "regression_runs": {labels.get("status", ""): v for labels, v in
+                                    final.select("llm_eval_regression_runs_total")},
+                "benchmarks_json": benchmarks_json},
         }
+        report["cost"] = cost_section(report, judge_sample_rate=JUDGE_SAMPLE_RATE,
+                                      review_random_rate=REVIEW_RANDOM_RATE)
         print(render(report), end="")
         if args.report_json:
             with open(args.report_json, "w", encoding="utf-8") as f:
@@ -325,6 +366,19 @@ def run(args: argparse.Namespace) -> int:
         sidecar.stop()
         if own_state:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _pushes_visible(scrape: Any, offline: dict[str, Any]) -> bool:
+    """Whether the sidecar publishes what the offline loop pushed (benchmarks, the gate's run)."""
+    from .offline import BENCHMARK
+
+    if scrape is None:
+        return False
+    recorded = sum(1 for s in offline.get("steps", []) if s["command"].startswith("otel-llm-eval bench record")
+                   and s["exit_code"] == 0)
+    gate_pushed = "gate" in offline
+    return (len(scrape.select("llm_benchmark_score", benchmark=BENCHMARK)) >= recorded
+            and (not gate_pushed or scrape.total("llm_eval_regression_runs_total") >= 1))
 
 
 def _hold(seconds: float) -> None:
@@ -369,39 +423,3 @@ def _detections(timelines: dict[tuple[str, str], list[tuple[float, bool]]], inje
         })
     rows.sort(key=lambda r: (r["first_detected_at"] is None, r["first_detected_at"] or 0.0, r[key_name]))
     return rows
-
-
-def _alerts_section(evaluator, stack, rules, timeline: Timeline) -> dict[str, Any]:
-    scale = timeline.alert_timescale
-    if rules is None:
-        return {"mode": "unavailable", "mode_text": "the alert rules generator (otel_llm_eval.bundle) is not "
-                "installed, so no alert conditions were evaluated", "firing": [], "pending": []}
-    if stack is not None and stack.running:
-        return stack.alerts_section(scale)
-    firing = [_alert_row(s) for s in sorted(evaluator.fired.values(), key=lambda s: s.fired_at)]
-    pending = [_alert_row(s) for s in evaluator.pending()]
-    notes = []
-    if evaluator.errors:
-        notes.append("not evaluated (unsupported PromQL): " + ", ".join(sorted(evaluator.errors)))
-    if stack is not None:  # --stack was asked for but could not run
-        notes.append(stack.status_line())
-    else:
-        notes.append("Run with --stack to see them fire in a real Prometheus + Alertmanager"
-                     + ("" if shutil.which("prometheus") else
-                        " (install: apt-get install -y prometheus prometheus-alertmanager)") + ".")
-    return {
-        "mode": "evaluated",
-        "mode_text": (f"The generated alert rules (alerts/), time-compressed 1/{scale} to fit the demo "
-                      f"(1h window -> {3600 / scale:g}s), evaluated by the demo on its scrapes of the sidecar:"),
-        "timescale": scale,
-        "firing": firing,
-        "pending": pending,
-        "notes": notes,
-    }
-
-
-def _alert_row(state) -> dict[str, Any]:
-    return {"name": state.name, "severity": state.severity, "labels": state.labels,
-            "fired_at": state.fired_at, "active_since": state.active_since,
-            "for": f"{state.for_seconds:g}s", "value": state.value,
-            "summary": state.summary, "description": state.description}

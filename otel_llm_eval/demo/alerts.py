@@ -1,26 +1,57 @@
-"""Which of the generated alerts would fire on the demo's traffic, and why.
+"""The generated alert rules, time-compressed so that the demo's minute can show them firing.
 
 The generated rules (`otel_llm_eval.bundle.alerts.rule_groups()`, the content of alerts/) speak in
-production time: rates over 5 minutes to a day, `for:` of 5 to 30 minutes. A demo lasts a minute,
-so the demo also builds a time-compressed copy of the same rules: every range, offset and `for:`
-divided by one factor (for a 60 s demo, 1 h becomes 30 s). The expressions and thresholds are
-unchanged. `RuleEvaluator` plays Prometheus' rule manager over the demo's scrapes of the sidecar
-(recording rules first, then alerts with pending/firing states), using `promql.evaluate`.
+production time: rates over 5 minutes to a day, `for:` of 5 to 30 minutes. The demo loads into a
+real Prometheus a copy of the same rules with every range, offset and `for:` divided by one factor
+(for a 60 s demo, 1 h becomes 30 s) and a label saying so. Expressions and thresholds are
+unchanged; which alerts fire, and when, is Prometheus' answer (see demo.stack).
 
-Pure: no I/O; the caller feeds scrapes.
+Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import promql
-
 TIMESCALE_LABEL = "demo_timescale"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a Prometheus duration such as `5m`, `1h30m` or `500ms`; ValueError otherwise."""
+    pos, total = 0, 0.0
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise ValueError(f"bad duration {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact Prometheus duration: 3600 -> `1h`, 7.5 -> `7500ms`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and abs(seconds / size - round(seconds / size)) < 1e-9:
+            return f"{int(round(seconds / size))}{unit}"
+    return f"{int(round(seconds * 1000))}ms"
+
+
+def scale_durations(expr: str, factor: float) -> str:
+    """`expr` with every range (`[5m]`, `[1h:1m]`) and offset divided by `factor`, at least 1 s."""
+    def scaled(text: str) -> str:
+        return format_duration(max(1.0, parse_duration(text) / factor))
+
+    def fix_range(m: re.Match) -> str:
+        return "[" + ":".join(scaled(part) if part else part for part in m.group(1).split(":")) + "]"
+
+    out = re.sub(r"\[([0-9a-z.:]+)\]", fix_range, expr)
+    return re.sub(r"offset\s+([0-9a-z.]+)", lambda m: "offset " + scaled(m.group(1)), out)
 
 
 def generated_rule_groups() -> dict[str, Any] | None:
@@ -38,146 +69,11 @@ def compressed_rule_groups(groups: dict[str, Any], factor: float, interval_secon
     label = f"1/{factor:g}"
     for group in out["groups"]:
         group["name"] = group["name"] + ".demo-timescale"
-        group["interval"] = promql.format_duration(interval_seconds)
+        group["interval"] = format_duration(interval_seconds)
         for rule in group["rules"]:
-            rule["expr"] = promql.scale_durations(rule["expr"], factor)
+            rule["expr"] = scale_durations(rule["expr"], factor)
             if "for" in rule:
-                rule["for"] = promql.format_duration(max(interval_seconds, promql.parse_duration(rule["for"]) / factor))
+                rule["for"] = format_duration(max(interval_seconds, parse_duration(rule["for"]) / factor))
             if "alert" in rule:
                 rule.setdefault("labels", {})[TIMESCALE_LABEL] = label
     return out
-
-
-@dataclass
-class AlertState:
-    name: str
-    labels: dict[str, str]
-    severity: str
-    active_since: float
-    value: float
-    for_seconds: float
-    summary: str = ""
-    description: str = ""
-    fired_at: float | None = None
-
-
-@dataclass
-class RuleEvaluator:
-    """Evaluates recording and alert rules at each scrape time, like Prometheus' rule manager."""
-
-    groups: dict[str, Any]
-    history: promql.History = field(default_factory=promql.History)
-    states: dict[tuple, AlertState] = field(default_factory=dict)
-    #: Alerts that fired at some point: (rule id, name, labels) -> first state seen firing.
-    fired: dict[tuple, AlertState] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def add_scrape(self, t: float, samples: list[tuple[str, dict[str, str], float]]) -> None:
-        for name, labels, value in samples:
-            self.history.add(name, labels, t, value)
-        self.evaluate(t)
-
-    def evaluate(self, t: float) -> None:
-        for gi, group in enumerate(self.groups["groups"]):
-            for ri, rule in enumerate(group["rules"]):
-                name = rule.get("record") or rule.get("alert")
-                try:
-                    result = promql.evaluate(rule["expr"], self.history, t)
-                except promql.PromQLError as e:
-                    self.errors[name] = str(e)
-                    continue
-                except (ZeroDivisionError, OverflowError, ValueError) as e:
-                    self.errors[name] = f"evaluation error: {e}"
-                    continue
-                if "record" in rule:
-                    for labels, value in result.items():
-                        if not math.isnan(value):
-                            self.history.add(rule["record"], dict(labels), t, value)
-                else:
-                    self._alert((gi, ri), rule, result, t)
-
-    def _alert(self, rule_id: tuple[int, int], rule: dict[str, Any], result: promql.Vector, t: float) -> None:
-        name = rule["alert"]
-        for_seconds = promql.parse_duration(rule["for"]) if rule.get("for") else 0.0
-        active_keys = set()
-        for labels, value in result.items():
-            d = {k: v for k, v in labels if k != "__name__"}
-            d.update(rule.get("labels", {}))
-            key = (rule_id, name, tuple(sorted(d.items())))
-            active_keys.add(key)
-            state = self.states.get(key)
-            if state is None:
-                state = AlertState(name, d, d.get("severity", ""), t, value, for_seconds)
-                self.states[key] = state
-            state.value = value
-            ann = rule.get("annotations", {})
-            state.summary = render_template(ann.get("summary", ""), d, value)
-            state.description = render_template(ann.get("description", ""), d, value)
-            if state.fired_at is None and t - state.active_since >= for_seconds:
-                state.fired_at = t
-                self.fired.setdefault(key, copy.copy(state))
-        for key in [k for k in self.states if k[0] == rule_id and k not in active_keys]:
-            del self.states[key]
-
-    def firing(self) -> list[AlertState]:
-        return [s for s in self.states.values() if s.fired_at is not None]
-
-    def pending(self) -> list[AlertState]:
-        return [s for s in self.states.values() if s.fired_at is None]
-
-
-# ---------------------------------------------------------------- templates (the subset rules use)
-
-def _humanize(v: float) -> str:
-    if v == 0 or math.isnan(v) or math.isinf(v):
-        return f"{v:g}"
-    for prefix, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= size:
-            return f"{v / size:.4g}{prefix}"
-    for prefix, size in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9)):
-        if abs(v) >= size:
-            return f"{v / size:.4g}{prefix}"
-    return f"{v:.4g}"
-
-
-def _humanize_duration(v: float) -> str:
-    if v >= 60:
-        m, s = divmod(v, 60)
-        return f"{int(m)}m {s:.0f}s"
-    if v >= 1:
-        return f"{v:.4g}s"
-    return f"{v * 1000:.4g}ms"
-
-
-_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
-
-
-def render_template(template: str, labels: dict[str, str], value: float) -> str:
-    """Fill `$labels.x`, `$value` and the pipes humanize, humanizePercentage, humanizeDuration, printf."""
-    def fill(m: re.Match) -> str:
-        parts = [p.strip() for p in m.group(1).split("|")]
-        head = parts[0]
-        if head.startswith("$labels."):
-            out: Any = labels.get(head[len("$labels."):], "")
-        elif head == "$value":
-            out = value
-        else:
-            return m.group(0)
-        for pipe in parts[1:]:
-            if pipe == "humanize":
-                out = _humanize(float(out))
-            elif pipe == "humanizePercentage":
-                out = f"{float(out) * 100:.4g}%"
-            elif pipe == "humanizeDuration":
-                out = _humanize_duration(float(out))
-            elif pipe.startswith("printf"):
-                fmt = pipe[len("printf"):].strip().strip('"').replace('\\"', '"')
-                try:
-                    out = fmt % float(out)
-                except (TypeError, ValueError):
-                    pass
-        if isinstance(out, float):
-            out = f"{out:g}"
-        return str(out)
-
-    return _TEMPLATE.sub(fill, template)

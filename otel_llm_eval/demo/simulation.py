@@ -240,7 +240,7 @@ def answer(req: Request, variant: str, model: str, *, second: bool = False) -> A
     draw = req.quality_draw_b if second else req.quality_draw
     good = draw < good_probability(variant, model, req.phase)
     if good:
-        text = GOOD_ANSWERS[req.topic].format(n=req.question.split("order ")[-1].split(" ")[0].rstrip("?"))
+        text = good_answer(req.topic, req.question)
         if req.pii_draw < PII_RATE:
             text += PII_SUFFIX
         finish = "stop"
@@ -252,6 +252,30 @@ def answer(req: Request, variant: str, model: str, *, second: bool = False) -> A
     latency = MEDIAN_LATENCY_SECONDS.get(model, 1.0) * math.exp(lat_draw) * (0.5 + tokens / 100.0)
     return Answer(model=model, text=text, good=good, output_tokens=tokens,
                   latency_seconds=round(latency, 4), finish_reason=finish)
+
+
+def good_answer(topic: str, question: str) -> str:
+    """The answer a good model gives to `question` of `topic` (what a reviewer would write)."""
+    return GOOD_ANSWERS[topic].format(n=question.split("order ")[-1].split(" ")[0].rstrip("?"))
+
+
+def _question_patterns() -> list[tuple[str, "re.Pattern[str]"]]:
+    import re
+
+    out = [(topic, re.compile(re.escape(q).replace(re.escape("{n}"), r"\d+")))
+           for topic, questions in BASE_TOPICS.items() for q in questions]
+    out += [(NEW_TOPIC, re.compile(re.escape(q))) for q in NEW_TOPIC_QUESTIONS]
+    return out
+
+
+def question_in(text: str) -> tuple[str, str] | None:
+    """(topic, question) of the simulated question found in `text` (a prompt as the sidecar stores
+    it: system and user messages), or None."""
+    for topic, pattern in _question_patterns():
+        m = pattern.search(text)
+        if m:
+            return topic, m.group(0)
+    return None
 
 
 def thumbs_up(req: Request, ans: Answer) -> bool | None:

@@ -1,13 +1,14 @@
-"""`otel-llm-eval demo --stack`: a real Prometheus and Alertmanager next to the demo's sidecar.
+"""The demo's alerts section: a real Prometheus and Alertmanager next to the demo's sidecar.
 
-Prometheus scrapes the sidecar every second and loads the generated rules twice: as generated
-(production time) and time-compressed for the demo (see demo.alerts). Alertmanager gets the
-generated alertmanager.yml with its receivers pointed at a webhook inside this process and its
-group waits shortened to seconds. Everything binds 127.0.0.1 on free ports; every process is
-stopped by PID in `stop()`.
+Prometheus scrapes the sidecar every second (every half second in short runs) and loads the
+generated rules, time-compressed for the demo (see demo.alerts). Alertmanager gets the generated
+alertmanager.yml with its receivers pointed at a webhook inside this process and its group waits
+shortened to seconds. Everything binds 127.0.0.1 on free ports; every process is stopped by PID
+in `stop()`. Which alerts fired, their descriptions and values, and the notifications are what
+Prometheus' `/api/v1/alerts` and the webhook received: the demo evaluates nothing itself.
 
-Without the binaries, `start` returns a stack object whose `running` is False and whose status line
-says how to install them (`apt-get install -y prometheus prometheus-alertmanager`).
+Without the binaries, `start` returns a stack whose `running` is False and whose status line says
+how to install them; the report then skips the section.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlparse
 
-INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager"
+INSTALL_HINT = ("apt-get install -y prometheus prometheus-alertmanager (Debian/Ubuntu; "
+                "`make demo` does it when run as root)")
 
 
 def _free_port() -> int:
@@ -73,8 +75,35 @@ class Stack:
         self.alertmanager_url = ""
         self.t0 = time.monotonic()
 
+    @classmethod
+    def skipped(cls, message: str) -> "Stack":
+        stack = cls()
+        stack.message = message
+        return stack
+
     def status_line(self) -> str:
         return self.message
+
+    def _get_json(self, path: str) -> Any:
+        with urllib.request.urlopen(self.prometheus_url + path, timeout=5) as r:  # noqa: S310 - loopback
+            return json.loads(r.read())["data"]
+
+    def wait_caught_up(self, after_unix: float, timeout: float = 20.0) -> bool:
+        """Wait (bounded) until Prometheus scraped the sidecar and evaluated its rules after
+        `after_unix`, so its alerts describe the same final state as the rest of the report."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                targets = self._get_json("/api/v1/targets")["activeTargets"]
+                scraped = min(_unix(t.get("lastScrape")) for t in targets) if targets else 0.0
+                groups = self._get_json("/api/v1/rules")["groups"]
+                evaluated = min(_unix(g.get("lastEvaluation")) for g in groups) if groups else 0.0
+                if scraped > after_unix and evaluated > scraped:
+                    return True
+            except Exception:
+                pass
+            time.sleep(0.2)
+        return False
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -102,18 +131,10 @@ class Stack:
     def alerts_section(self, scale: int) -> dict[str, Any]:
         from .alerts import TIMESCALE_LABEL
 
-        firing, pending = [], []
-        for a in self.prometheus_alerts():
-            labels = a.get("labels", {})
-            row = {
-                "name": labels.get("alertname", ""), "severity": labels.get("severity", ""),
-                "labels": labels, "summary": a.get("annotations", {}).get("summary", ""),
-                "description": a.get("annotations", {}).get("description", ""),
-                "value": a.get("value"), "fired_at": None,
-                "timescale": labels.get(TIMESCALE_LABEL, "production"),
-                "active_at": a.get("activeAt"),
-            }
-            (firing if a.get("state") == "firing" else pending).append(row)
+        if not self.running:
+            return {"mode": "skipped", "mode_text": self.message, "fired": [], "pending": [],
+                    "notified": [], "notes": []}
+        active = self.prometheus_alerts()
         notified = []
         for payload in (self.webhook.received if self.webhook else []):
             for alert in payload.get("alerts", []):
@@ -122,25 +143,91 @@ class Stack:
                     "status": alert.get("status", ""),
                     "receiver": payload.get("receiver", ""),
                     "severity": alert.get("labels", {}).get("severity", ""),
-                    "timescale": alert.get("labels", {}).get(TIMESCALE_LABEL, "production"),
+                    "labels": alert.get("labels", {}),
+                    "description": alert.get("annotations", {}).get("description", ""),
                     "at": round(payload.get("_received_at", 0.0), 1),
                 })
-        for row in firing:
-            first = [n["at"] for n in notified if n["name"] == row["name"] and n["timescale"] == row["timescale"]]
-            row["fired_at"] = min(first) if first else 0.0
-        notes = [f"Alertmanager delivered {len(notified)} notification(s) to the demo's webhook: "
-                 + ", ".join(sorted({f"{n['name']} -> {n['receiver']}" for n in notified}))
-                 if notified else "Alertmanager delivered no notification yet."]
+        fired = alert_rows(active, notified)
+        pending = [{"name": a.get("labels", {}).get("alertname", ""), "severity": a.get("labels", {}).get("severity", ""),
+                    "labels": a.get("labels", {})} for a in active if a.get("state") == "pending"]
+        receivers: dict[str, set[str]] = {}
+        for n in notified:
+            receivers.setdefault(n["receiver"], set()).add(n["name"])
+        notes = ([f"Alertmanager notified the demo's webhook {len(notified)} time(s): "
+                  + "; ".join(f"{r} <- {', '.join(sorted(names))}" for r, names in sorted(receivers.items()))]
+                 if notified else ["Alertmanager delivered no notification yet."])
+        hour = 3600 / scale
         return {
             "mode": "prometheus",
-            "mode_text": (f"Real Prometheus ({self.prometheus_url}) and Alertmanager ({self.alertmanager_url}) "
-                          f"with the generated rules, as generated and time-compressed 1/{scale} "
-                          f"(label {TIMESCALE_LABEL}):"),
-            "firing": firing,
+            "mode_text": (f"Real Prometheus ({self.prometheus_url}) with the generated rules of alerts/, "
+                          f"TIME-COMPRESSED 1/{scale:g}: every window and 'for:' is divided by {scale:g} "
+                          f"(\"the last hour\" = the last {hour:g} s of the demo), thresholds unchanged; "
+                          f"notifications through a real Alertmanager ({self.alertmanager_url}) to a webhook in "
+                          f"the demo. Descriptions are Prometheus' own, at its last evaluation."),
+            "timescale": scale,
+            "fired": fired,
             "pending": pending,
             "notified": notified,
             "notes": notes,
         }
+
+
+def alert_rows(active: list[dict[str, Any]], notified: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per alert label set that fired during the run: Prometheus' alerts that are firing now
+    (their description and value as of its last evaluation) and those Alertmanager notified that
+    have resolved since (their description as notified). `fired_at` is the first notification."""
+    from .alerts import TIMESCALE_LABEL
+
+    def key(labels: dict[str, str]) -> tuple:
+        return tuple(sorted(labels.items()))
+
+    first: dict[tuple, dict[str, Any]] = {}
+    for n in notified:
+        if n["status"] == "firing":
+            k = key(n["labels"])
+            if k not in first or n["at"] < first[k]["at"]:
+                first[k] = n
+    rows: dict[tuple, dict[str, Any]] = {}
+    for a in active:
+        if a.get("state") != "firing":
+            continue
+        labels = a.get("labels", {})
+        k = key(labels)
+        rows[k] = {"name": labels.get("alertname", ""), "severity": labels.get("severity", ""),
+                   "labels": labels, "state": "firing", "summary": a.get("annotations", {}).get("summary", ""),
+                   "description": a.get("annotations", {}).get("description", ""), "value": _float(a.get("value")),
+                   "timescale": labels.get(TIMESCALE_LABEL, "production"), "active_at": a.get("activeAt"),
+                   "fired_at": first[k]["at"] if k in first else None,
+                   "receiver": first[k]["receiver"] if k in first else None}
+    for k, n in first.items():
+        if k not in rows:
+            rows[k] = {"name": n["name"], "severity": n["severity"], "labels": n["labels"], "state": "resolved",
+                       "summary": "", "description": n["description"], "value": None,
+                       "timescale": n["labels"].get(TIMESCALE_LABEL, "production"), "active_at": None,
+                       "fired_at": n["at"], "receiver": n["receiver"]}
+    return sorted(rows.values(), key=lambda r: (r["fired_at"] is None, r["fired_at"] or 0.0, r["name"]))
+
+
+def _unix(text: str | None) -> float:
+    """Seconds since the epoch of Prometheus' RFC 3339 timestamps (nanosecond fractions allowed)."""
+    import re
+    from datetime import datetime
+
+    if not text:
+        return 0.0
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not m:
+        return 0.0
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    base = datetime.fromisoformat(m.group(1) + zone).timestamp()
+    return base + (float("0" + m.group(2)) if m.group(2) else 0.0)
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 def _binary(*names: str) -> str | None:
@@ -185,29 +272,27 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
-def start(sidecar_url: str, rules: dict[str, Any] | None, compressed: dict[str, Any] | None,
-          timeline: Any, state_dir: str) -> Stack:
+def start(sidecar_url: str, compressed: dict[str, Any] | None, timeline: Any, state_dir: str) -> Stack:
     """Start Prometheus + Alertmanager if installed; never raises for a missing binary."""
     import yaml
 
     from otel_llm_eval.bundle.common import JOB_NAME
 
-    stack = Stack()
+    from .alerts import format_duration
+
     prometheus = _binary("prometheus")
     alertmanager = _binary("prometheus-alertmanager", "alertmanager")
-    if rules is None:
-        stack.message = "--stack: the alert rules generator (otel_llm_eval.bundle) is unavailable; skipping"
-        return stack
+    if compressed is None:
+        return Stack.skipped("skipped: the alert rules generator (otel_llm_eval.bundle) is unavailable "
+                             "(pip install 'otel-llm-eval[bundle]')")
     if not prometheus or not alertmanager:
         missing = [n for n, p in (("prometheus", prometheus), ("prometheus-alertmanager", alertmanager)) if not p]
-        stack.message = (f"--stack: {' and '.join(missing)} not found on PATH; alerts are evaluated by the demo "
-                         f"instead. To see them fire for real: {INSTALL_HINT}")
-        return stack
+        return Stack.skipped(f"{' and '.join(missing)} not found on PATH, so the alerts section is skipped. "
+                             f"To see the generated alerts fire in a real Prometheus: {INSTALL_HINT}")
 
+    stack = Stack()
     base = os.path.join(state_dir, "stack")
     os.makedirs(base, exist_ok=True)
-    with open(os.path.join(base, "llm-eval.rules.yml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump(rules, f, sort_keys=True)
     with open(os.path.join(base, "llm-eval.demo-timescale.rules.yml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(compressed, f, sort_keys=True)
 
@@ -218,12 +303,10 @@ def start(sidecar_url: str, rules: dict[str, Any] | None, compressed: dict[str, 
     with open(os.path.join(base, "alertmanager.yml"), "w", encoding="utf-8") as f:
         yaml.safe_dump(_demo_alertmanager_config(webhook_url), f, sort_keys=True)
     target = urlparse(sidecar_url).netloc
-    from .promql import format_duration
-
     scrape = format_duration(timeline.scrape_interval_seconds)  # Prometheus wants "500ms", not "0.5s"
     prom_cfg = {
         "global": {"scrape_interval": scrape, "evaluation_interval": scrape},
-        "rule_files": ["llm-eval.rules.yml", "llm-eval.demo-timescale.rules.yml"],
+        "rule_files": ["llm-eval.demo-timescale.rules.yml"],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         "scrape_configs": [{"job_name": JOB_NAME, "scrape_interval": scrape,
                             "static_configs": [{"targets": [target]}]}],
@@ -254,9 +337,9 @@ def start(sidecar_url: str, rules: dict[str, Any] | None, compressed: dict[str, 
                 tail = " | ".join(line.strip() for line in f.readlines()[-3:])
         except OSError:
             tail = ""
-        stack.message = f"--stack: Prometheus or Alertmanager did not start: {tail}"
+        stack.message = f"skipped: Prometheus or Alertmanager did not start: {tail}"
         return stack
     stack.running = True
-    stack.message = (f"--stack: Prometheus {stack.prometheus_url} (scraping the sidecar every {scrape}, "
-                     f"rules from alerts/ as generated and time-compressed), Alertmanager {stack.alertmanager_url}")
+    stack.message = (f"Prometheus {stack.prometheus_url} (scraping the sidecar every {scrape}, the generated "
+                     f"rules time-compressed 1/{timeline.alert_timescale:g}), Alertmanager {stack.alertmanager_url}")
     return stack

@@ -1,6 +1,6 @@
-"""What `otel-llm-eval demo --stack` hands to Prometheus and Alertmanager passes their own checks.
+"""What `otel-llm-eval demo` hands to Prometheus and Alertmanager passes their own checks.
 
-The demo loads the generated rules twice (as generated and time-compressed) and a copy of the
+The demo loads the generated rules time-compressed and a copy of the
 generated alertmanager.yml with its receivers pointed at the demo's webhook; promtool and amtool
 must accept both, or the real stack would silently not start.
 """

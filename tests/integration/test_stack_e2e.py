@@ -145,7 +145,7 @@ def _send_traffic(sidecar_url: str, seconds: float) -> dict:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import Status, StatusCode
 
-    from otel_llm_eval import Experiment, HeuristicJudge, JudgeResult, LLMEvalSpanProcessor, record_feedback
+    from otel_llm_eval import Experiment, HeuristicJudge, JudgeResult, LLMEvalSpanProcessor, record_feedback, record_outcome
     from otel_llm_eval.processor.bandit import Bandit
     from otel_llm_eval.processor.interleaving import pairwise
 
@@ -204,6 +204,8 @@ def _send_traffic(sidecar_url: str, seconds: float) -> dict:
                 with scope:
                     span = llm_call(i, text, error=(i % 13 == 0))
                     record_feedback(span, "thumbs", 1.0 if i % 3 else 0.0, label="up" if i % 3 else "down")
+                    record_feedback(span, "stars", 1 + i % 5, kind="scale", scale=(1, 5))
+                    record_outcome(span, "task_completed", i % 5 != 0)
                     if i % 4 == 1:
                         pairwise("prompt-v2", "control", "b", rng=rng).record(span, winner="b" if i % 8 == 1 else "control")
                 i += 1

@@ -35,6 +35,8 @@ def test_every_generated_file_says_do_not_edit_and_names_the_command():
         if rel.endswith(".json"):
             description = json.loads(text)["description"]
             assert DO_NOT_EDIT in description and COMMAND in description, rel
+        elif rel.endswith(".md"):  # a comment, so the rendered page starts with its own title
+            assert text.startswith(f"<!-- {DO_NOT_EDIT} -->\n"), rel
         else:
             assert text.startswith(f"# {DO_NOT_EDIT}\n"), rel
 
