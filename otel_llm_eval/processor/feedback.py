@@ -13,9 +13,12 @@ as spans end; for a live SDK span they are read from the span itself.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
+import time
+import weakref
 from collections import deque
 from typing import Any, Mapping
 
@@ -23,6 +26,8 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from otel_llm_eval import __version__, semconv
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT_KEYS = (semconv.EXPERIMENT_ID, semconv.EXPERIMENT_VARIANT, semconv.EXPERIMENTS,
                    semconv.EXPERIMENT_WEIGHTS)
@@ -75,6 +80,58 @@ class _State:
     memory = TraceMemory()
     tracer_provider: Any = None  # set by the most recently created processor that was given one
     tracers: dict[int, Any] = {}
+    #: processors created without a tracer_provider (weak): their provider is looked up when needed
+    processors: list[Any] = []
+    discovered: Any = None
+    next_search = 0.0
+    warned = False
+
+
+_SEARCH_EVERY_SECONDS = 5.0
+
+
+def register_processor(processor: Any) -> None:
+    """A processor without an explicit tracer_provider: evaluation and feedback spans go to the
+    provider it is added to (looked up lazily, see provider_lookup)."""
+    with _State.lock:
+        _State.processors.append(weakref.ref(processor))
+        # the newest processor decides, like an explicit tracer_provider does (see configure)
+        _State.processors = _State.processors[-1:]
+        _State.discovered, _State.next_search, _State.warned = None, 0.0, False
+        _State.tracer_provider = None
+
+
+def _discovered_provider() -> Any:
+    """The provider a registered processor is attached to; None (and one loud warning) when none
+    can be found. A failed lookup is retried at most every few seconds (it walks the GC)."""
+    if _State.discovered is not None:
+        return _State.discovered
+    if not _State.processors:
+        return None
+    now = time.monotonic()
+    if now < _State.next_search:
+        return None
+    from otel_llm_eval.processor.provider_lookup import attached_provider
+
+    with _State.lock:
+        _State.next_search = now + _SEARCH_EVERY_SECONDS
+        refs = list(_State.processors)
+    for ref in refs:
+        p = ref()
+        found = attached_provider(p) if p is not None else None
+        if found is not None:
+            _State.discovered = found
+            return found
+    if not _State.warned:
+        _State.warned = True
+        glob = trace.get_tracer_provider()
+        drops = not hasattr(glob, "add_span_processor")
+        log.warning(
+            "otel-llm-eval: the TracerProvider this LLMEvalSpanProcessor was added to could not be found; "
+            "evaluation and feedback spans go to the global provider (%s)%s. Pass tracer_provider=<your "
+            "TracerProvider> to LLMEvalSpanProcessor.", type(glob).__name__,
+            ", which DROPS them (trace.set_tracer_provider was never called)" if drops else "")
+    return None
 
 
 def configure(tracer_provider: Any = None, memory_capacity: int | None = None) -> TraceMemory:
@@ -92,7 +149,9 @@ def trace_memory() -> TraceMemory:
 
 
 def get_tracer(tracer_provider: Any = None) -> trace.Tracer:
-    provider = tracer_provider or _State.tracer_provider or trace.get_tracer_provider()
+    """A tracer of, in order: `tracer_provider`, the one a processor was given, the provider a
+    processor is attached to, the global provider."""
+    provider = tracer_provider or _State.tracer_provider or _discovered_provider() or trace.get_tracer_provider()
     key = id(provider)
     tracer = _State.tracers.get(key)
     if tracer is None or tracer[0] is not provider:

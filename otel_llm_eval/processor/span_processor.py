@@ -91,7 +91,8 @@ class LLMEvalSpanProcessor(SpanProcessor):
       overrides the rate for that call, None falls back to the above. It runs on the app thread in
       `on_end`, so it MUST be an O(1) cached lookup (no I/O, no locks held for long).
     evaluation_name: `gen_ai.evaluation.name` of judge results (default: the judge's `name`).
-    tracer_provider: where evaluation and stats spans go (default: the global provider).
+    tracer_provider: where evaluation and stats spans go (default: the provider this processor is
+      added to; when it cannot be found, the global provider, with one warning).
     max_queue_size: judge work waiting at most; beyond it calls are dropped and counted. The worker
       drains the queue every second, on `force_flush`, and as soon as it is half full.
     judge_timeout_seconds: a judge call taking longer becomes an error record "timeout".
@@ -162,6 +163,8 @@ class LLMEvalSpanProcessor(SpanProcessor):
         self.errors = ErrorLog(self._metrics)
         self._include_embeddings = include_embeddings
         self._memory = _feedback.configure(tracer_provider, feedback_memory_size)
+        if tracer_provider is None:  # evaluation spans go to the provider this processor is added to
+            _feedback.register_processor(self)
         self._stats_interval = float(stats_interval_seconds)
         self._shutdown_timeout = max(0, shutdown_timeout_millis) / 1000.0
         self._default_state: _Active | None = None

@@ -19,10 +19,11 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.responses import JSONResponse
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from .collector import SidecarCollector
 from .core import QueueFull, Sidecar
+from .guard import RequestGuard
 from .otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, logs_response, media_type, response_json, traces_response
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -152,14 +153,84 @@ def _error_response(status: int, message: str, content_type: str, retry_after: i
     return JSONResponse({"code": 3 if status < 500 else 14, "message": message}, status_code=status, headers=headers)
 
 
+def _add_docs_behind_token(app: FastAPI, auth: Any) -> None:
+    """/openapi.json, /docs and /redoc that require the bearer token (a browser needs an
+    extension or a proxy that adds it; curl and API clients send it as usual)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[auth])
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[auth])
+    def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[auth])
+    def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title + " - API")
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with non-finite floats as strings (a validation error echoing NaN must still be JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+_NUMBER_ERRORS = frozenset({"finite_number", "greater_than_equal", "less_than_equal", "value_error"})
+
+
+def _add_error_handlers(app: FastAPI, sidecar: Sidecar) -> None:
+    """Bad input is a 4xx with a reason, never a 500 with a traceback in the log."""
+    from fastapi.exceptions import RequestValidationError
+    from starlette.requests import ClientDisconnect
+
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [{k: _json_safe(v) for k, v in e.items() if k in ("type", "loc", "msg", "input")}
+                  for e in exc.errors()]
+        if any(e.get("type") in _NUMBER_ERRORS for e in errors):
+            sidecar.count_rejected("invalid_number")
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    async def too_deep(request: Request, exc: RecursionError) -> Response:
+        sidecar.count_rejected("too_deep")
+        return JSONResponse({"detail": "JSON body is nested too deeply"}, status_code=400)
+
+    async def disconnected(request: Request, exc: ClientDisconnect) -> Response:
+        # the client went away mid-body: nothing was accepted, nobody reads this answer
+        sidecar.count_rejected("client_disconnect")
+        return Response(status_code=400)
+
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(RecursionError, too_deep)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+
+
 def create_app(sidecar: Sidecar) -> FastAPI:
     from prometheus_client import CollectorRegistry, generate_latest
 
     cfg = sidecar.config["server"]
-    auth = Depends(_auth_dependency(cfg.get("auth_token")))
+    token = cfg.get("auth_token")
+    auth = Depends(_auth_dependency(token))
     no_auth: list = []
+    # with a token, the API description is behind it like everything but /healthz (added below)
     app = FastAPI(title="otel-llm-eval sidecar", version="0.1.0",
-                  description="OTLP in, Prometheus metrics out: evaluation of LLM calls.")
+                  description="OTLP in, Prometheus metrics out: evaluation of LLM calls.",
+                  docs_url=None if token else "/docs", redoc_url=None if token else "/redoc",
+                  openapi_url=None if token else "/openapi.json")
+    app.add_middleware(RequestGuard, bound_host=str(cfg.get("host") or ""), token=token,
+                       allowed_hosts=cfg.get("allowed_hosts") or (), allowed_origins=cfg.get("allowed_origins") or (),
+                       count=sidecar.count_rejected)
+    if token:
+        _add_docs_behind_token(app, auth)
+    _add_error_handlers(app, sidecar)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SidecarCollector(sidecar))
     otlp_deps = [auth] if cfg.get("auth_otlp", True) else no_auth
@@ -168,17 +239,27 @@ def create_app(sidecar: Sidecar) -> FastAPI:
     async def otlp(request: Request, signal: str) -> Response:
         ctype = request.headers.get("content-type")
         mt = media_type(ctype)
+        encoding = request.headers.get("content-encoding") or ""
         try:
             body = await _read_body(request, sidecar.max_request_bytes)
             decode = decode_traces if signal == "traces" else decode_logs
-            decoded = decode(body, ctype, request.headers.get("content-encoding"),
-                             max_request_bytes=sidecar.max_request_bytes, max_span_bytes=sidecar.max_span_bytes)
+            decoded = decode(body, ctype, encoding, max_request_bytes=sidecar.max_request_bytes,
+                             max_span_bytes=sidecar.max_span_bytes, edge=sidecar.edge_check(signal))
         except OTLPError as e:
-            sidecar.count_rejected(e.reason)
+            value_reasons = {r: n for r, n in e.reasons.items() if r != "invalid_item"}
+            if value_reasons:  # every item had a bad value: count them by reason
+                for reason, n in value_reasons.items():
+                    sidecar.count_rejected(reason, n)
+            else:
+                sidecar.count_rejected(e.reason)
             return _error_response(e.status, e.message, mt)
+        journal_body, journal_mt = body, mt
+        if decoded.rejected:
+            # journal exactly what was accepted: replay and worker processes then never judge the
+            # rejected items again (against another "now"), and never count them
+            journal_body, journal_mt, encoding = decoded.message.SerializeToString(), PROTOBUF, ""
         try:
-            sidecar.submit(signal, decoded.message, body, mt, request.headers.get("content-encoding") or "",
-                           clean=not decoded.rejected)
+            sidecar.submit(signal, decoded.message, journal_body, journal_mt, encoding, clean=True)
         except QueueFull as e:
             sidecar.count_rejected("queue_full")
             status = 503 if not sidecar.ready or "stopping" in str(e) else 429
@@ -187,8 +268,8 @@ def create_app(sidecar: Sidecar) -> FastAPI:
             sidecar.count_rejected("journal_error")
             return _error_response(503, f"cannot journal the request ({e.strerror}); retry later", mt,
                                    sidecar.retry_after_seconds)
-        if decoded.rejected:
-            sidecar.count_rejected("invalid_item", decoded.rejected)
+        for reason, n in (decoded.reasons or {}).items():
+            sidecar.count_rejected(reason, n)
         if mt == JSON:
             return Response(response_json(signal, decoded.rejected, decoded.error_message), media_type=JSON)
         make = traces_response if signal == "traces" else logs_response
@@ -223,12 +304,13 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         body = Health(status="ready" if ready else "not_ready", queue_depth=depth)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
-    @app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
-              responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
-                         400: {"model": Problem, "description": "body is not JSON"},
-                         429: {"model": Problem, "description": "queue full; retry after Retry-After"},
-                         503: {"model": Problem, "description": "stopping; retry after Retry-After"}})
-    def feedback(item: FeedbackIn) -> Response:
+    # the value range is the one scores on spans must respect (ingest.limits): in the schema too
+    Feedback = create_model("FeedbackIn", __base__=FeedbackIn, value=(Optional[float], Field(
+        None, strict=True, ge=sidecar.edge.score_min, le=sidecar.edge.score_max,
+        description="score, e.g. 1 (thumbs up), 0 or -1 (thumbs down), 1..5, within ingest.limits.score_min/"
+                    "score_max; optional for a label (categorical) or a comment (text)")))
+
+    def feedback(item: Any) -> Response:
         payload = item.model_dump(exclude_none=True)
         payload["time_unix_nano"] = int(sidecar.clock() * 1e9)
         # the journal and dedup see the feedback without its arrival time: a retried POST counts once
@@ -241,6 +323,16 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         if not fresh:
             return JSONResponse({"status": "duplicate"}, status_code=200)
         return JSONResponse({"status": "accepted"}, status_code=202)
+
+    # the model is built here (its range comes from the config): give FastAPI the class itself,
+    # not the string annotation `from __future__ import annotations` would leave
+    feedback.__annotations__["item"] = Feedback
+    app.post("/v1/feedback", response_model=Accepted, status_code=202, dependencies=[auth],
+             responses={200: {"model": Accepted, "description": "identical feedback seen recently"},
+                        400: {"model": Problem, "description": "body is not JSON"},
+                        422: {"model": Problem, "description": "a field is invalid (value not finite or out of range)"},
+                        429: {"model": Problem, "description": "queue full; retry after Retry-After"},
+                        503: {"model": Problem, "description": "stopping; retry after Retry-After"}})(feedback)
 
     def summary(snap: Any) -> dict[str, Any]:
         exposures = {v: s.n for v, s in snap.metrics.get("exposures", {}).items()}

@@ -20,10 +20,13 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .config import ConfigError
     from .server import build, serve
+    from .startup import StartupError
 
+    # A sidecar that cannot run says why in one line (path or address + what to do) and exits 2:
+    # operators read this in a container log, where a traceback hides the one line that matters.
     try:
         sidecar = build(config_path=args.config, host=args.host, port=args.port, db_path=args.db)
-    except (ConfigError, ValueError) as e:
+        return serve(sidecar)
+    except (ConfigError, StartupError, ValueError) as e:
         print(f"otel-llm-eval sidecar: {e}", file=sys.stderr)
         return 2
-    return serve(sidecar)

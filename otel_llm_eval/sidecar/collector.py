@@ -49,7 +49,7 @@ class SidecarCollector:
             by_metric.setdefault(metric, []).append(({"service": service, "window": window}, value))
         # experiment ids, metric names and variants come from spans: bound them like any label
         by_metric["llm_eval_ab_samples"] = [
-            ({k: sc.labels.bound(k, v) for k, v in lbl.items()}, n) for lbl, n in ab]
+            ({k: sc.labels.bound(k, v, None) for k, v in lbl.items()}, n) for lbl, n in ab]
         rejected = sc.rejected_snapshot()
         # spans that broke a rule inside ingest (counted, skipped), user checks and plugin
         # summarizers that raised (in a worker process or here)
@@ -61,6 +61,9 @@ class SidecarCollector:
             rejected["summarizer_error"] = sc.ingestor.summarizer_errors
         if sc.ingestor.feedback_out_of_range:
             rejected["feedback_out_of_range"] = sc.ingestor.feedback_out_of_range
+        # spans skipped for a value out of range where they were prepared (edge.py)
+        for reason, n in list(sc.ingestor.rejected_values.items()):
+            rejected[reason] = rejected.get(reason, 0) + n
         by_metric["llm_eval_ingest_rejected_total"] = [({"reason": r}, n) for r, n in sorted(rejected.items())]
         by_metric["llm_eval_ingest_queue_depth"] = [({}, sc.queue_depth())]
         overflow = sc.labels.overflow_snapshot()

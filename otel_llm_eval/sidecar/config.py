@@ -16,6 +16,8 @@ import ipaddress
 import os
 from typing import Any, Mapping
 
+from .edge import LIMIT_DEFAULTS
+
 ENV_PREFIX = "OTEL_LLM_EVAL_"
 
 
@@ -30,22 +32,29 @@ DEFAULT_PLUGINS = [
     "otel_llm_eval.sidecar.judge:JudgePlugin",
 ]
 
-#: Every core key with its default. The README's "Sidecar configuration" table documents each one.
+#: Every core key with its default; the comment next to a key is its description in the generated
+#: docs/configuration.md (config_schema.py derives the schema and that reference from this dict).
 DEFAULTS: dict[str, Any] = {
     "server": {
-        "host": "127.0.0.1",
-        "port": 9318,
+        "host": "127.0.0.1",          # address to listen on (anything but loopback needs auth_token)
+        "port": 9318,                 # 0 picks a free port
         "auth_token": None,           # bearer token; required to bind anything but loopback
         "auth_metrics": True,         # with a token: /metrics requires it too
         "auth_otlp": True,            # with a token: /v1/traces and /v1/logs require it too
+        "allowed_hosts": [],          # Host header names accepted without a token (besides loopback names and host); ["*"]: any
+        "allowed_origins": [],        # browser origins (scheme://host:port) allowed to POST besides the sidecar's own
+        "max_connections": 512,       # open HTTP connections; beyond it the oldest idle one is closed (keep under ulimit -n)
+        "request_timeout_seconds": 30.0,     # a request must arrive whole within this (idle/half-sent connections are closed)
+        "timeout_keep_alive_seconds": 30.0,  # idle time between requests on a keep-alive connection
     },
     "state": {
-        "db_path": "otel-llm-eval.db",
-        "flush_interval_seconds": 1.0,
+        "db_path": "otel-llm-eval.db",        # SQLite state; the journal is <db_path>.journal/, the lock <db_path>.lock
+        "flush_interval_seconds": 1.0,        # how often the state is written to SQLite
         "journal": True,                      # write-ahead journal of accepted requests (exactly-once)
+        "journal_max_age_seconds": 900.0,     # the newest journal segment (raw request bodies) is closed and deleted after this
         "dedup_retention_seconds": 600.0,     # identical request bodies within this window count once
-        "span_index_retention_seconds": 86400.0,
-        "span_index_max_entries": 200_000,
+        "span_index_retention_seconds": 86400.0,  # how long evaluations can still join their call
+        "span_index_max_entries": 200_000,    # calls kept in the join index (oldest evicted, counted)
         "max_experiments": 200,               # experiments with sufficient statistics (more: counted, skipped)
         "max_stats_per_experiment": 1000,     # (metric, variant) pairs per experiment
         "max_units_per_experiment": 200_000,  # distinct unit keys kept per experiment (SRM on units)
@@ -59,10 +68,11 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,                            # processes for decode/normalize/checks (0 = ingest thread)
         "retry_after_seconds": 1,
         "evaluation_dedup_entries": 100_000,     # same evaluation as span event and log record counts once
+        "limits": dict(LIMIT_DEFAULTS),          # value ranges a span must respect (edge.py); else rejected
     },
     "labels": {
         "caps": {},                    # label -> cap, overrides catalog.DEFAULT_LABEL_CAPS
-        "default_service": "unknown_service",
+        "default_service": "unknown_service",  # service label when a resource has no service.name
     },
     "usage": {
         "max_ids_per_service": 100_000,   # distinct users (and sessions) tracked per service per day
@@ -73,11 +83,12 @@ DEFAULTS: dict[str, Any] = {
         "kinds": {},
     },
     "checks": {
-        "enabled": ["empty_output", "output_too_short", "output_too_long", "refusal", "invalid_json",
+        "enabled": ["empty_output",  # layer-1 checks run on every call
+                    "output_too_short", "output_too_long", "refusal", "invalid_json",
                     "pii", "toxicity", "bad_finish_reason", "error_status"],
-        "min_output_chars": 2,
-        "max_output_chars": 20_000,
-        "pii_kinds": ["email", "card", "phone"],
+        "min_output_chars": 2,            # output_too_short below this
+        "max_output_chars": 20_000,       # output_too_long above this
+        "pii_kinds": ["email", "card", "phone"],  # what the pii check looks for
         "toxicity_words_file": None,      # None: the shipped list
         "extra_toxicity_words": [],
         "refusal_phrases": None,          # None: the shipped list
@@ -115,8 +126,24 @@ def _parse_env_value(raw: str) -> Any:
         return raw
 
 
+#: keys whose environment values are taken exactly as written (a token `0123` must not become 83)
+_VERBATIM_KEYS = ("token", "secret", "password", "path", "file", "host", "name")
+
+
+def _verbatim(path: list[str]) -> bool:
+    """True when the env value for `path` must stay a string: its default is a string, or the
+    key names a secret, path or name (whose default may be None)."""
+    node: Any = DEFAULTS
+    for part in path:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return isinstance(node, str) or any(w in path[-1] for w in _VERBATIM_KEYS)
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Config overrides from `OTEL_LLM_EVAL_<SECTION>__<KEY>[__<KEY>...]` variables."""
+    """Config overrides from `OTEL_LLM_EVAL_<SECTION>__<KEY>[__<KEY>...]` variables.
+
+    Values are parsed as YAML scalars/flow collections, except for string keys (tokens, paths,
+    hosts, names), which are kept exactly as written."""
     out: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX):]:
@@ -130,7 +157,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[path[-1]] = _parse_env_value(raw)
+            node[path[-1]] = raw if _verbatim(path) else _parse_env_value(raw)
     return out
 
 
@@ -155,8 +182,11 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     plugin_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    plugins: list | None = None,
 ) -> dict[str, Any]:
-    """The merged config: defaults < plugin defaults < YAML file < env < `overrides`. Validated."""
+    """The merged config: defaults < plugin defaults < YAML file < env < `overrides`. Validated
+    against the schema of the core and of the plugins (`plugins` instances, else the plugin
+    specs the config names)."""
     cfg = deep_merge(DEFAULTS, {})
     for name, section in (plugin_defaults or {}).items():
         cfg = deep_merge(cfg, {name: dict(section)})
@@ -165,7 +195,7 @@ def load_config(
     cfg = deep_merge(cfg, env_overrides(os.environ if environ is None else environ))
     if overrides:
         cfg = deep_merge(cfg, overrides)
-    validate(cfg)
+    validate(cfg, plugins, plugin_defaults)
     return cfg
 
 
@@ -183,52 +213,53 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _number(cfg: Mapping[str, Any], section: str, key: str, *, minimum: float, integer: bool = False) -> None:
-    value = cfg.get(section, {}).get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{section}.{key} must be {kind} >= {minimum}, got {value!r}")
-    if integer and not isinstance(value, int):
-        raise ConfigError(f"{section}.{key} must be an integer, got {value!r}")
+def schema_defaults(cfg: Mapping[str, Any], plugins: list | None = None,
+                    extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything a config may contain, with defaults: the core's DEFAULTS plus the CONFIG_DEFAULTS
+    of `plugins` (instances), of the plugin classes `cfg["plugins"]` names and of the default
+    plugins (a section for a plugin that is not loaded is still a known section)."""
+    import importlib
+
+    out = deep_merge(DEFAULTS, {})
+    sources: list[Any] = list(plugins or [])
+    specs = list(DEFAULT_PLUGINS)
+    if plugins is None and isinstance(cfg.get("plugins"), list):
+        specs += [s for s in cfg["plugins"] if isinstance(s, str)]
+    for spec in dict.fromkeys(specs):
+        module_name, _, cls_name = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), cls_name, None)
+        except ImportError:
+            continue  # load_plugins reports it
+        if cls is not None:
+            sources.append(cls)
+    for p in sources:
+        name, defaults = getattr(p, "name", None), getattr(p, "CONFIG_DEFAULTS", None)
+        if isinstance(name, str) and isinstance(defaults, Mapping):
+            out = deep_merge(out, {name: deep_merge(defaults, out.get(name) or {})})
+    for name, section in (extra or {}).items():
+        out = deep_merge(out, {name: dict(section)})
+    return out
 
 
-def validate(cfg: Mapping[str, Any]) -> None:
-    """Raise ConfigError for values the sidecar cannot run with (including auth on non-loopback)."""
-    for section in ("server", "state", "ingest", "labels", "usage", "checks", "prices", "analysis"):
-        if not isinstance(cfg.get(section), Mapping):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-    _number(cfg, "server", "port", minimum=0, integer=True)
-    _number(cfg, "state", "flush_interval_seconds", minimum=0.01)
-    _number(cfg, "state", "span_index_retention_seconds", minimum=0)
-    _number(cfg, "state", "span_index_max_entries", minimum=1, integer=True)
-    _number(cfg, "state", "max_experiments", minimum=1, integer=True)
-    _number(cfg, "state", "max_stats_per_experiment", minimum=1, integer=True)
-    _number(cfg, "state", "max_units_per_experiment", minimum=0, integer=True)
-    _number(cfg, "state", "max_units", minimum=0, integer=True)
-    _number(cfg, "state", "unit_buckets", minimum=100, integer=True)
-    _number(cfg, "state", "dedup_retention_seconds", minimum=0)
-    _number(cfg, "ingest", "max_request_bytes", minimum=1024, integer=True)
-    _number(cfg, "ingest", "max_span_bytes", minimum=256, integer=True)
-    _number(cfg, "ingest", "queue_max_batches", minimum=1, integer=True)
-    _number(cfg, "ingest", "retry_after_seconds", minimum=0, integer=True)
-    _number(cfg, "ingest", "workers", minimum=0, integer=True)
-    _number(cfg, "usage", "max_ids_per_service", minimum=1, integer=True)
-    _number(cfg, "checks", "min_output_chars", minimum=0, integer=True)
-    _number(cfg, "checks", "max_output_chars", minimum=1, integer=True)
-    _number(cfg, "analysis", "interval_seconds", minimum=0.05)
-    caps = cfg["labels"].get("caps") or {}
-    if not isinstance(caps, Mapping) or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in caps.values()
-    ):
-        raise ConfigError(f"labels.caps must map label names to integers >= 1, got {caps!r}")
-    if not isinstance(cfg.get("plugins", []), list):
-        raise ConfigError("plugins must be a list of 'module:Class' strings")
-    host = str(cfg["server"].get("host") or "")
-    token = cfg["server"].get("auth_token")
+def validate(cfg: Mapping[str, Any], plugins: list | None = None,
+             extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Raise ConfigError listing EVERY problem: wrong types, values out of range, unknown keys and
+    sections (with a did-you-mean), and no token on a non-loopback address (see config_schema)."""
+    from .config_schema import validate_schema
+
+    problems = validate_schema(cfg, schema_defaults(cfg, plugins, extra))
+    server = cfg.get("server") if isinstance(cfg.get("server"), Mapping) else {}
+    host = str(server.get("host") or "")
+    token = server.get("auth_token")
     if not is_loopback(host) and not token:
-        raise ConfigError(
+        problems.append(
             f"refusing to listen on {host!r} without a bearer token: anything but loopback needs "
             "server.auth_token in the config file or the environment variable "
             "OTEL_LLM_EVAL_SERVER__AUTH_TOKEN=<a long random string> (clients then send "
             "'Authorization: Bearer <token>')"
         )
+    if problems:
+        if len(problems) == 1:
+            raise ConfigError(f"invalid configuration: {problems[0]}")
+        raise ConfigError(f"invalid configuration ({len(problems)} problems):\n  - " + "\n  - ".join(problems))

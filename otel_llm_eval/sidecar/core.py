@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 from ..catalog import BY_NAME
 from .checks import CheckRunner, build_checks
 from .config import merge_plugin_defaults, validate
+from .edge import EdgeLimits
 from .ingest import Ingestor, summarizer_specs
 from .labels import LabelBounder
 from .otlp import OTLPError, decode_logs, decode_traces
@@ -77,7 +78,15 @@ class SidecarContext:
         return self._sidecar.state.snapshot()
 
     def family(self, metric_name: str, values: Iterable[Any]) -> Any:
-        return build_family(metric_name, values, self.bound)
+        """Values past a label's cap fold into ONE `other` series; a scrape counts a fold once."""
+        labels = self._sidecar.labels
+        return build_family(metric_name, values, lambda label, value: labels.bound(label, value, None))
+
+    def flush_now(self) -> bool:
+        """Write the whole state (every plugin's included) in one transaction now; True when it
+        committed. For changes a client must not lose once answered (a human label): call it
+        before answering, like the journal for spans."""
+        return self._sidecar.flush()
 
     def plugin(self, name: str) -> SidecarPlugin | None:
         """The loaded plugin called `name`, or None (for plugins that read another's results)."""
@@ -100,6 +109,8 @@ def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, 
     for histograms, with non-cumulative counts aligned to the catalog buckets (len(buckets) + 1,
     the last one for +Inf; len(buckets) is accepted and means nothing above the last bound).
     Missing labels are "", values pass through the label caps. Non-finite values are omitted.
+    Items whose bounded labels coincide (several values folded into `other`) become ONE series:
+    counters, histograms and `*_samples` gauges add up, other gauges keep the largest value.
     """
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.utils import floatToGoString
@@ -112,26 +123,62 @@ def build_family(metric_name: str, values: Iterable[Any], bound: Callable[[str, 
         fam = GaugeMetricFamily(m.name, m.help, labels=labels)
     else:
         fam = HistogramMetricFamily(m.name, m.help, labels=labels)
+    merged: dict[tuple[str, ...], Any] = {}  # bounded label values -> value (or [counts, sum])
+    buckets = m.buckets or ()
     for item in values:
         label_dict = item[0]
-        lv = [bound(k, label_dict.get(k, "")) for k in labels]
+        lv = tuple(bound(k, label_dict.get(k, "")) for k in labels)
         if m.type == "histogram":
             counts, total = list(item[1]), float(item[2])
-            buckets = m.buckets or ()
             if len(counts) == len(buckets):
                 counts.append(0)
             if len(counts) != len(buckets) + 1:
                 raise ValueError(f"{metric_name}: expected {len(buckets) + 1} bucket counts, got {len(counts)}")
-            cum, acc = [], 0
-            for bound_value, c in zip(list(buckets) + [float("inf")], counts):
-                acc += c
-                cum.append((floatToGoString(bound_value), acc))
-            fam.add_metric(lv, cum, total)
+            prev = merged.get(lv)
+            merged[lv] = [counts, total] if prev is None else [[a + b for a, b in zip(prev[0], counts)],
+                                                               prev[1] + total]
         else:
             v = float(item[1])
-            if v == v and v not in (float("inf"), float("-inf")):
-                fam.add_metric(lv, v)
+            if v != v or v in (float("inf"), float("-inf")):
+                continue
+            prev = merged.get(lv)
+            if prev is None:
+                merged[lv] = v
+            else:
+                # counts add up (counters, *_samples gauges); other gauges (p-values, scores) keep the max
+                summed = m.type == "counter" or metric_name.endswith("_samples")
+                merged[lv] = prev + v if summed else max(prev, v)
+    for lv, value in merged.items():
+        if m.type == "histogram":
+            cum, acc = [], 0
+            for bound_value, c in zip(list(buckets) + [float("inf")], value[0]):
+                acc += c
+                cum.append((floatToGoString(bound_value), acc))
+            fam.add_metric(list(lv), cum, value[1])
+        else:
+            fam.add_metric(list(lv), value)
     return fam
+
+
+def restore_report(db_path: str, existed: bool, applied_seq: int, file_seqs: list[int]) -> str | None:
+    """One line saying what a start restored when the state file was missing/empty or the journal
+    has a gap after the applied seq; None for an ordinary start (nothing was lost)."""
+    if not file_seqs:
+        return None
+    first, last, n = min(file_seqs), max(file_seqs), len(file_seqs)
+    lost = first - applied_seq - 1
+    if not existed:
+        if lost <= 0:
+            return (f"state file {db_path} was missing or empty: rebuilt from the journal, all {n} journaled "
+                    f"requests (seq {first}..{last}) restored")
+        return (f"state file {db_path} was missing or empty: rebuilt from the journal: restored {n} requests "
+                f"(seq {first}..{last}); requests 1..{first - 1} were already applied to the lost state and "
+                "pruned from the journal, so they are NOT restored (counters and statistics restart lower; "
+                "restore the state file from a backup to get them back)")
+    if lost > 0:
+        return (f"journal of {db_path} has a gap: the state applied up to seq {applied_seq} but the journal "
+                f"starts at {first}; requests {applied_seq + 1}..{first - 1} are lost, {n} later ones restored")
+    return None
 
 
 class Sidecar:
@@ -141,7 +188,7 @@ class Sidecar:
         self.plugins = load_plugins(cfg.get("plugins") or []) if plugins is None else list(plugins)
         for p in self.plugins:
             cfg = merge_plugin_defaults(cfg, p.name, getattr(p, "CONFIG_DEFAULTS", {}) or {})
-        validate(cfg)
+        validate(cfg, self.plugins)
         self.config = cfg
         self.clock = clock
         st, ing = cfg["state"], cfg["ingest"]
@@ -154,12 +201,14 @@ class Sidecar:
                            max_units=st["max_units"], unit_buckets=st["unit_buckets"])
         self.checks = CheckRunner(build_checks(cfg["checks"]))
         self.prices = PriceTable.from_config(cfg["prices"])
-        self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock())
+        self.store = Store(st["db_path"], dedup_retention_seconds=st["dedup_retention_seconds"], now=clock(),
+                           journal_max_age_seconds=st["journal_max_age_seconds"])
         self.ingestor = Ingestor(self.state, self.labels, self.checks, self.prices, self.plugins, cfg, clock)
         self.queue: queue.Queue = queue.Queue(maxsize=ing["queue_max_batches"])
         self.max_request_bytes = ing["max_request_bytes"]
         self.max_span_bytes = ing["max_span_bytes"]
         self.retry_after_seconds = ing["retry_after_seconds"]
+        self.edge = EdgeLimits.from_config(ing.get("limits"))
         self.journal_enabled = bool(st["journal"])
         self.dedup = self.journal_enabled and st["dedup_retention_seconds"] > 0
         self.ctx = SidecarContext(self)
@@ -176,6 +225,12 @@ class Sidecar:
         self._plugin_evaluations_lock = threading.Lock()
         self._lock = threading.Lock()  # rejected counters from HTTP threads
         self._rejected: dict[str, int] = {}
+        #: HTTP connections refused / evicted / timed out (connections.py; written on the event loop)
+        self.connection_stats: dict[str, int] = {}
+        if self.store.file_journal.damaged:
+            self.count_rejected("journal_damaged", self.store.file_journal.damaged)
+        #: what a start with a missing/empty state or a gap in the journal restored (None: nothing to say)
+        self.restore_report: str | None = None
         for p in self.plugins:
             p.attach(self.ctx)
         self.store.load(self.state)
@@ -190,7 +245,12 @@ class Sidecar:
     # --- lifecycle ---
     def _prepare_replay(self) -> None:
         """Decode journal rows that the last run acknowledged but did not flush."""
-        for seq, signal, content_type, encoding, body in self.store.pending_journal():
+        rows = self.store.pending_journal()
+        self.restore_report = restore_report(self.store.path, self.store.existed, self.store.journal_applied_seq,
+                                             [r[0] for r in rows if r[1] != "evaluation"])
+        if self.restore_report:
+            log.warning("%s", self.restore_report)
+        for seq, signal, content_type, encoding, body in rows:
             try:
                 payload = self._decode(signal, body, content_type, encoding)
             except OTLPError as e:  # cannot happen for rows we validated; keep going regardless
@@ -246,6 +306,13 @@ class Sidecar:
         if signal == "evaluation":
             return evaluation_from_json(body)
         return json.loads(body)
+
+    def edge_check(self, signal: str) -> Callable[[Any], tuple[str, str] | None]:
+        """The value check for one request's items (edge.py), judged against the current time."""
+        now = self.clock()
+        if signal == "traces":
+            return self.edge.span_checker(now)
+        return lambda rec: self.edge.log_problem(rec, now)
 
     def submit_evaluation(self, record: EvaluationRecord) -> None:
         """Count an evaluation made inside the sidecar (a plugin's, e.g. a human label) exactly once.
@@ -472,5 +539,8 @@ class Sidecar:
 
     def rejected_snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self._rejected)
+            out = dict(self._rejected)
+        for kind, n in list(self.connection_stats.items()):
+            out[f"connection_{kind}"] = n
+        return out
 

@@ -23,6 +23,7 @@ from .. import semconv
 from . import feedback_kinds
 from ..semconv import ExperimentAssignment, LLMCall
 from .checks import CheckRunner
+from .edge import EdgeLimits
 from .labels import LabelBounder
 from .one_call import Links
 from .text_join import TextJoin
@@ -54,7 +55,8 @@ class Ingestor:
         self.feedback_kinds = dict((cfg.get("feedback") or {}).get("kinds") or {})
         self.preparer = Preparer(checks, prices, self.default_service,
                                  "all" if self._call_plugins() else "none", clock,
-                                 [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)])
+                                 [(name, cls(section)) for name, cls, section in summarizer_specs(plugins, cfg)],
+                                 limits=EdgeLimits.from_config(cfg["ingest"].get("limits")))
         #: inner LLM calls by parent span key, for outer spans arriving in a later batch (one_call)
         self.links = Links(min(50_000, int(cfg.get("state", {}).get("span_index_max_entries", 200_000))))
         self.preparer.links = self.links.map
@@ -66,6 +68,7 @@ class Ingestor:
         self.span_errors = 0
         self.check_errors = 0        # checks that raised (counted as passed), wherever they ran
         self.summarizer_errors = 0   # plugin summarizer calls that raised
+        self.rejected_values: dict[str, int] = {}  # items skipped for a value out of range, per reason
         self.feedback_out_of_range = 0  # scale ratings outside their declared range (not counted)
 
     # --- entry points (caller holds state.lock) ---
@@ -82,6 +85,8 @@ class Ingestor:
         self.span_errors += errors[0]
         self.check_errors += errors[1]
         self.summarizer_errors += errors[2]
+        for reason, count in (errors[3] if len(errors) > 3 else {}).items():
+            self.rejected_values[reason] = self.rejected_values.get(reason, 0) + count
         st = self.state
         try:
             if delta is not None:

@@ -14,6 +14,8 @@ from ..catalog import DEFAULT_LABEL_CAPS, OVERFLOW_VALUE
 
 MAX_VALUE_CHARS = 128
 _UNCAPPED_DEFAULT = 100
+#: values remembered per label as "already folded" for scrape-time calls (beyond: not counted again)
+MAX_FOLDED_REMEMBERED = 10_000
 
 
 class LabelBounder:
@@ -22,13 +24,16 @@ class LabelBounder:
         self.caps.update(caps or {})
         self._seen: dict[str, set[str]] = {}
         self.overflow: dict[str, int] = {}
+        self._folded: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
-    def bound(self, label: str, value: object, n: int = 1) -> str:
+    def bound(self, label: str, value: object, n: int | None = 1) -> str:
         """`value` as a label value, or `other` when the label's cap is reached by other values.
 
         n: how many observations the fold stands for (a batch's calls with this value), added to
-        the overflow count; 0 when the same value was already bounded for them."""
+        the overflow count; 0 when the same value was already bounded for them. None: a read (a
+        scrape building its families): a fold is counted once per distinct value, the first time,
+        so scraping unchanged data never grows `llm_eval_label_overflow_total`."""
         v = "" if value is None else str(value)
         if len(v) > MAX_VALUE_CHARS:
             v = v[:MAX_VALUE_CHARS]
@@ -40,7 +45,13 @@ class LabelBounder:
             if v in seen or v == "" or v == OVERFLOW_VALUE:
                 return v
             if len(seen) >= self.caps.get(label, _UNCAPPED_DEFAULT):
-                self.overflow[label] = self.overflow.get(label, 0) + n
+                if n is None:
+                    folded = self._folded.setdefault(label, set())
+                    if v not in folded and len(folded) < MAX_FOLDED_REMEMBERED:
+                        folded.add(v)
+                        self.overflow[label] = self.overflow.get(label, 0) + 1
+                else:
+                    self.overflow[label] = self.overflow.get(label, 0) + n
                 return OVERFLOW_VALUE
             seen.add(v)
             return v

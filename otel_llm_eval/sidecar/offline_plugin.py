@@ -4,7 +4,9 @@ Routes (bearer-token auth applied by the core):
 - `POST /v1/benchmarks` `{"records": [{benchmark, model, score, date?, latency_seconds?, cost_usd?,
   recorded_unix?}, ...]}` (what `otel-llm-eval bench export --push URL` sends). Each record is
   validated on its own: 200 `{"accepted": n, "rejected": [{"index", "reason"}]}`; 400 when the
-  body is not JSON or no record is valid; 413 past `max_records_per_request` or `max_body_bytes`.
+  body is not JSON or no record is valid; 413 past `max_records_per_request` or `max_body_bytes`;
+  409 when every record is for a new (benchmark, model) pair past `max_pairs` (refused records
+  are counted in `llm_eval_label_overflow_total{reason="benchmark_pairs"}`).
   Same (date, benchmark, model) again replaces the earlier record.
 - `GET /v1/benchmarks`: the latest record per benchmark and model.
 - `POST /v1/regression-runs` `{"status": "pass"|"fail", ...}` (what `otel-llm-eval
@@ -33,6 +35,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "max_records_per_request": 1000,
     "max_body_bytes": 4 * 1024 * 1024,
     "max_pending": 100_000,          # records + runs waiting for the next flush
+    "max_pairs": 2500,               # distinct (benchmark, model) pairs kept; records of new pairs beyond it are refused
     "keep_regression_runs": 1000,    # run bodies kept in the table (counts are kept forever)
     "max_run_body_bytes": 64 * 1024,
 }
@@ -71,6 +74,7 @@ class OfflinePlugin(SidecarPlugin):
         self._run_counts: dict[str, int] = {s: 0 for s in RUN_STATUSES}
         self._unflushed_counts: dict[str, int] = {}
         self.dropped = 0
+        self.pairs_refused = 0  # records refused by max_pairs (llm_eval_label_overflow_total{reason="benchmark_pairs"})
         self.cfg = dict(CONFIG_DEFAULTS)
 
     def attach(self, ctx: Any) -> None:
@@ -165,6 +169,23 @@ class OfflinePlugin(SidecarPlugin):
             if self._pending_size() + len(accepted) > int(self.cfg["max_pending"]):
                 self.dropped += len(accepted)
                 raise PayloadError(503, "too many records waiting to be stored; retry shortly")
+            # stored pairs are a label set like any other: bounded, and what is refused is counted
+            max_pairs, kept = int(self.cfg["max_pairs"]), []
+            new_pairs: set[tuple[str, str]] = set()
+            for i, r in enumerate(accepted):
+                key = (r.benchmark, r.model)
+                if key not in self._latest and key not in new_pairs:
+                    if len(self._latest) + len(new_pairs) >= max_pairs:
+                        self.pairs_refused += 1
+                        rejected.append({"index": i, "reason": f"offline.max_pairs={max_pairs} (benchmark, model) "
+                                                               "pairs are stored already; this pair is new"})
+                        continue
+                    new_pairs.add(key)
+                kept.append(r)
+            if not kept:
+                raise PayloadError(409, f"every record is for a new (benchmark, model) pair and offline.max_pairs="
+                                        f"{max_pairs} pairs are stored already")
+            accepted = kept
             for r in accepted:
                 self._pending_records[(r.date, r.benchmark, r.model)] = r
                 key = (r.benchmark, r.model)
@@ -192,6 +213,11 @@ class OfflinePlugin(SidecarPlugin):
             total = self._run_counts[status]
         return {"accepted": True, "status": status, "runs_with_status": total}
 
+    def persist(self) -> bool:
+        """Commit what was just accepted to the state file now (True once committed)."""
+        flush_now = getattr(getattr(self, "ctx", None), "flush_now", None)
+        return bool(flush_now()) if callable(flush_now) else True
+
     def latest_records(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.as_dict() for _, r in sorted(self._latest.items())]
@@ -202,14 +228,18 @@ class OfflinePlugin(SidecarPlugin):
         with self._lock:
             scores = [({"benchmark": b, "model": m}, r.score) for (b, m), r in sorted(self._latest.items())]
             runs = [({"status": s}, n) for s, n in sorted(self._run_counts.items())]
+            refused = self.pairs_refused
         yield self.ctx.family("llm_benchmark_score", scores)
         yield self.ctx.family("llm_eval_regression_runs_total", runs)
+        if refused:
+            yield self.ctx.family("llm_eval_label_overflow_total", [({"reason": "benchmark_pairs"}, refused)])
 
     # --- HTTP ------------------------------------------------------------------------------------
 
     def router(self) -> Any:
         from fastapi import APIRouter, Request
         from fastapi.responses import JSONResponse
+        from starlette.concurrency import run_in_threadpool
 
         router = APIRouter()
         plugin = self
@@ -227,10 +257,18 @@ class OfflinePlugin(SidecarPlugin):
             except ValueError:
                 raise PayloadError(400, "body is not valid JSON") from None
 
+        async def durable(result: dict[str, Any]) -> JSONResponse:
+            # like spans and labels: written to the state file before the answer says so
+            if not await run_in_threadpool(plugin.persist):
+                return JSONResponse({"error": "accepted in memory but the state could not be written yet; "
+                                              "it is retried on every flush (see the sidecar log)"},
+                                    status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse(result)
+
         @router.post("/v1/benchmarks", tags=["offline"])
         async def post_benchmarks(request: Request) -> JSONResponse:
             try:
-                return JSONResponse(plugin.add_benchmarks(await _json(request)))
+                return await durable(plugin.add_benchmarks(await _json(request)))
             except PayloadError as e:
                 return JSONResponse({"error": e.message}, status_code=e.status,
                                     headers={"Retry-After": "1"} if e.status == 503 else None)
@@ -242,7 +280,7 @@ class OfflinePlugin(SidecarPlugin):
         @router.post("/v1/regression-runs", tags=["offline"])
         async def post_regression_run(request: Request) -> JSONResponse:
             try:
-                return JSONResponse(plugin.add_regression_run(await _json(request)))
+                return await durable(plugin.add_regression_run(await _json(request)))
             except PayloadError as e:
                 return JSONResponse({"error": e.message}, status_code=e.status,
                                     headers={"Retry-After": "1"} if e.status == 503 else None)

@@ -42,6 +42,8 @@ class OTLPError(Exception):
         self.status = status
         self.reason = reason  # label value for llm_eval_ingest_rejected_total
         self.message = message
+        #: items rejected per reason when every item of a request was invalid (see _drop_invalid)
+        self.reasons: dict[str, int] = {}
 
 
 def media_type(content_type: str | None) -> str:
@@ -69,18 +71,33 @@ def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
         d = zlib.decompressobj()
     else:
         raise OTLPError(415, "unsupported", f"unsupported Content-Encoding {content_encoding!r}: use gzip or identity")
+    # gzip allows several members one after the other (RFC 1952; `cat a.gz b.gz`): the body is
+    # their concatenation, so each member is decompressed in turn, under one size limit
+    parts: list[bytes] = []
+    size = 0
+    data = body
     try:
-        out = d.decompress(body, limit + 1)
-        if len(out) > limit or d.unconsumed_tail:
-            raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
-        out += d.flush()
+        while True:
+            out = d.decompress(data, limit + 1 - size)
+            size += len(out)
+            if size > limit or d.unconsumed_tail:
+                raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+            out += d.flush()
+            size = sum(map(len, parts)) + len(out)
+            parts.append(out)
+            if size > limit:
+                raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+            if not d.eof:
+                raise OTLPError(400, "malformed", f"{enc} body is truncated")
+            data = d.unused_data
+            if enc != "gzip" or not data:
+                break
+            if not data.strip(b"\0"):
+                break  # trailing zero padding (some writers pad to a block size)
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     except zlib.error as e:
         raise OTLPError(400, "malformed", f"body is not valid {enc}: {e}") from None
-    if len(out) > limit:
-        raise OTLPError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
-    if not d.eof:
-        raise OTLPError(400, "malformed", f"{enc} body is truncated")
-    return out
+    return b"".join(parts)
 
 
 def _hex_to_b64(value: Any, what: str) -> str:
@@ -120,6 +137,8 @@ def _json_to_message(body: bytes, message: Any, signal: str) -> None:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise OTLPError(400, "malformed", f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise OTLPError(400, "too_deep", "JSON body is nested too deeply") from None
     if not isinstance(data, dict):
         raise OTLPError(400, "malformed", "OTLP JSON body must be an object")
     if signal == "traces":
@@ -164,6 +183,8 @@ class Decoded:
     accepted: int
     rejected: int
     error_message: str = ""
+    #: rejected items per reason (llm_eval_ingest_rejected_total{reason}); sums to `rejected`
+    reasons: dict[str, int] | None = None
 
 
 _ZERO_TRACE_ID, _ZERO_SPAN_ID = bytes(16), bytes(8)
@@ -199,16 +220,27 @@ def _log_problem(rec: Any, max_bytes: int) -> str | None:
 
 
 def _drop_invalid(item_lists: Iterable[Any], problem: Callable[[Any, int], str | None], max_bytes: int,
-                  what: str) -> tuple[int, int, str]:
-    """Delete invalid items in place (the rest are still ingested); (accepted, rejected, message)."""
+                  what: str, edge: Callable[[Any], tuple[str, str] | None] | None = None,
+                  reasons: dict[str, int] | None = None) -> tuple[int, int, str]:
+    """Delete invalid items in place (the rest are still ingested); (accepted, rejected, message).
+
+    edge: a value check returning (reason, message) for an item to reject (see edge.py);
+    `reasons` collects the count per reason ("invalid_item" for structural problems)."""
     accepted = rejected = 0
     problems: list[str] = []
+    reasons = {} if reasons is None else reasons
     for items in item_lists:
         bad = []
         for i, item in enumerate(items):
             why = problem(item, max_bytes)
+            reason = "invalid_item"
+            if not why and edge is not None:
+                got = edge(item)
+                if got:
+                    reason, why = got
             if why:
                 bad.append(i)
+                reasons[reason] = reasons.get(reason, 0) + 1
                 if len(problems) < 3:
                     problems.append(why)
         if bad:
@@ -218,13 +250,16 @@ def _drop_invalid(item_lists: Iterable[Any], problem: Callable[[Any, int], str |
         accepted += len(items)
     msg = "; ".join(problems)
     if rejected and not accepted:
-        raise OTLPError(400, "malformed", f"every {what} was invalid ({rejected}): {msg}")
+        err = OTLPError(400, "malformed", f"every {what} was invalid ({rejected}): {msg}")
+        err.reasons = dict(reasons)
+        raise err
     return accepted, rejected, msg
 
 
 def _decode(body: bytes, content_type: str | None, content_encoding: str | None, message: Any,
             signal: str, items: Callable[[Any], Iterable[Any]], problem: Callable[[Any, int], str | None],
-            what: str, max_request_bytes: int, max_span_bytes: int, validated: bool) -> Decoded:
+            what: str, max_request_bytes: int, max_span_bytes: int, validated: bool,
+            edge: Callable[[Any], tuple[str, str] | None] | None = None) -> Decoded:
     mt = check_content_type(content_type)
     raw = decompress(body, content_encoding, max_request_bytes)
     _parse(raw, mt, message, signal)
@@ -232,23 +267,27 @@ def _decode(body: bytes, content_type: str | None, content_encoding: str | None,
         return Decoded(message, -1, 0)
     # protobuf: no item is larger than the request; JSON is larger than its protobuf encoding
     limit = max_span_bytes if len(raw) > max_span_bytes else 0
-    return Decoded(message, *_drop_invalid(items(message), problem, limit, what))
+    reasons: dict[str, int] = {}
+    return Decoded(message, *_drop_invalid(items(message), problem, limit, what, edge, reasons), reasons=reasons)
 
 
 def decode_traces(body: bytes, content_type: str | None, content_encoding: str | None, *,
-                  max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
+                  max_request_bytes: int, max_span_bytes: int, validated: bool = False,
+                  edge: Callable[[Any], tuple[str, str] | None] | None = None) -> Decoded:
     """validated: this body decoded before with no invalid span (an ingest worker re-decoding
-    what the HTTP handler accepted): skip the per-span checks (accepted is then -1: not counted)."""
+    what the HTTP handler accepted): skip the per-span checks (accepted is then -1: not counted).
+    edge: the value check of the HTTP edge (edge.EdgeLimits.span_problem bound to a time)."""
     return _decode(body, content_type, content_encoding, ExportTraceServiceRequest(), "traces",
                    lambda req: (ss.spans for rs in req.resource_spans for ss in rs.scope_spans),
-                   _span_problem, "span", max_request_bytes, max_span_bytes, validated)
+                   _span_problem, "span", max_request_bytes, max_span_bytes, validated, edge)
 
 
 def decode_logs(body: bytes, content_type: str | None, content_encoding: str | None, *,
-                max_request_bytes: int, max_span_bytes: int, validated: bool = False) -> Decoded:
+                max_request_bytes: int, max_span_bytes: int, validated: bool = False,
+                edge: Callable[[Any], tuple[str, str] | None] | None = None) -> Decoded:
     return _decode(body, content_type, content_encoding, ExportLogsServiceRequest(), "logs",
                    lambda req: (sl.log_records for rl in req.resource_logs for sl in rl.scope_logs),
-                   _log_problem, "log record", max_request_bytes, max_span_bytes, validated)
+                   _log_problem, "log record", max_request_bytes, max_span_bytes, validated, edge)
 
 
 def traces_response(rejected: int, message: str) -> bytes:

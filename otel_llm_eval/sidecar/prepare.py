@@ -31,6 +31,7 @@ from ..catalog import BY_NAME
 from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
 from . import one_call
 from .checks import CheckRunner
+from .edge import EdgeLimits
 from .otlp import LogView, SpanView, attributes as kv_attributes, resource_service, walk_logs
 from .plugins import EvaluationRecord, call_record
 from .prices import PriceTable
@@ -137,12 +138,14 @@ class Preparer:
 
     def __init__(self, checks: CheckRunner, prices: PriceTable, default_service: str,
                  attributes: str = "all", clock=time.time,
-                 summarizers: list[tuple[str, Any]] | None = None):
+                 summarizers: list[tuple[str, Any]] | None = None, limits: EdgeLimits | None = None):
         """attributes: what CallRecord.attributes carries — "all" (in-thread), "short" (worker
         processes with plugins: string values over SHORT_ATTRIBUTE_CHARS are left out, the texts
         are in call.prompt/call.completion) or "none" (no plugin takes calls: no ("call", ...)
         ops at all, only the batch delta). summarizers: (plugin name, CallSummarizer) pairs; each
-        gets every call's CallRecord and its result() ends up in the prepared batch."""
+        gets every call's CallRecord and its result() ends up in the prepared batch. limits: the
+        value ranges (edge.py) a span, evaluation event or log record must respect, else it is
+        skipped whole and counted by reason in the batch's errors."""
         self.checks = checks
         self.summarizers = list(summarizers or ())
         self.summarizer_errors = 0
@@ -158,6 +161,13 @@ class Preparer:
         #: parent key -> Link of an inner call seen in an earlier batch (`one_call`). The ingest
         #: thread's Preparer reads the Ingestor's map; worker processes have none (batch-local).
         self.links: Mapping[str, Any] | None = None
+        self.limits = limits or EdgeLimits()
+        self.rejected: dict[str, int] = {}  # this batch's items skipped for a value out of range
+
+    def _reject(self, why: tuple[str, str]) -> None:
+        self.rejected[why[0]] = self.rejected.get(why[0], 0) + 1
+        if sum(self.rejected.values()) <= 3:
+            log.warning("item rejected (%s): %s", why[0], why[1])
 
     def prepare_traces(self, req: Any) -> Prepared:
         ops: list[tuple] = []
@@ -236,12 +246,13 @@ class Preparer:
                 acc[COST_N] += 1
                 acc[COST] += cost
 
-    def _errors(self, span_errors: int) -> tuple[int, int, int]:
+    def _errors(self, span_errors: int) -> tuple[int, int, int, dict[str, int]]:
         """This batch's error counts: the ingest thread adds them up (a worker's own counters
-        are not visible there)."""
+        are not visible there). The last item: items rejected for a value, per reason."""
         checks, summarizers = self.checks.errors, self.summarizer_errors
-        out = (span_errors, checks - self._reported[0], summarizers - self._reported[1])
+        out = (span_errors, checks - self._reported[0], summarizers - self._reported[1], self.rejected)
         self._reported = (checks, summarizers)
+        self.rejected = {}
         return out
 
     def _summaries(self) -> dict[str, Any] | None:
@@ -286,6 +297,10 @@ class Preparer:
 
     def _span(self, sv: SpanView, ops: list, batch: _Batch) -> None:
         attrs = sv.attributes
+        why = self.limits.attrs_problem(attrs)
+        if why is not None:  # before any sum sees it: one absurd value must not poison a series
+            self._reject(why)
+            return
         if semconv.EVALUATION_NAME in attrs:
             ev = evaluation_from_attrs(attrs, sv.trace_id, sv.parent_span_id, sv.end, sv.service)
             if ev is not None:
@@ -302,7 +317,12 @@ class Preparer:
                                  start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
         for name, ev_kvs, t in sv.events:
             if name == semconv.EVALUATION_EVENT:
-                ev = evaluation_from_attrs(kv_attributes(ev_kvs), sv.trace_id, sv.span_id, t or sv.end, sv.service)
+                ev_attrs = kv_attributes(ev_kvs)
+                why = self.limits.attrs_problem(ev_attrs)
+                if why is not None:
+                    self._reject(why)
+                    continue
+                ev = evaluation_from_attrs(ev_attrs, sv.trace_id, sv.span_id, t or sv.end, sv.service)
                 if ev is not None:
                     ops.append(("eval", ev, True))
             elif call is not None and name in semconv.TEXT_EVENTS and not semconv.has_text(call):
@@ -322,6 +342,10 @@ class Preparer:
                 text = semconv.text_of_event(name, attrs, lv.body)
                 if text[1] is not None:
                     ops.append(("text", lv.trace_id + lv.span_id, text))
+            return
+        why = self.limits.attrs_problem(attrs)
+        if why is not None:
+            self._reject(why)
             return
         ev = evaluation_from_attrs(attrs, lv.trace_id, lv.span_id, lv.time, lv.service)
         if ev is not None:

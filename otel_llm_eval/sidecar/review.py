@@ -539,6 +539,7 @@ class ReviewPlugin(SidecarPlugin):
         lab = self.validate_label(body)
         comment = self._clean(lab["comment"], COMMENT_MAX_CHARS)
         corrected = self._clean(lab["corrected_answer"], CORRECTED_MAX_CHARS)
+        reviewer = self._clean(lab["reviewer"], 200)  # often an email address: redacted like any text
         now = self._now()
         with self._lock:
             item = self._pending.get(item_id)
@@ -548,7 +549,7 @@ class ReviewPlugin(SidecarPlugin):
                 raise LabelError(404, f"no review item {item_id!r}")
             del self._pending[item_id]
             item.update(status="labeled", quality=lab["quality"], issues=lab["issues"],
-                        comment=comment, corrected_answer=corrected, reviewer=lab["reviewer"],
+                        comment=comment, corrected_answer=corrected, reviewer=reviewer,
                         labeled_unix=now)
             self._dirty[item_id] = item
             self._labeled[item_id] = _facts(item)
@@ -563,6 +564,12 @@ class ReviewPlugin(SidecarPlugin):
             result = _public(item)
         self._emit_evaluation(item, lab["quality"], comment, now)
         return result
+
+    def persist(self) -> bool:
+        """Make what was just changed (a label) durable now: True once it is committed to the
+        state file (with its evaluation record journaled in the same transaction)."""
+        flush_now = getattr(self.ctx, "flush_now", None)
+        return bool(flush_now()) if callable(flush_now) else True
 
     def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
                          now: float) -> None:

@@ -56,6 +56,11 @@ def build_router(plugin: "ReviewPlugin") -> APIRouter:
             item = await run_in_threadpool(plugin.label, item_id, body)
         except LabelError as e:
             return _error(e.status, e.message)
+        # durable before the 200 (a kill -9 right after must not put the item back in the queue)
+        if not await run_in_threadpool(plugin.persist):
+            return JSONResponse({"error": "label recorded in memory but the state could not be written yet "
+                                          "(it is retried on every flush; see the sidecar log)"},
+                                status_code=503, headers={"Retry-After": "1"})
         return JSONResponse(item)
 
     @router.post("/v1/review/{item_id}/skip", tags=["review"])

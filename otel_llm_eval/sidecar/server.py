@@ -15,6 +15,7 @@ clock=None) -> RunningSidecar`: `config` is a partial config dict merged over th
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -24,25 +25,44 @@ from typing import Any, Callable, Mapping
 
 from .config import load_config
 from .core import Sidecar
+from .startup import StartupError
 
 log = logging.getLogger(__name__)
 
 
 def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket; StartupError (one line: the address and what to do) when it cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host.strip("[]"), port))
-    sock.listen(512)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(512)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise StartupError(f"address {host}:{port} is already in use: stop the process listening there or "
+                               "choose another port (--port / server.port)") from None
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise StartupError(f"not allowed to listen on {host}:{port} ({e.strerror}): use a port above 1023 "
+                               "(--port / server.port)") from None
+        raise StartupError(f"cannot listen on {host}:{port} ({e.strerror}): check --host / server.host") from None
     sock.setblocking(False)
     return sock
 
 
-def _uvicorn_server(app: Any) -> Any:
+def _uvicorn_server(app: Any, sidecar: Sidecar) -> Any:
+    """uvicorn with bounded connections, a deadline per request and a rate-limited EMFILE log."""
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_keep_alive=30, limit_concurrency=None)
+    from .connections import install_log_limits, protocol_class
+
+    srv = sidecar.config["server"]
+    http = protocol_class(int(srv["max_connections"]), float(srv["request_timeout_seconds"]),
+                          sidecar.connection_stats)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http,
+                            timeout_keep_alive=float(srv["timeout_keep_alive_seconds"]), limit_concurrency=None)
+    install_log_limits()
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own signals
     return server
@@ -62,7 +82,7 @@ def build(config: Mapping[str, Any] | None = None, *, config_path: str | None = 
     overrides["server"] = server
     if db_path is not None:
         overrides["state"] = {**(overrides.get("state") or {}), "db_path": db_path}
-    cfg = load_config(config_path, overrides=overrides, environ=environ)
+    cfg = load_config(config_path, overrides=overrides, environ=environ, plugins=plugins)
     kwargs: dict[str, Any] = {"plugins": plugins}
     if clock is not None:
         kwargs["clock"] = clock
@@ -104,11 +124,15 @@ def start_in_thread(config: Mapping[str, Any] | None = None, *, host: str = "127
 
     sidecar = build(config, config_path=config_path, host=host, port=port, plugins=plugins, clock=clock,
                     environ=environ)
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except StartupError:
+        sidecar.store.close()
+        raise
     actual_port = sock.getsockname()[1]
     sidecar.start()
     app = create_app(sidecar)
-    server = _uvicorn_server(app)
+    server = _uvicorn_server(app, sidecar)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               name="sidecar-http", daemon=True)
     thread.start()
@@ -127,9 +151,13 @@ def serve(sidecar: Sidecar) -> int:
 
     host = sidecar.config["server"]["host"]
     port = int(sidecar.config["server"]["port"])
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except StartupError:
+        sidecar.store.close()  # releases the state lock; nothing was started
+        raise
     sidecar.start()
-    server = _uvicorn_server(create_app(sidecar))
+    server = _uvicorn_server(create_app(sidecar), sidecar)
 
     def _stop(signum: int, frame: Any) -> None:
         server.should_exit = True

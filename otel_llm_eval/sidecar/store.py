@@ -18,6 +18,8 @@ import hashlib
 from array import array
 import json
 import logging
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -25,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from ..semconv import ExperimentAssignment
 from .journal import FileJournal
+from .startup import check_state_path, describe_db_error, lock_state, unlock_state
 from .plugins import EvaluationRecord
 from .state import Experiment, IndexEntry, Stat, State
 
@@ -95,18 +98,33 @@ _NO_DIGEST = b"\0" * 32
 
 
 class Store:
-    def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None):
+    def __init__(self, path: str, *, dedup_retention_seconds: float = 600.0, now: float | None = None,
+                 journal_max_age_seconds: float = 900.0):
         self.path = path
-        self.conn = connect(path)
-        # the span index used to be one row per call; it is one row per batch now (a join cache:
-        # an index in the older layout is dropped, evaluations of those calls join by trace only)
-        self.conn.execute("DROP TABLE IF EXISTS span_index")
-        self.conn.executescript(SCHEMA)
+        check_state_path(path)
+        # one process per state: a second sidecar on the same db would overwrite acknowledged data
+        self._lock_fd: int | None = lock_state(path)
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        try:
+            self.conn = connect(path)
+            # the span index used to be one row per call; it is one row per batch now (a join cache:
+            # an index in the older layout is dropped, evaluations of those calls join by trace only)
+            self.conn.execute("DROP TABLE IF EXISTS span_index")
+            self.conn.executescript(SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
+        except sqlite3.Error as e:
+            unlock_state(self._lock_fd)
+            raise describe_db_error(path, e) from None
+        except BaseException:
+            unlock_state(self._lock_fd)
+            raise
+        #: False when the state file was missing or empty (rebuilt from the journal at start)
+        self.existed = existed
         self.journal_lock = threading.Lock()
         self.flush_lock = threading.Lock()  # one flush at a time (state.lock is released during writes)
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'journal_applied_seq'").fetchone()
         self.journal_applied_seq = int(row[0]) if row else 0
-        self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq)
+        self.file_journal = FileJournal(path + ".journal", min_seq=self.journal_applied_seq,
+                                        max_age_seconds=journal_max_age_seconds)
         now = time.time() if now is None else now
         #: digest -> first seen (unix); new ones are written to request_hashes by the next flush
         self.hashes: dict[bytes, float] = dict(self.conn.execute(
@@ -122,6 +140,8 @@ class Store:
             self.conn.close()
         except sqlite3.Error:
             pass
+        unlock_state(self._lock_fd)
+        self._lock_fd = None
 
     # --- journal (HTTP threads) ---
     def journal_append(self, signal: str, content_type: str, encoding: str, body: bytes,
@@ -157,12 +177,21 @@ class Store:
     def load(self, state: State) -> None:
         c = self.conn
         with state.lock:
+            poisoned = 0
             for metric, labels, value, buckets in c.execute("SELECT metric, labels, value, buckets FROM series"):
+                if value is None or not math.isfinite(value):
+                    # written before values were checked at the edge: a +Inf/NaN series would never
+                    # publish again; it restarts from zero instead
+                    poisoned += 1
+                    continue
                 key = (metric, tuple(json.loads(labels)))
                 if buckets is None:
                     state.counters[key] = value
                 else:
                     state.hists[key] = [json.loads(buckets), value]
+            if poisoned:
+                log.warning("state %s: %d series held a non-finite value (from before values were checked "
+                            "at the edge); they restart from zero", self.path, poisoned)
             for i, control, weights, first, last in c.execute(
                     "SELECT id, control, weights, first_seen, last_seen FROM experiments"):
                 state.experiments[i] = Experiment(i, control, json.loads(weights) if weights else None, first, last)
@@ -382,6 +411,8 @@ class Store:
         if refresh_minute != self.usage_refresh_minute:
             self.usage_refresh_minute, self.usage_refreshed_at = refresh_minute, now
         self.file_journal.prune(file_applied)
+        with self.journal_lock:
+            self.file_journal.retire_old_segment(file_applied)
         del state.applied_seqs[:len(applied)]
         return journaled
 

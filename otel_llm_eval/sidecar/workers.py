@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from .checks import CheckRunner, build_checks
 from .prepare import Preparer
+from .edge import EdgeLimits
 from .otlp import decode_logs, decode_traces
 from .prices import PriceTable
 
@@ -39,7 +40,7 @@ _LIMITS: tuple[int, int] = (0, 0)
 
 def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_service: str,
           max_request_bytes: int, max_span_bytes: int, attributes: str,
-          summarizers: list[tuple[str, type, Any]] = ()) -> None:
+          summarizers: list[tuple[str, type, Any]] = (), limits: Mapping[str, Any] | None = None) -> None:
     global _PREPARER, _LIMITS
     import signal
 
@@ -47,7 +48,8 @@ def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_
     _watch_parent(os.getppid())
     _PREPARER = Preparer(CheckRunner(build_checks(checks_cfg)), PriceTable.from_config(prices_cfg),
                          default_service, attributes,
-                         summarizers=[(name, cls(section)) for name, cls, section in summarizers])
+                         summarizers=[(name, cls(section)) for name, cls, section in summarizers],
+                         limits=EdgeLimits.from_config(limits))
     _LIMITS = (max_request_bytes, max_span_bytes)
 
 
@@ -85,7 +87,8 @@ class WorkerPool:
         self.workers = workers
         self._initargs = (dict(cfg["checks"]), dict(cfg["prices"]), str(cfg["labels"]["default_service"]),
                           int(cfg["ingest"]["max_request_bytes"]), int(cfg["ingest"]["max_span_bytes"]),
-                          "short" if plugins else "none", list(summarizers))
+                          "short" if plugins else "none", list(summarizers),
+                          dict(cfg["ingest"].get("limits") or {}))
         self.restarts = 0
         self._executor = self._new()
 

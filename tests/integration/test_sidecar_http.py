@@ -37,7 +37,8 @@ def llm_batch(n=3, model="gpt-4o", trace_id=None, span_len=8, big_attr=0, seed=0
         s.trace_id = trace_id if trace_id is not None else os.urandom(16)
         s.span_id = os.urandom(span_len)
         s.name = "chat"
-        s.start_time_unix_nano, s.end_time_unix_nano = 1_800_000_000 * 10**9, 1_800_000_001 * 10**9
+        now = int(time.time())  # inside the accepted timestamp window (ingest.limits)
+        s.start_time_unix_nano, s.end_time_unix_nano = now * 10**9, (now + 1) * 10**9
         for k, v in (("gen_ai.operation.name", "chat"), ("gen_ai.request.model", model if isinstance(model, str) else model(i)),
                      ("llm_eval.experiment.id", "e1"), ("llm_eval.experiment.variant", "b" if i % 2 else "a")):
             a = s.attributes.add()
@@ -249,7 +250,7 @@ def test_evaluation_log_records_and_span_events_of_the_same_evaluation_count_onc
     httpx.post(url + "/v1/traces", content=req.SerializeToString(), headers=PB).raise_for_status()
     logs = ExportLogsServiceRequest()
     rec = logs.resource_logs.add().scope_logs.add().log_records.add()
-    rec.trace_id, rec.span_id, rec.time_unix_nano = span.trace_id, span.span_id, 5
+    rec.trace_id, rec.span_id, rec.time_unix_nano = span.trace_id, span.span_id, time.time_ns()
     rec.event_name = "gen_ai.evaluation.result"
     for k, v in (("gen_ai.evaluation.name", "relevance"), ("gen_ai.evaluation.score.label", "pass")):
         a = rec.attributes.add()

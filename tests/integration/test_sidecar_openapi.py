@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 # Built at import (schemathesis reads the schema at collection); stopped by the module fixture.
 _DIR = tempfile.TemporaryDirectory(prefix="sidecar-openapi-")
-_SIDECAR = build({"state": {"db_path": f"{_DIR.name}/s.db"}, "plugins": []}, plugins=[], environ={})
+# the in-process client calls itself "testserver": allow that Host name (guard.py)
+_SIDECAR = build({"state": {"db_path": f"{_DIR.name}/s.db"}, "plugins": [],
+                  "server": {"allowed_hosts": ["testserver"]}}, plugins=[], environ={})
 _APP = create_app(_SIDECAR)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP)
 

@@ -39,9 +39,9 @@ def test_env_variables_map_to_nested_keys_parsed_as_yaml_scalars(name, value, ex
 
 
 def test_plugin_defaults_fill_in_only_what_the_user_did_not_set():
-    cfg = load_config(environ={}, overrides={"review": {"sampling": {"rate": 0.5}}})
-    merged = merge_plugin_defaults(cfg, "review", {"sampling": {"rate": 0.1, "size": 10}, "enabled": True})
-    assert merged["review"] == {"sampling": {"rate": 0.5, "size": 10}, "enabled": True}
+    cfg = load_config(environ={}, overrides={"review": {"sampling": {"random_rate": 0.5}}})
+    merged = merge_plugin_defaults(cfg, "review", {"sampling": {"random_rate": 0.1, "size": 10}, "enabled": True})
+    assert merged["review"] == {"sampling": {"random_rate": 0.5, "size": 10}, "enabled": True}
 
 
 def test_binding_a_public_address_without_a_token_is_refused_with_how_to_set_one():
