@@ -95,6 +95,11 @@ def interleaving_from_metrics(scrape: Scrape, experiment: str) -> dict[str, Any]
     }
 
 
+#: the demo app's judge and the demo sidecar's judge (evaluator names)
+APP_JUDGE = "quality"
+SIDECAR_JUDGE = "sidecar_heuristic"
+
+
 def traffic_from_metrics(scrape: Scrape, service: str) -> dict[str, Any]:
     return {
         "llm_calls": scrape.total("llm_requests_total", service=service),
@@ -102,6 +107,9 @@ def traffic_from_metrics(scrape: Scrape, service: str) -> dict[str, Any]:
         "feedback": scrape.total("llm_user_feedback_total", service=service),
         "feedback_positive": scrape.total("llm_user_feedback_total", service=service, feedback_type="positive"),
         "judge_calls": scrape.total("llm_eval_judge_sampled_total", service=service),
+        # layer 2 split: the app's judge ("quality") and the sidecar's judge on what the app left
+        "app_judge_calls": scrape.total("llm_eval_judge_sampled_total", service=service, evaluator=APP_JUDGE),
+        "sidecar_judge_calls": scrape.total("llm_eval_judge_sampled_total", service=service, evaluator=SIDECAR_JUDGE),
         "judge_errors": scrape.total("llm_eval_judge_errors_total", service=service),
         "judge_cost_usd": scrape.total("llm_eval_judge_cost_usd_total", service=service),
         "cost_usd": scrape.total("llm_cost_usd_total", service=service),
@@ -149,7 +157,10 @@ def cost_section(report: dict[str, Any], *, judge_sample_rate: float, review_ran
     from otel_llm_eval.offline.cost import monthly_cost
 
     outputs = float(report["traffic"]["llm_calls"])
-    judged = float(report["traffic"]["judge_calls"])
+    # the cost model projects the app's judge at its sample rate; the sidecar's judge (layer 2 on
+    # the calls the app did not judge) is reported beside it as spent
+    judged = float(report["traffic"].get("app_judge_calls", report["traffic"]["judge_calls"]))
+    sidecar_judged = float(report["traffic"].get("sidecar_judge_calls", 0.0))
     labels = float(report["review"]["labels_posted"])
     projected = monthly_cost(outputs, llm_sample_rate=judge_sample_rate, human_sample_rate=review_random_rate,
                              llm_cost_usd=LLM_JUDGE_USD, human_cost_usd=HUMAN_LABEL_USD, days_per_month=1)
@@ -165,6 +176,7 @@ def cost_section(report: dict[str, Any], *, judge_sample_rate: float, review_ran
                       "total_usd": projected.total_cost_usd,
                       "rates": {"judge": judge_sample_rate, "human_random": review_random_rate}},
         "spent": {"judge_evaluations": int(judged), "human_labels": int(labels),
+                  "sidecar_judge_evaluations": int(sidecar_judged),
                   "judge_usd": judged * LLM_JUDGE_USD, "human_usd": labels * HUMAN_LABEL_USD,
                   "total_usd": judged * LLM_JUDGE_USD + labels * HUMAN_LABEL_USD,
                   "judge_usd_counted_by_sidecar": report["traffic"].get("judge_cost_usd", 0.0)},
@@ -506,6 +518,9 @@ def _render_cost(add, c: dict[str, Any], secs: float) -> None:
         f"{_money(sp['judge_usd']):>10}{_money(sp['human_usd']):>10}{_money(sp['total_usd']):>10}")
     add(f"  projected: judge {pr['rates']['judge']:.0%} of outputs (by trace id), review {pr['rates']['human_random']:.0%} "
         "random; spent also counts the review queue's error-triggered and low-score items.")
+    if sp.get("sidecar_judge_evaluations"):
+        add(f"  layer 2 in the sidecar also judged {sp['sidecar_judge_evaluations']:d} outputs the app did not judge "
+            "(those that passed the checks: the cascade; `otel-llm-eval cost --sidecar URL` compares per layer)")
     add(f"  (the demo's judge is the free heuristic one; the sidecar counted {_money(sp['judge_usd_counted_by_sidecar'])} "
         "of judge cost, so judge calls are priced as if an LLM judged)")
     add(f"  a month at {ex['daily_outputs']:,.0f} outputs/day with this run's rates: {_money(ex['total_cost_usd'])} "

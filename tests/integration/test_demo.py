@@ -230,7 +230,10 @@ def test_the_cost_section_counts_what_the_sidecar_counted_and_projects_with_the_
     report, live, _, out = demo_run
     cost = report["cost"]
     assert cost["outputs"] == report["traffic"]["llm_calls"]
-    assert cost["spent"]["judge_evaluations"] == _metric_total(live, "llm_eval_judge_sampled_total")
+    assert cost["spent"]["judge_evaluations"] == _metric_total(live, "llm_eval_judge_sampled_total", evaluator="quality")
+    # the sidecar's judge (layer 2 on what the app did not judge) is counted beside it
+    assert cost["spent"]["sidecar_judge_evaluations"] == _metric_total(live, "llm_eval_judge_sampled_total",
+                                                                       evaluator="sidecar_heuristic") > 0
     assert cost["spent"]["human_labels"] == report["review"]["labels_posted"]
     assert cost["projected"]["judge_evaluations"] == pytest.approx(cost["outputs"] * 0.6)
     # the judge samples 60% by trace id: what was spent is close to what was projected

@@ -210,7 +210,9 @@ def test_budgets_hold(tmp_path, judge_server, case, budget, evaluators, judged, 
     sc = start_in_thread(sidecar_config(tmp_path, {"evaluators": evs, **budget}, review={"enabled": False}),
                          environ={}, clock=lambda: FIXED_NOW)
     try:
-        post(sc, [llm_span(tid(i), sid(i), completion=f"Paris. [good] call-{i}") for i in range(10)])
+        # the spans happen at the sidecar's (fixed) time: far from it they would be rejected at the edge
+        post(sc, [llm_span(tid(i), sid(i), completion=f"Paris. [good] call-{i}", start_ns=int((FIXED_NOW - 1) * 1e9))
+                  for i in range(10)])
         s = settle(sc, 10)
         assert len(set(judge_server.seen)) == judged
         assert s["funnel"]["judged"] == judged * evaluators

@@ -123,13 +123,14 @@ def test_an_outer_span_arriving_after_its_inner_call_is_not_counted_again_with_o
     """The inner span (OpenInference) arrives in one request, the outer one (openai-v2) in the
     next: a worker, which cannot see the ingest thread's links, counts the outer span; the ingest
     thread sees that and prepares the batch again on its own thread."""
-    from genai_spans import openai_v2, openinference, request, span
+    from genai_spans import T0, openai_v2, openinference, request, span
 
     inner = request(span("02" * 8, "01" * 8, openinference(), 100, 900)).SerializeToString()
     outer = request(span("01" * 8, "aa" * 8, openai_v2(tokens=None), 50, 1000)).SerializeToString()
     other = request(span("05" * 8, "aa" * 8, openai_v2(), 2000, 3000)).SerializeToString()
+    # the sidecar's clock at the spans' time (far from it they would be rejected at the edge)
     sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": [],
-                          "ingest": {"workers": workers}}, environ={})
+                          "ingest": {"workers": workers}}, environ={}, clock=lambda: T0 / 1e9 + 1.0)
     try:
         for body in (inner, outer, other):
             assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200

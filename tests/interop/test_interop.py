@@ -55,10 +55,11 @@ def _post_marker(sidecar) -> str:
     """One LLM span of its own service, posted after the app's batches: the sidecar applies
     batches in order, so once it is counted every earlier batch is too. Returns the service."""
     service = f"marker-{time.monotonic_ns()}"
+    now_ns = time.time_ns()  # a span of now: the edge rejects times far from the sidecar's clock
     body = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
                                "scopeSpans": [{"spans": [{
                                    "traceId": os.urandom(16).hex(), "spanId": os.urandom(8).hex(), "name": "chat m",
-                                   "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+                                   "startTimeUnixNano": str(now_ns - 1000), "endTimeUnixNano": str(now_ns),
                                    "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
                                                   {"key": "gen_ai.request.model", "value": {"stringValue": "m"}}]}]}]}]}
     req = urllib.request.Request(sidecar.url + "/v1/traces", data=json.dumps(body).encode(),

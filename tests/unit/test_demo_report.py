@@ -54,13 +54,15 @@ def test_prometheus_timestamps_with_nanoseconds_are_read():
 
 
 def test_the_cost_section_projects_the_runs_outputs_and_prices_what_was_spent():
-    report = {"traffic": {"llm_calls": 1000.0, "judge_calls": 590.0, "judge_cost_usd": 0.0},
+    report = {"traffic": {"llm_calls": 1000.0, "judge_calls": 700.0, "app_judge_calls": 590.0,
+                          "sidecar_judge_calls": 110.0, "judge_cost_usd": 0.0},
               "review": {"labels_posted": 80}, "demo": {"traffic_seconds": 30.0}}
     cost = cost_section(report, judge_sample_rate=0.6, review_random_rate=0.05)
     assert cost["projected"]["judge_evaluations"] == pytest.approx(600)
     assert cost["projected"]["human_labels"] == pytest.approx(50)
     assert cost["projected"]["total_usd"] == pytest.approx(600 * 0.05 + 50 * 5)
-    assert cost["spent"] == {"judge_evaluations": 590, "human_labels": 80, "judge_usd": pytest.approx(29.5),
+    assert cost["spent"] == {"judge_evaluations": 590, "sidecar_judge_evaluations": 110, "human_labels": 80,
+                             "judge_usd": pytest.approx(29.5),
                              "human_usd": 400.0, "total_usd": pytest.approx(429.5),
                              "judge_usd_counted_by_sidecar": 0.0}
     assert cost["example_command"] == ("otel-llm-eval cost --daily-outputs 10000 --llm-sample-rate 0.59 "
