@@ -35,7 +35,7 @@ from ..stats.sequential import RunningSequence
 from .stats_experiments import ENGAGEMENT_METRICS, analyze_experiment, prune_none
 from ..catalog import LATENCY_BUCKETS_SECONDS
 from .concept_windows import ConceptSlot, ConceptWindows
-from .feedback_kinds import is_positive
+from .feedback_kinds import is_positive, number as _num
 from .stats_windows import AnomalySlot, ArmRecord, Comparisons, DriftSlot, Session, as_bool, slot_of
 
 log = logging.getLogger(__name__)
@@ -137,16 +137,6 @@ def _merge(defaults: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[
     for k, v in (over or {}).items():
         out[k] = _merge(defaults[k], v) if isinstance(v, Mapping) and isinstance(defaults.get(k), Mapping) else v
     return out
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _call_features(record: CallRecord, wanted: Iterable[str], attributes: Iterable[str]) -> Iterable[tuple[str, Any]]:

@@ -51,7 +51,8 @@ class FeedbackKind:
     scale_max: float | None = None
 
 
-def _num(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A finite float from an attribute value; None for None, bools, non-numbers, NaN and Inf."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -67,8 +68,8 @@ def resolve(name: str, score: float | None, label: str | None, comment: str | No
     cfg = (declared or {}).get(name)
     attrs = attributes or {}
     kind = (cfg or {}).get("kind") or attrs.get(semconv.FEEDBACK_KIND)
-    lo = _num((cfg or {}).get("min", attrs.get(semconv.FEEDBACK_SCALE_MIN)))
-    hi = _num((cfg or {}).get("max", attrs.get(semconv.FEEDBACK_SCALE_MAX)))
+    lo = number((cfg or {}).get("min", attrs.get(semconv.FEEDBACK_SCALE_MIN)))
+    hi = number((cfg or {}).get("max", attrs.get(semconv.FEEDBACK_SCALE_MAX)))
     if isinstance(kind, str) and kind in KINDS:
         return FeedbackKind(kind, lo, hi)
     lab = (label or "").strip().lower()

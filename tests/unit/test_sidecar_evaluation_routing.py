@@ -25,7 +25,8 @@ def _set(span, key, value):
         kv.value.double_value = float(value)
 
 
-def ingest(tmp_path, attrs):
+def evaluation_request(attrs):
+    """One evaluation span of service shop in experiment exp, variant b."""
     req = ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     kv = rs.resource.attributes.add()
@@ -35,10 +36,14 @@ def ingest(tmp_path, attrs):
     ev.end_time_unix_nano = T0 * 10**9
     for k, v in {semconv.EXPERIMENTS: "exp=b", **attrs}.items():
         _set(ev, k, v)
+    return req
+
+
+def ingest(tmp_path, attrs):
     sc = build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": []}, plugins=[],
                clock=lambda: T0 + 10.0, environ={})
     try:
-        sc._apply(0, "traces", req)
+        sc._apply(0, "traces", evaluation_request(attrs))
         with sc.state.lock:
             feedback = {labels[3]: v for (m, labels), v in sc.state.counters.items()
                         if m == "llm_user_feedback_total"}
@@ -83,19 +88,10 @@ def test_each_evaluation_source_lands_in_the_right_series(tmp_path, attrs, in_fe
 
 
 def _counters(tmp_path, attrs, config=None):
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "shop"
-    ev = rs.scope_spans.add().spans.add()
-    ev.trace_id, ev.span_id, ev.name = bytes.fromhex(TRACE), b"\xee" * 8, "evaluate"
-    ev.end_time_unix_nano = T0 * 10**9
-    for k, v in {semconv.EXPERIMENTS: "exp=b", **attrs}.items():
-        _set(ev, k, v)
     sc = build({"state": {"db_path": str(tmp_path / "s.db")}, "plugins": [], "feedback": config or {}},
                plugins=[], clock=lambda: T0 + 10.0, environ={})
     try:
-        sc._apply(0, "traces", req)
+        sc._apply(0, "traces", evaluation_request(attrs))
         with sc.state.lock:
             counters = {(m, labels[-2:]): v for (m, labels), v in sc.state.counters.items()
                         if m.startswith(("llm_user_feedback", "llm_task_outcomes"))}
