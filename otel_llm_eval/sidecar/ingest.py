@@ -318,7 +318,8 @@ class Ingestor:
             for a in exps:
                 e = st.experiment(a, t)
                 st.exp_add(e, ev.name, a.variant, value, t)
-                st.cluster_add(e, ev.name, a.variant, st.bucket_of(a.unit or ev.trace_id), value)
+                if a.unit:
+                    st.cluster_add(e, ev.name, a.variant, st.bucket_of(a.unit), value)
         for p in self.plugins:
             try:
                 p.on_evaluation(ev)

@@ -141,8 +141,8 @@ class ExperimentSnapshot:
     #: 2**unit_sample_level units (SRM on that sample stays valid)
     units_capped: bool = False
     unit_sample_level: int = 0
-    #: metric -> variant -> (Σ value, Σ count) per cluster (units hashed into buckets; calls without
-    #: a unit key by trace id): present when the spans carry unit keys, for per-unit analysis
+    #: metric -> variant -> (Σ value, Σ count) per cluster (units hashed into buckets; calls with
+    #: a unit key only): present when the spans carry unit keys, for per-unit analysis
     clusters: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
 
 

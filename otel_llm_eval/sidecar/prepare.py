@@ -420,23 +420,22 @@ class Preparer:
                     rows[0] = a  # the newest stamp (weights) wins, as call by call
                     rows.append(row)
                 unit = a.unit
-                if unit:
+                if unit:  # per-unit sums (calls without a unit key are analysed per call only)
                     got = batch.units.get(key)
                     if got is None:
                         got = batch.units[key] = {}
                     got[unit] = got.get(unit, 0) + 1
-                # per-unit sums: the unit's cluster, or the trace's when the call has no unit key
-                cluster = self._mixed(unit or call.trace_id or "")
-                sums = batch.clusters.get(key)
-                if sums is None:
-                    sums = batch.clusters[key] = {}
-                acc_c = sums.get(cluster)
-                if acc_c is None:
-                    acc_c = sums[cluster] = [0.0] * (2 * len(row) - 2)
-                for i, value in enumerate(row[1:]):
-                    if value is not None:
-                        acc_c[2 * i] += value
-                        acc_c[2 * i + 1] += 1.0
+                    cluster = self._mixed(unit)
+                    sums = batch.clusters.get(key)
+                    if sums is None:
+                        sums = batch.clusters[key] = {}
+                    acc_c = sums.get(cluster)
+                    if acc_c is None:
+                        acc_c = sums[cluster] = [0.0] * (2 * len(row) - 2)
+                    for i, value in enumerate(row[1:]):
+                        if value is not None:
+                            acc_c[2 * i] += value
+                            acc_c[2 * i + 1] += 1.0
         trace_id, span_id = call.trace_id, call.span_id
         if trace_id and span_id:
             ekey = (service, model, id(exps))

@@ -99,8 +99,8 @@ class Experiment:
     #: `unit_mix(key)` has `unit_sample_level` low zero bits (1 in 2**level); SRM stays valid on it
     unit_sample_level: int = 0
     #: (metric, variant) -> [Σ value, Σ count] per cluster: units hashed into `unit_buckets` buckets
-    #: (calls without a unit key by their trace id), two arrays of doubles. Per-unit analysis
-    #: (delta method over clusters) reads these; bounded whatever the number of units.
+    #: (calls with a unit key only), two arrays of doubles. Per-unit analysis (delta method over
+    #: clusters) reads these; bounded whatever the number of units.
     clusters: dict[tuple[str, str], tuple[array, array]] = field(default_factory=dict)
 
 
