@@ -1,7 +1,7 @@
 """Human review labels -> a new version of a dataset (closing the loop from production).
 
 Labels come from the sidecar (`GET /v1/review/labels`) or straight from its SQLite state
-(`otel_llm_eval.sidecar.review.read_labels(db_path)`); each is a dict with
+(`otel_llm_eval.records.review_labels.read_labels(db_path)`); each is a dict with
 `id, trace_id, span_id, prompt, completion, model, variant, experiment, quality, issues,
 comment, corrected_answer, judge_score, failed_checks, created_unix, labeled_unix`.
 
@@ -102,7 +102,7 @@ def read_labels_from_db(db_path: str | Path) -> list[dict[str, Any]]:
     if not Path(db_path).is_file():
         raise LabelSourceError(f"no sidecar state at {db_path}")
     try:
-        from ..sidecar.review import read_labels
+        from ..records.review_labels import read_labels
     except ImportError as e:
         raise LabelSourceError(f"this install cannot read review labels from a database ({e}); "
                                f"use --sidecar URL instead") from e

@@ -417,7 +417,7 @@ class AnalysisPlugin(SidecarPlugin):
 
     def _on_call(self, record: CallRecord) -> None:
         t = record.end_time_unix_nano / 1e9 if record.end_time_unix_nano else self._now()
-        dcfg, acfg = self.cfg["drift"], self.cfg["anomaly"]
+        acfg = self.cfg["anomaly"]
         service = self._bound("service", record.service or "unknown_service")
         call = record.call
         with self.lock:

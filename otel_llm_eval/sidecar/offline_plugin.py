@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any, Iterable
 
-from ..offline.bench import Record, latest, make_record
+from ..records.benchmarks import Record, latest, make_record
 from .plugins import SidecarPlugin
 
 CONFIG_DEFAULTS: dict[str, Any] = {

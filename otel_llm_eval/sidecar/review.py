@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 from ..pii import redact
 from .. import semconv
 from ..semconv import ExperimentAssignment
-from . import review_store as store
+from ..records import review_labels as store
 from .plugins import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
 from .review_analysis import LabelFacts, agreement, summarize
 from .review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
@@ -762,7 +762,7 @@ def static_text(name: str) -> str:
 
 
 def read_labels(db_path: str, **kwargs: Any) -> list[dict[str, Any]]:
-    """Labeled items from a sidecar SQLite file (see review_store.read_labels)."""
+    """Labeled items from a sidecar SQLite file (see otel_llm_eval.records.review_labels.read_labels)."""
     return store.read_labels(db_path, **kwargs)
 
 

@@ -5,7 +5,7 @@
                                      400 bad body, 404 unknown id, 409 already labeled, 413 too big
 - `POST /v1/review/{id}/skip`        move an item behind the others
 - `GET  /v1/review/summary`          queue, sampling counters, failure rate, issues, agreement
-- `GET  /v1/review/labels?since=&limit=`  labeled items in the export shape (review_store)
+- `GET  /v1/review/labels?since=&limit=`  labeled items in the export shape (otel_llm_eval.records.review_labels)
 - `GET  /review` (+ `/review/assets/review.js|css`)  the labeling page: served without the token
   (it holds no data; see PUBLIC_PATHS), its own API calls carry the token.
 """

@@ -1,4 +1,5 @@
-"""SQLite tables of the review queue, and `read_labels` for exporting labeled items.
+"""SQLite tables of the review queue, and `read_labels` for exporting labeled items: shared by the
+sidecar's review plugin, which owns the tables, and the offline tools, which read the labels.
 
 `read_labels(db_path)` is the library entry point the offline `dataset export-labels` command
 uses; `GET /v1/review/labels` returns the same records. Each record:

@@ -1,0 +1,52 @@
+"""The house's import rules, read from the source: offline and sidecar never import each other
+(what both need lives in otel_llm_eval.records), and the pure layers import no room above them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[2] / "otel_llm_eval"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module `path` imports (relative imports resolved), at any depth."""
+    module = ".".join(path.relative_to(PKG.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.add(name)
+            out.update(f"{name}.{a.name}" for a in node.names)
+    return out
+
+
+def imports_of(room: str) -> dict[str, set[str]]:
+    return {str(p.relative_to(PKG)): imported_modules(p) for p in (PKG / room).rglob("*.py")}
+
+
+@pytest.mark.parametrize("room, forbidden", [
+    ("offline", "otel_llm_eval.sidecar"),
+    ("sidecar", "otel_llm_eval.offline"),
+    ("records", "otel_llm_eval.sidecar"),
+    ("records", "otel_llm_eval.offline"),
+    ("stats", "otel_llm_eval.sidecar"),
+    ("stats", "otel_llm_eval.processor"),
+    ("processor", "otel_llm_eval.sidecar"),
+], ids=["offline never imports the sidecar", "the sidecar never imports offline",
+        "records import no sidecar", "records import no offline tool", "statistics import no sidecar",
+        "statistics import no processor", "the in-app processor imports no sidecar"])
+def test_rooms_import_only_downward(room, forbidden):
+    bad = {f: sorted(m for m in mods if m == forbidden or m.startswith(forbidden + "."))
+           for f, mods in imports_of(room).items()}
+    assert not {f: m for f, m in bad.items() if m}
