@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from .collector import SidecarCollector
 from .core import QueueFull, Sidecar
 from .guard import RequestGuard
-from .otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, logs_response, media_type, response_json, traces_response
+from .ingest.otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, logs_response, media_type, response_json, traces_response
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -16,7 +16,7 @@ import ipaddress
 import os
 from typing import Any, Mapping
 
-from .edge import LIMIT_DEFAULTS
+from .ingest.edge import LIMIT_DEFAULTS
 
 ENV_PREFIX = "OTEL_LLM_EVAL_"
 

@@ -288,7 +288,7 @@ def default_sections() -> list[tuple[str, str, Mapping[str, Any], dict[str, str]
 
     sections = []
     comments = _comments(config, "DEFAULTS")
-    from . import edge  # ingest.limits is dict(edge.LIMIT_DEFAULTS): its comments live there
+    from .ingest import edge  # ingest.limits is dict(edge.LIMIT_DEFAULTS): its comments live there
 
     comments.update({f"ingest.limits.{k}": v for k, v in _comments(edge, "LIMIT_DEFAULTS").items()})
     for name, value in config.DEFAULTS.items():

@@ -19,15 +19,15 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from ..catalog import BY_NAME
-from .checks import CheckRunner, build_checks
+from .ingest.checks import CheckRunner, build_checks
 from .config import merge_plugin_defaults, validate
-from .edge import EdgeLimits
-from .ingest import Ingestor, summarizer_specs
+from .ingest.edge import EdgeLimits
+from .ingest.apply import Ingestor, summarizer_specs
 from .labels import LabelBounder
-from .otlp import OTLPError, decode_logs, decode_traces
+from .ingest.otlp import OTLPError, decode_logs, decode_traces
 from .plugins import EvaluationRecord, ExperimentSnapshot, SidecarPlugin
 from .store import evaluation_from_json
-from .prices import PriceTable
+from .ingest.prices import PriceTable
 from .state import State
 from .store import Store
 
@@ -262,7 +262,7 @@ class Sidecar:
 
     def start(self) -> None:
         if self.workers > 0 and self.pool is None:
-            from .workers import WorkerPool
+            from .ingest.workers import WorkerPool
 
             self.pool = WorkerPool(self.workers, self.config, plugins=bool(self.ingestor._call_plugins()),
                                    summarizers=summarizer_specs(self.plugins, self.config))

@@ -26,7 +26,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from ..semconv import ExperimentAssignment
-from .journal import FileJournal
+from .ingest.journal import FileJournal
 from .startup import check_state_path, describe_db_error, lock_state, unlock_state
 from .plugins import EvaluationRecord
 from .state import Experiment, IndexEntry, Stat, State

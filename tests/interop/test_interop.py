@@ -26,7 +26,7 @@ from build_venvs import is_built, python_of
 from provider import ANSWER, CUT_ANSWER, CUT_USAGE, USAGE, Provider
 from stacks import STACKS
 
-from otel_llm_eval.sidecar.text_join import SETTLE_SECONDS
+from otel_llm_eval.sidecar.ingest.text_join import SETTLE_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from otel_llm_eval.sidecar import journal as journal_mod
-from otel_llm_eval.sidecar.journal import FileJournal
+from otel_llm_eval.sidecar.ingest import journal as journal_mod
+from otel_llm_eval.sidecar.ingest.journal import FileJournal
 from otel_llm_eval.sidecar.startup import StartupError
 from otel_llm_eval.sidecar.store import Store
 

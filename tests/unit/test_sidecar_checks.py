@@ -7,9 +7,9 @@ import json
 import pytest
 
 from otel_llm_eval.semconv import LLMCall
-from otel_llm_eval.sidecar.checks import CheckRunner, build_checks
+from otel_llm_eval.sidecar.ingest.checks import CheckRunner, build_checks
 from otel_llm_eval.sidecar.config import DEFAULTS
-from otel_llm_eval.sidecar.prices import PriceTable
+from otel_llm_eval.sidecar.ingest.prices import PriceTable
 
 RUNNER = CheckRunner(build_checks(DEFAULTS["checks"]))
 

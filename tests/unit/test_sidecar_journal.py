@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from otel_llm_eval.sidecar.journal import FileJournal
+from otel_llm_eval.sidecar.ingest.journal import FileJournal
 
 D = b"\x01" * 32
 

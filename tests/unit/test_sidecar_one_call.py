@@ -14,12 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from otel_llm_eval.sidecar.collector import SidecarCollector
-from otel_llm_eval.sidecar.one_call import Links
-from otel_llm_eval.sidecar.prepare import Preparer
-from otel_llm_eval.sidecar.checks import CheckRunner
-from otel_llm_eval.sidecar.prices import PriceTable
+from otel_llm_eval.sidecar.ingest.one_call import Links
+from otel_llm_eval.sidecar.ingest.prepare import Preparer
+from otel_llm_eval.sidecar.ingest.checks import CheckRunner
+from otel_llm_eval.sidecar.ingest.prices import PriceTable
 from otel_llm_eval.sidecar.server import build
-from otel_llm_eval.sidecar.text_join import SETTLE_SECONDS
+from otel_llm_eval.sidecar.ingest.text_join import SETTLE_SECONDS
 from genai_spans import (ANSWER, T0, TRACE, _set, anthropic_sdk, logfire_request, logfire_stream_log, openai_v2,
                          openinference, openllmetry_anthropic, out_messages, request, span)
 from sidecar_fixtures import metric_value

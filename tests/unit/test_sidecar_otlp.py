@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_llm_eval.sidecar.otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, decompress, walk_spans
+from otel_llm_eval.sidecar.ingest.otlp import JSON, PROTOBUF, OTLPError, decode_logs, decode_traces, decompress, walk_spans
 
 LIMITS = {"max_request_bytes": 64 * 1024, "max_span_bytes": 8 * 1024}
 
@@ -138,7 +138,7 @@ def _any(**kw):
 def test_every_attribute_value_kind_walks_to_its_python_value(value, expected):
     from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-    from otel_llm_eval.sidecar.otlp import attributes
+    from otel_llm_eval.sidecar.ingest.otlp import attributes
 
     kv = KeyValue(key="k", value=value)
     unset = KeyValue(key="unset")  # no value at all: left out

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from otel_llm_eval.sidecar.prices import PriceTable
+from otel_llm_eval.sidecar.ingest.prices import PriceTable
 
 TABLE = PriceTable.from_config({"models": {"my-model": {"input_per_million": 1.0, "output_per_million": 2.0},
                                            "gpt-4o-mini": {"input_per_million": 10.0, "output_per_million": 10.0}}})

@@ -26,16 +26,16 @@ from array import array
 from bisect import bisect_left
 from typing import Any, Iterable, Mapping
 
-from .. import semconv
-from ..catalog import BY_NAME
-from ..semconv import ExperimentAssignment, LLMCall, parse_experiments
+from ... import semconv
+from ...catalog import BY_NAME
+from ...semconv import ExperimentAssignment, LLMCall, parse_experiments
 from . import one_call
 from .checks import CheckRunner
 from .edge import EdgeLimits
 from .otlp import LogView, SpanView, attributes as kv_attributes, resource_service, walk_logs
-from .plugins import EvaluationRecord, call_record
+from ..plugins import EvaluationRecord, call_record
 from .prices import PriceTable
-from .state import id_hash, summarize_rows, unit_key_int, unit_mix
+from ..state import id_hash, summarize_rows, unit_key_int, unit_mix
 
 log = logging.getLogger(__name__)
 

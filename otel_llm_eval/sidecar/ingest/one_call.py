@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from ..semconv import LLMCall, merge_call, same_call
+from ...semconv import LLMCall, merge_call, same_call
 
 
 class Link(NamedTuple):

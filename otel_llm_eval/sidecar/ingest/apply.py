@@ -19,19 +19,19 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Mapping
 
-from .. import semconv
-from . import feedback_kinds
-from ..semconv import ExperimentAssignment, LLMCall
+from ... import semconv
+from .. import feedback_kinds
+from ...semconv import ExperimentAssignment, LLMCall
 from .checks import CheckRunner
 from .edge import EdgeLimits
-from .labels import LabelBounder
+from ..labels import LabelBounder
 from .one_call import Links
 from .text_join import TextJoin
-from .plugins import CallRecord, EvaluationRecord, SidecarPlugin
+from ..plugins import CallRecord, EvaluationRecord, SidecarPlugin
 from .prepare import (COST, COST_N, ERRORS, IN_TOKENS, LATENCY_COUNTS, LATENCY_N, LATENCY_SUM, OK,
                       OUT_TOKENS, Prepared, Preparer, score_of, summarizer_specs)
 from .prices import PriceTable
-from .state import IndexEntry, State
+from ..state import IndexEntry, State
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .. import semconv
+from ... import semconv
 from .prices import COST_ATTRIBUTES
 
 #: defaults of config `ingest.limits`

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Mapping
 
-from .._imports import load_callable
-from ..pii import find_pii
-from ..semconv import LLMCall
+from ..._imports import load_callable
+from ...pii import find_pii
+from ...semconv import LLMCall
 
 log = logging.getLogger(__name__)
 
