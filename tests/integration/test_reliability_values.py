@@ -15,24 +15,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from sidecar_fixtures import metric_value, sidecar_thread  # noqa: F401 (fixture)
+from genai_spans import _set  # one OTLP attribute setter for the tests
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 NOW = int(time.time())
 DAY = 86400
-
-
-def _set(span, key, value):
-    a = span.attributes.add()
-    a.key = key
-    if isinstance(value, bool):
-        a.value.bool_value = value
-    elif isinstance(value, int):
-        a.value.int_value = value
-    elif isinstance(value, float):
-        a.value.double_value = value
-    else:
-        a.value.string_value = value
 
 
 def request_with(bad: dict, *, start: int = NOW, end: int = NOW + 1, event: dict | None = None):
