@@ -1,7 +1,7 @@
 """Built-in judges: `judge(call: LLMCall) -> JudgeResult | float`, shared by the app and the sidecar.
 
 The processor's background worker runs them in the app; the sidecar's judge plugin
-(`otel_llm_eval.sidecar.judge`) runs the same classes on its own worker threads for apps in any
+(`otel_llm_eval.sidecar.plugins.judge`) runs the same classes on its own worker threads for apps in any
 language. Standard library only: importing this module costs an app nothing.
 
 Built in:

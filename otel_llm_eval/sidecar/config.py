@@ -27,9 +27,9 @@ class ConfigError(ValueError):
 
 DEFAULT_PLUGINS = [
     "otel_llm_eval.sidecar.analysis:AnalysisPlugin",
-    "otel_llm_eval.sidecar.review:ReviewPlugin",
-    "otel_llm_eval.sidecar.offline_plugin:OfflinePlugin",
-    "otel_llm_eval.sidecar.judge:JudgePlugin",
+    "otel_llm_eval.sidecar.plugins.review:ReviewPlugin",
+    "otel_llm_eval.sidecar.plugins.offline:OfflinePlugin",
+    "otel_llm_eval.sidecar.plugins.judge:JudgePlugin",
 ]
 
 #: Every core key with its default; the comment next to a key is its description in the generated

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from otel_llm_eval.sidecar.review import read_labels
+from otel_llm_eval.sidecar.plugins.review import read_labels
 from review_harness import PII_CALLS, REVIEW_CONFIG, Sidecar, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

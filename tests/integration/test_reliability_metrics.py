@@ -45,7 +45,7 @@ def sidecar(tmp_path):
     sc = start_in_thread({"state": {"db_path": str(tmp_path / "s.db")},
                           "labels": {"caps": {"experiment": 2, "benchmark": 2}},
                           "offline": {"max_pairs": 3},
-                          "plugins": ["otel_llm_eval.sidecar.offline_plugin:OfflinePlugin"]}, environ={})
+                          "plugins": ["otel_llm_eval.sidecar.plugins.offline:OfflinePlugin"]}, environ={})
     try:
         yield sc
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import require_binary
-from otel_llm_eval.sidecar.review import read_labels
+from otel_llm_eval.sidecar.plugins.review import read_labels
 from review_harness import PII_CALLS, start_sidecar, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

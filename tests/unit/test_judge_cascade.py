@@ -13,8 +13,8 @@ import pytest
 from otel_llm_eval.judges import HeuristicJudge, JudgeConfigError, OpenAIJudge, build_judge
 from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
 from otel_llm_eval.sidecar.config import ConfigError
-from otel_llm_eval.sidecar.judge import JudgeCallSummarizer, JudgePlugin
-from otel_llm_eval.sidecar.judge.budget import BUDGET_CALLS, BUDGET_USD, Budget
+from otel_llm_eval.sidecar.plugins.judge import JudgeCallSummarizer, JudgePlugin
+from otel_llm_eval.sidecar.plugins.judge.budget import BUDGET_CALLS, BUDGET_USD, Budget
 from otel_llm_eval.sidecar.plugins import CallRecord, EvaluationRecord
 
 
@@ -245,14 +245,14 @@ VALIDATION = [
 
 @pytest.mark.parametrize("case,rate,score,label,reason", VALIDATION, ids=[v[0] for v in VALIDATION])
 def test_layer_three_validates_only_calls_the_judge_passed(case, rate, score, label, reason):
-    from otel_llm_eval.sidecar.review_sampling import SamplingConfig, validation_candidate
+    from otel_llm_eval.sidecar.plugins.review.sampling import SamplingConfig, validation_candidate
 
     got = validation_candidate(SamplingConfig(validation_rate=rate), "ab" * 16, score, label, 3.0)
     assert (got[0] if got else None) == reason
 
 
 def test_the_validation_draw_is_deterministic_and_near_its_rate():
-    from otel_llm_eval.sidecar.review_sampling import SamplingConfig, validation_candidate
+    from otel_llm_eval.sidecar.plugins.review.sampling import SamplingConfig, validation_candidate
 
     cfg = SamplingConfig(validation_rate=0.2)
     picks = [validation_candidate(cfg, f"{i:032x}", 5.0, "pass", 3.0) is not None for i in range(5000)]

@@ -11,7 +11,7 @@ from otel_llm_eval import semconv
 from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
 from otel_llm_eval.sidecar.analysis import AnalysisPlugin
 from otel_llm_eval.sidecar.plugins import CallRecord, EvaluationRecord
-from otel_llm_eval.sidecar.review import ReviewPlugin
+from otel_llm_eval.sidecar.plugins.review import ReviewPlugin
 from otel_llm_eval.sidecar.server import build
 
 T0 = 1_800_000_000

@@ -29,7 +29,7 @@ def labeled_sidecar(tmp_path):
     """A real sidecar whose review queue got three calls with failed checks, labeled over HTTP."""
     from otel_llm_eval.semconv import LLMCall
     from otel_llm_eval.sidecar.plugins import CallRecord
-    from otel_llm_eval.sidecar.review import ReviewPlugin
+    from otel_llm_eval.sidecar.plugins.review import ReviewPlugin
     from otel_llm_eval.sidecar.server import start_in_thread
 
     db = tmp_path / "state.db"

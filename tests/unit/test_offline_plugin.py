@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from otel_llm_eval.cli import main
-from otel_llm_eval.sidecar.offline_plugin import OfflinePlugin, PayloadError
+from otel_llm_eval.sidecar.plugins.offline import OfflinePlugin, PayloadError
 
 ROOT = Path(__file__).resolve().parents[2]
 

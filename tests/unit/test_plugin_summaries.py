@@ -10,7 +10,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_llm_eval.sidecar.analysis import AnalysisPlugin
-from otel_llm_eval.sidecar.review import ReviewPlugin
+from otel_llm_eval.sidecar.plugins.review import ReviewPlugin
 from otel_llm_eval.sidecar.server import build
 from test_sidecar_state import _set as _kv  # one span-attribute helper for the sidecar tests
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_llm_eval.sidecar.review_analysis import (LabelFacts, agreement, average_ranks, cohen_kappa,
+from otel_llm_eval.sidecar.plugins.review.analysis import (LabelFacts, agreement, average_ranks, cohen_kappa,
                                                    failure_rate, rates_by, spearman, summarize,
                                                    top_issues, wilson_interval)
 

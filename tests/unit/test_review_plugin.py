@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from otel_llm_eval.catalog import METRICS
 from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
 from otel_llm_eval.sidecar.plugins import CallRecord, EvaluationRecord
-from otel_llm_eval.sidecar.review import LabelError, ReviewPlugin, item_id_for, read_labels
+from otel_llm_eval.sidecar.plugins.review import LabelError, ReviewPlugin, item_id_for, read_labels
 
 CATALOG = {m.name: m for m in METRICS}
 

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from otel_llm_eval.sidecar.review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
-                                                   low_score_candidate, trace_fraction)
+from otel_llm_eval.sidecar.plugins.review.sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
+                                                   low_score_candidate)
+from otel_llm_eval.sidecar.cascade import trace_fraction
 
 DAY = 86400.0
 
@@ -160,7 +161,6 @@ def test_bad_sampling_config_is_refused_with_the_key_named(bad):
 
 def test_the_random_sample_ignores_every_other_reason_so_its_failure_rate_is_unbiased():
     # 20% of calls fail a check; the random sample must hold failing calls at the same 20%
-    from otel_llm_eval.sidecar.review_sampling import trace_fraction
     cfg = SamplingConfig(random_rate=0.1)
     rng = random.Random(3)
     failing_in_sample = in_sample = 0

@@ -26,24 +26,16 @@ Pure logic: no I/O, no clock (callers pass `now`), not thread-safe (the plugin s
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ...cascade import judge_passed, trace_fraction
+
 #: Reasons in admission order: when the daily cap runs short, earlier reasons win.
 REASONS = ("error", "length", "low_confidence", "low_score", "validation", "random")
 OTHER_STRATUM = "other"
-
-
-def trace_fraction(trace_id: str, salt: str = "review") -> float:
-    """A uniform number in [0, 1) determined by the trace id alone.
-
-    Salted so review sampling is independent of the judge's own trace-id sampling.
-    """
-    digest = hashlib.sha256(f"{salt}:{trace_id.lower()}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -124,16 +116,6 @@ def low_score_candidate(cfg: SamplingConfig, score: float | None) -> tuple[str, 
     if score <= cfg.low_judge_score:
         return "low_score", float(score)
     return None
-
-
-def judge_passed(score: float | None, label: str | None, pass_score: float) -> bool | None:
-    """Did the judge pass the call? Its label when it says pass/fail, else score >= pass_score;
-    None when the evaluation carries neither (an error)."""
-    if label in ("pass", "fail"):
-        return label == "pass"
-    if score is None or not math.isfinite(score):
-        return None
-    return score >= pass_score
 
 
 def validation_candidate(cfg: SamplingConfig, trace_id: str, score: float | None, label: str | None,

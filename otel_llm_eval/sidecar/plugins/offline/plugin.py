@@ -28,8 +28,8 @@ import threading
 import time
 from typing import Any, Iterable
 
-from ..records.benchmarks import Record, latest, make_record
-from .plugins import SidecarPlugin
+from ....records.benchmarks import Record, latest, make_record
+from .. import SidecarPlugin
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "max_records_per_request": 1000,

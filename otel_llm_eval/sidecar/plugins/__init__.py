@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from ..semconv import ExperimentAssignment, LLMCall
+from ...semconv import ExperimentAssignment, LLMCall
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlite3

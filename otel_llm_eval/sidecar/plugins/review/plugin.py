@@ -24,13 +24,13 @@ from collections import OrderedDict
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from ..pii import redact
-from .. import semconv
-from ..semconv import ExperimentAssignment
-from ..records import review_labels as store
-from .plugins import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
-from .review_analysis import LabelFacts, agreement, summarize
-from .review_sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
+from ....pii import redact
+from .... import semconv
+from ....semconv import ExperimentAssignment
+from ....records import review_labels as store
+from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
+from .analysis import LabelFacts, agreement, summarize
+from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate, validation_candidate)
 
 log = logging.getLogger(__name__)
@@ -712,13 +712,13 @@ class ReviewPlugin(SidecarPlugin):
     # --- HTTP -------------------------------------------------------------------------------------
 
     def router(self) -> Any:
-        from .review_api import build_router
+        from .api import build_router
 
         return build_router(self)
 
 
 def _buckets() -> tuple[float, ...]:
-    from ..catalog import HUMAN_SCORE_BUCKETS
+    from ....catalog import HUMAN_SCORE_BUCKETS
 
     return HUMAN_SCORE_BUCKETS
 

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .review import ReviewPlugin
+    from .plugin import ReviewPlugin
 
 #: Paths that serve the page itself (no data), for cores that exempt static pages from auth.
 PUBLIC_PATHS = ("/review", "/review/assets/review.js", "/review/assets/review.css")
@@ -31,7 +31,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def build_router(plugin: "ReviewPlugin") -> APIRouter:
-    from .review import LABEL_BODY_MAX_BYTES, STATIC_FILES, LabelError, static_text
+    from .plugin import LABEL_BODY_MAX_BYTES, STATIC_FILES, LabelError, static_text
 
     router = APIRouter()
 

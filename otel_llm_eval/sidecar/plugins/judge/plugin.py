@@ -36,12 +36,12 @@ import threading
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
-from ... import semconv
-from ...judges.builtin import JudgeResult, coerce_result
-from ...judges.config import EVALUATOR_DEFAULTS, JudgeConfigError, build_judge, evaluator_config, judge_source
-from ..config import ConfigError
-from ..plugins import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
-from ..review_sampling import judge_passed, trace_fraction
+from .... import semconv
+from ....judges.builtin import JudgeResult, coerce_result
+from ....judges.config import EVALUATOR_DEFAULTS, JudgeConfigError, build_judge, evaluator_config, judge_source
+from ...config import ConfigError
+from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
+from ...cascade import judge_passed, trace_fraction
 from .budget import Budget
 from .pool import JudgePool
 
