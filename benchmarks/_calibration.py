@@ -6,11 +6,11 @@ calls each, spread over the looks after they arrive; every user has their own ra
 every metric (intraclass correlation 0.1-0.3), so calls of one user are correlated. The spans an
 instrumented app exports (experiment, variant, unit key, weights; tokens, latency, errors) and the
 evaluation spans of a sampled judge and of user thumbs go as OTLP protobuf through the sidecar's
-ingest (decode, normalize, checks, batch sums, state); the sidecar's analysis plugin then ticks,
+ingest (decode, normalize, checks, batch sums, state); the sidecar's experiments plugin then ticks,
 once per look, exactly as it does every `analysis.interval_seconds`. Seven metrics per experiment
 (judge score, thumbs, latency, input and output tokens, cost, errors) are tested at every look.
 
-Interleaving and drift go through the analysis plugin's own ingest hooks and ticks.
+Interleaving and drift go through their plugins' own ingest hooks and ticks.
 
 Every function returns rates over independent replicates; `mc_se(rate, n)` is the Monte-Carlo
 standard error a rate is judged with.
@@ -32,7 +32,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from otel_llm_eval import Experiment, semconv
 from otel_llm_eval.semconv import LLMCall
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin
+from otel_llm_eval.sidecar.plugins.drift import DriftPlugin
+from otel_llm_eval.sidecar.plugins.experiments import ExperimentsPlugin
+from otel_llm_eval.sidecar.plugins.interleaving import InterleavingPlugin
 from otel_llm_eval.sidecar.plugins import CallRecord, EvaluationRecord
 from otel_llm_eval.sidecar.server import build
 
@@ -99,7 +101,7 @@ def run_ab(*, experiments: int = 60, users_per_experiment: int = 400, looks: int
                 "judge": nrng.normal(0, sd_u), "thumbs": nrng.normal(0, 1.0), "latency": nrng.normal(0, sd_u * 0.5),
                 "tokens": nrng.normal(0, sd_u * 0.5), "error": nrng.normal(0, 1.0), "rho": rho}, user_looks))
     tmp = tempfile.TemporaryDirectory()
-    plugin = AnalysisPlugin()
+    plugin = ExperimentsPlugin()
     clock = [T0]
     sc = build({"state": {"db_path": str(Path(tmp.name) / "cal.db"), "max_experiments": experiments + 10,
                           "journal": False},
@@ -200,9 +202,9 @@ class _Ctx:
         return str(value)
 
 
-def _plugin(config: dict[str, Any] | None = None) -> tuple[AnalysisPlugin, _Ctx]:
+def _plugin(cls: Any, config: dict[str, Any] | None = None) -> tuple[Any, _Ctx]:
     ctx = _Ctx(config or {})
-    plugin = AnalysisPlugin()
+    plugin = cls()
     plugin.attach(ctx)
     return plugin, ctx
 
@@ -215,7 +217,7 @@ def run_interleaving(*, comparisons: int = 200, outcomes: int = 400, looks: int 
     flagged = 0
     per_look = outcomes // looks
     for first in range(0, comparisons, 50):
-        plugin, ctx = _plugin()
+        plugin, ctx = _plugin(InterleavingPlugin)
         seen: set[str] = set()
         ids = [f"pair-{c}" for c in range(first, min(comparisons, first + 50))]
         for look in range(looks):
@@ -256,7 +258,7 @@ def run_drift(*, replicates: int = 100, values_per_window: int = 100, shift_sd: 
     current window with `new_category_share` of a new category."""
     rng = np.random.default_rng(seed)
     current = 3600.0
-    plugin, ctx = _plugin({"drift": {"reference_seconds": 3 * current, "current_seconds": current,
+    plugin, ctx = _plugin(DriftPlugin, {"drift": {"reference_seconds": 3 * current, "current_seconds": current,
                                      "slot_seconds": 600, "features": ["input_tokens", "finish_reason"]}})
     now = T0
     ctx.t = now
@@ -298,7 +300,7 @@ def run_concept_drift(*, replicates: int = 100, values_per_window: int = 400, de
     rng = np.random.default_rng(seed)
     current = 3600.0
     attr = None if by_length else "app.topic"
-    plugin, ctx = _plugin({"drift": {"reference_seconds": 3 * current, "current_seconds": current,
+    plugin, ctx = _plugin(DriftPlugin, {"drift": {"reference_seconds": 3 * current, "current_seconds": current,
                                      "slot_seconds": 600, "features": []},
                            "concept_drift": {"segment_attribute": attr}})
     now = T0

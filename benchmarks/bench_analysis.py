@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_analysis.py
 
-Fills an AnalysisPlugin through its real ingest hooks (20 services x 5 drift features over 25 h of
+Fills the five statistics plugins (experiments, bandits, interleaving, drift, anomalies) through
+their real ingest hooks (20 services x 5 drift features over 25 h of
 10-minute slots; 20 services x 5 anomaly series over 4 h of 5-minute slots) and gives it 100
 experiment snapshots (2 binary + 3 continuous metrics, 2 variants each, plus exposures). Then times
 `tick()` + `collect()`: the first (cold: reference windows sorted once per slot change) and the
@@ -25,8 +26,12 @@ from scipy import stats as st  # noqa: E402
 from scipy.spatial.distance import jensenshannon  # noqa: E402
 
 from otel_llm_eval.semconv import LLMCall  # noqa: E402
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin  # noqa: E402
 from otel_llm_eval.sidecar.core import build_family  # noqa: E402
+from otel_llm_eval.sidecar.plugins.anomalies import AnomaliesPlugin  # noqa: E402
+from otel_llm_eval.sidecar.plugins.bandits import BanditsPlugin  # noqa: E402
+from otel_llm_eval.sidecar.plugins.drift import DriftPlugin  # noqa: E402
+from otel_llm_eval.sidecar.plugins.experiments import ExperimentsPlugin  # noqa: E402
+from otel_llm_eval.sidecar.plugins.interleaving import InterleavingPlugin  # noqa: E402
 from otel_llm_eval.sidecar.plugins import (CallRecord, EvaluationRecord, ExperimentSnapshot,  # noqa: E402
                                            MetricStats)
 
@@ -34,6 +39,37 @@ NOW = 1_800_000_000.0
 SERVICES = 20
 EXPERIMENTS = 100
 TARGET_MS = 100.0
+
+
+class StatisticsPlugins:
+    """The five plugins fed and ticked together, as the core does (one analysis pass = every tick)."""
+
+    def __init__(self):
+        self.plugins = [ExperimentsPlugin(), BanditsPlugin(), InterleavingPlugin(), DriftPlugin(), AnomaliesPlugin()]
+
+    def attach(self, ctx):
+        ctx.plugin = {p.name: p for p in self.plugins}.get
+        for p in self.plugins:
+            p.attach(ctx)
+
+    def on_call(self, record):
+        for p in self.plugins:
+            p.on_call(record)
+
+    def on_evaluation(self, record):
+        for p in self.plugins:
+            p.on_evaluation(record)
+
+    def tick(self, now):
+        for p in self.plugins:
+            p.tick(now)
+
+    def collect(self):
+        return [f for p in self.plugins for f in p.collect()]
+
+    @property
+    def results(self):
+        return {k: v for p in self.plugins for k, v in p.results.items()}
 
 
 class Ctx:
@@ -128,7 +164,7 @@ def baseline(rng):
 
 def main() -> int:
     rng = np.random.default_rng(0)
-    plugin = AnalysisPlugin()
+    plugin = StatisticsPlugins()
     plugin.attach(Ctx(snapshots(rng)))
     t = time.perf_counter()
     calls = fill(plugin, rng)

@@ -366,8 +366,39 @@ def create_app(sidecar: Sidecar) -> FastAPI:
                     out.setdefault(k, v)
         return out
 
+    @app.get("/v1/analysis/status", dependencies=[auth])
+    def analysis_status() -> dict[str, Any]:
+        """Health of the plugins' analysis: each plugin's `status()` merged (last pass, sizes, what
+        was dropped at a bound, hooks that raised)."""
+        return merged_status(sidecar.plugins)
+
     for p in sidecar.plugins:
         router = p.router()
         if router is not None:
             app.include_router(router, dependencies=[auth])
     return app
+
+
+def merged_status(plugins: Any) -> dict[str, Any]:
+    """Every plugin's `status()` in one dict: `dropped` counters merged, `errors` summed, other
+    keys as the plugins name them; `computed_unix` is the latest analysis pass of any plugin."""
+    out: dict[str, Any] = {"dropped": {}, "errors": 0}
+    for p in plugins:
+        try:
+            st = p.status()
+        except Exception:
+            out["errors"] += 1
+            continue
+        for k, v in (st or {}).items():
+            if k == "dropped":
+                for what, n in v.items():
+                    out["dropped"][what] = out["dropped"].get(what, 0) + n
+            elif k == "errors":
+                out["errors"] += v
+            else:
+                out[k] = v
+    computed = [r.get("computed_unix") for p in plugins if isinstance(r := getattr(p, "results", None), dict)]
+    computed = [c for c in computed if c is not None]
+    if computed:
+        out["computed_unix"] = max(computed)
+    return out

@@ -26,11 +26,24 @@ class ConfigError(ValueError):
 
 
 DEFAULT_PLUGINS = [
-    "otel_llm_eval.sidecar.analysis:AnalysisPlugin",
+    "otel_llm_eval.sidecar.plugins.experiments:ExperimentsPlugin",
+    "otel_llm_eval.sidecar.plugins.bandits:BanditsPlugin",
+    "otel_llm_eval.sidecar.plugins.interleaving:InterleavingPlugin",
+    "otel_llm_eval.sidecar.plugins.drift:DriftPlugin",
+    "otel_llm_eval.sidecar.plugins.anomalies:AnomaliesPlugin",
     "otel_llm_eval.sidecar.plugins.review:ReviewPlugin",
     "otel_llm_eval.sidecar.plugins.offline:OfflinePlugin",
     "otel_llm_eval.sidecar.plugins.judge:JudgePlugin",
 ]
+
+#: The analysis plugin of earlier versions became five plugins; a config naming it gets all five.
+ANALYSIS_SPLIT = {"otel_llm_eval.sidecar.analysis:AnalysisPlugin": DEFAULT_PLUGINS[:5]}
+
+
+def expand_plugin_spec(spec: str) -> list[str]:
+    """The plugin specs a configured spec stands for (itself, or what a split plugin became)."""
+    return list(ANALYSIS_SPLIT.get(str(spec), [spec]))
+
 
 #: Every core key with its default; the comment next to a key is its description in the generated
 #: docs/configuration.md (config_schema.py derives the schema and that reference from this dict).
@@ -99,8 +112,9 @@ DEFAULTS: dict[str, Any] = {
         "file": None,                     # JSON {model: {input_per_million, output_per_million}}
         "models": {},                     # inline overrides, same shape
     },
-    "analysis": {
+    "analysis": {                     # shared with the statistics plugins (experiments, bandits, ...), which add their keys
         "interval_seconds": 10.0,         # plugins' tick()
+        "alpha": 0.05,                    # family-wise false-positive level of every verdict (experiments, interleaving)
     },
     "plugins": list(DEFAULT_PLUGINS),
 }
@@ -199,8 +213,13 @@ def load_config(
     return cfg
 
 
+def section_of(plugin: Any) -> str:
+    """The config section of a plugin (instance or class): its `config_section`, else its name."""
+    return getattr(plugin, "config_section", None) or plugin.name
+
+
 def merge_plugin_defaults(cfg: Mapping[str, Any], name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    """`cfg` with `defaults` filled in under `name` wherever the user did not set a key."""
+    """`cfg` with `defaults` filled in under section `name` wherever the user did not set a key."""
     return deep_merge(cfg, {name: deep_merge(defaults, cfg.get(name) or {})})
 
 
@@ -225,7 +244,7 @@ def schema_defaults(cfg: Mapping[str, Any], plugins: list | None = None,
     specs = list(DEFAULT_PLUGINS)
     if plugins is None and isinstance(cfg.get("plugins"), list):
         specs += [s for s in cfg["plugins"] if isinstance(s, str)]
-    for spec in dict.fromkeys(specs):
+    for spec in dict.fromkeys(s for spec in specs for s in expand_plugin_spec(spec)):
         module_name, _, cls_name = spec.partition(":")
         try:
             cls = getattr(importlib.import_module(module_name), cls_name, None)
@@ -234,7 +253,8 @@ def schema_defaults(cfg: Mapping[str, Any], plugins: list | None = None,
         if cls is not None:
             sources.append(cls)
     for p in sources:
-        name, defaults = getattr(p, "name", None), getattr(p, "CONFIG_DEFAULTS", None)
+        name = getattr(p, "config_section", None) or getattr(p, "name", None)
+        defaults = getattr(p, "CONFIG_DEFAULTS", None)
         if isinstance(name, str) and isinstance(defaults, Mapping):
             out = deep_merge(out, {name: deep_merge(defaults, out.get(name) or {})})
     for name, section in (extra or {}).items():

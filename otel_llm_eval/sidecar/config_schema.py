@@ -262,14 +262,15 @@ def reference_markdown(sections: list[tuple[str, str, Mapping[str, Any], dict[st
            "(with a did-you-mean) stops the sidecar with one message that lists every problem (exit code 2).",
            ""]
     for name, source, defaults, comments in sections:
-        out += [f"## `{name}`", "", f"Defined in `{source}`.", "", "| key | type | default | description |",
+        out += [f"## {name}" if name.startswith("`") else f"## `{name}`", "", f"Defined in `{source}`.", "", "| key | type | default | description |",
                 "|---|---|---|---|"]
         rows: list[tuple[str, str, str, str]] = []
 
         def walk(d: Mapping[str, Any], prefix: str) -> None:
             for key, default in d.items():
                 path = prefix + key
-                full = f"{name}.{path}" if name != "(top level)" else path
+                section = name.split("`")[1] if name.startswith("`") else name
+                full = f"{section}.{path}" if section != "(top level)" else path
                 if isinstance(default, Mapping) and default and full not in TYPES:
                     walk(default, path + ".")
                     continue
@@ -303,8 +304,9 @@ def default_sections() -> list[tuple[str, str, Mapping[str, Any], dict[str, str]
         cls = getattr(module, cls_name)
         defaults = getattr(cls, "CONFIG_DEFAULTS", None) or {}
         if defaults:
-            sections.append((cls.name, module_name.replace(".", "/") + ".py", defaults,
-                             _comments(module, "CONFIG_DEFAULTS")))
+            section = getattr(cls, "config_section", None) or cls.name
+            title = section if section == cls.name else f"`{section}` (plugin `{cls.name}`)"
+            sections.append((title, cls.__module__.replace(".", "/") + ".py", defaults, _comments(sys.modules[cls.__module__], "CONFIG_DEFAULTS")))
     return sections
 
 

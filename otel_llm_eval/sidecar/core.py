@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..catalog import BY_NAME
 from .ingest.checks import CheckRunner, build_checks
-from .config import merge_plugin_defaults, validate
+from .config import ANALYSIS_SPLIT, expand_plugin_spec, merge_plugin_defaults, section_of, validate
 from .ingest.edge import EdgeLimits
 from .ingest.apply import Ingestor, summarizer_specs
 from .labels import LabelBounder
@@ -39,9 +39,16 @@ class QueueFull(Exception):
 
 
 def load_plugins(specs: Iterable[str]) -> list[SidecarPlugin]:
-    """Instantiate `module:Class` plugins; a module that does not exist yet is skipped with a warning."""
+    """Instantiate `module:Class` plugins; a module that does not exist yet is skipped with a warning.
+    A spec of a plugin that was split (config.ANALYSIS_SPLIT) loads what it became, with a warning."""
     plugins = []
+    expanded = []
     for spec in specs:
+        if str(spec) in ANALYSIS_SPLIT:
+            log.warning("plugin %s was split into %s; listing those instead keeps working after the old "
+                        "name is removed", spec, ", ".join(ANALYSIS_SPLIT[str(spec)]))
+        expanded += expand_plugin_spec(spec)
+    for spec in dict.fromkeys(expanded):
         module_name, sep, cls_name = str(spec).partition(":")
         if not sep:
             raise ValueError(f"plugin {spec!r} must look like 'module:Class'")
@@ -187,7 +194,7 @@ class Sidecar:
         cfg = dict(cfg)
         self.plugins = load_plugins(cfg.get("plugins") or []) if plugins is None else list(plugins)
         for p in self.plugins:
-            cfg = merge_plugin_defaults(cfg, p.name, getattr(p, "CONFIG_DEFAULTS", {}) or {})
+            cfg = merge_plugin_defaults(cfg, section_of(p), getattr(p, "CONFIG_DEFAULTS", {}) or {})
         validate(cfg, self.plugins)
         self.config = cfg
         self.clock = clock

@@ -63,19 +63,22 @@ def test_plugin_summaries_made_in_worker_processes_equal_the_ingest_thread_ones(
                               "review": {"sampling": {"random_rate": 0.3}},
                               "ingest": {"workers": workers}}, environ={})
         try:
-            assert [p.name for p in sc.sidecar.plugins][:2] == ["analysis", "review"]
+            plugins = {p.name: p for p in sc.sidecar.plugins}
+            assert {"experiments", "drift", "anomalies", "review"} <= set(plugins)
             for body in bodies:
                 assert httpx.post(sc.url + "/v1/traces", content=body, headers=PB, timeout=60).status_code == 200
             assert wait_for(sc.url, "llm_eval_ingest_spans_total", 300, timeout=60) == 300
-            analysis, review = sc.sidecar.plugins[:2]
-            with analysis.lock:
+            drift_plugin, anomalies, review = plugins["drift"], plugins["anomalies"], plugins["review"]
+            with drift_plugin.lock:
                 drift = {k: {s: (d.count, sorted(d.values), d.categories) for s, d in slots.items()}
-                         for k, slots in analysis.drift.items()}
-                anomaly = {k: {s: (a.n, a.buckets) for s, a in slots.items()} for k, slots in analysis.anomaly.items()}
+                         for k, slots in drift_plugin.slots.items()}
+            with anomalies.lock:
+                anomaly = {k: {s: (a.n, a.buckets) for s, a in slots.items()} for k, slots in anomalies.series.items()}
             with review._lock:
                 waiting = sorted(review._waiting)
                 sampled = sorted(c.key for heap in review.sampler._heaps.values() for *_, c in heap)
-            states.append((drift, anomaly, waiting, sampled, analysis.errors, review._dropped["errors"]))
+            errors = sum(getattr(p, "errors", 0) for p in plugins.values() if p.name != "review")
+            states.append((drift, anomaly, waiting, sampled, errors, review._dropped["errors"]))
             if workers:
                 assert sc.sidecar.pool is not None and sc.sidecar.pool.restarts == 0
         finally:

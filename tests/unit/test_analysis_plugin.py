@@ -1,4 +1,5 @@
-"""AnalysisPlugin on its own: snapshots and ingest records in, catalog gauges and JSON out."""
+"""The statistics plugins (experiments, bandits, interleaving, drift, anomalies) on their own, driven
+together as the core drives them: snapshots and ingest records in, catalog gauges and JSON out."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from otel_llm_eval import semconv
 from otel_llm_eval.catalog import BY_NAME
 from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin
 from otel_llm_eval.sidecar.plugins import (CallRecord, EvaluationRecord, ExperimentSnapshot, MetricStats)
 from otel_llm_eval.stats import ab, srm
+from analysis_plugins import AnalysisPlugins
 
 T0 = 1_800_000_000.0
 
@@ -51,7 +52,7 @@ class Ctx:
 
 def make(tmp_path, config=None, ctx=None):
     ctx = ctx or Ctx(config)
-    plugin = AnalysisPlugin()
+    plugin = AnalysisPlugins()
     plugin.attach(ctx)
     conn = sqlite3.connect(str(tmp_path / "state.db"))
     plugin.load(conn)
@@ -182,7 +183,7 @@ def test_always_valid_p_value_never_rises_between_ticks_and_survives_a_restart(t
 
 def test_the_primary_metric_gets_half_of_alpha_and_the_other_comparisons_share_the_rest(tmp_path):
     plugin, _, ctx = make(tmp_path)
-    plugin.feedback_names.add("thumbs")
+    plugin.learn_feedback("thumbs")
     ctx.snapshot = {"exp": snap(metrics={
         "thumbs": {"control": bern(2000, 200), "treatment": bern(2000, 260)},
         "done": {"control": bern(2000, 1000), "treatment": bern(2000, 1050)},
@@ -301,7 +302,7 @@ def test_bandit_route_registers_the_bandit_and_allocates_to_the_best_arm(tmp_pat
         "exposures": {"small": bern(300, 300), "medium": bern(300, 300), "large": bern(300, 300)},
         "thumbs": {"small": bern(300, 60), "medium": bern(300, 120), "large": bern(300, 180)},
     })}
-    plugin.feedback_names.add("thumbs")
+    plugin.learn_feedback("thumbs")
     plugin.tick(ctx.t)
     s = samples(plugin)
     assert get(s, "llm_eval_bandit_allocation", bandit="models", arm="large") > 0.9
@@ -315,7 +316,7 @@ def test_bandit_route_registers_the_bandit_and_allocates_to_the_best_arm(tmp_pat
     plugin.flush(conn)
     conn.commit()
     again, _, _ = make(tmp_path, ctx=ctx)
-    assert again.bandits["models"]["arms"] == ["small", "medium", "large"]
+    assert again.bandits.bandits["models"]["arms"] == ["small", "medium", "large"]
 
 
 def test_judge_rate_route_recommends_more_judging_for_the_smaller_arm(tmp_path):
@@ -325,7 +326,7 @@ def test_judge_rate_route_recommends_more_judging_for_the_smaller_arm(tmp_path):
         "exposures": {"control": bern(80000, 80000), "treatment": bern(20000, 20000)},
         "quality": {"control": ms(rng.normal(3.5, 1, 400)), "treatment": ms(rng.normal(3.5, 1, 100))},
     })}
-    plugin.judge_names.add("quality")
+    plugin.experiments.names.judge.add("quality")
     plugin.tick(ctx.t)
     app = FastAPI()
     app.include_router(plugin.router())
@@ -361,12 +362,12 @@ def test_drift_compares_the_last_hour_with_the_previous_day_per_feature(tmp_path
     assert get(s, "llm_eval_drift_detected", service="shop", feature="input_length", method="ks") == 0.0
     assert get(s, "llm_eval_drift_detected", service="shop", feature="finish_reason", method="chi2") == 1.0
     assert get(s, "llm_eval_drift_score", service="shop", feature="finish_reason", method="chi2") < 0.05
-    before = plugin.drift_results()
+    before = plugin.drift.drift_results()
     plugin.flush(conn)
     conn.commit()
     again, _, _ = make(tmp_path, ctx=ctx)
     again.tick(ctx.t)
-    after = {(d["feature"], d["method"]): d.get("detected") for d in again.drift_results()}
+    after = {(d["feature"], d["method"]): d.get("detected") for d in again.drift.drift_results()}
     assert after == {(d["feature"], d["method"]): d.get("detected") for d in before}
 
 
@@ -400,25 +401,27 @@ def test_bad_records_are_dropped_and_counted_not_raised(tmp_path):
     plugin.on_evaluation(EvaluationRecord(name=semconv.INTERLEAVING_EVALUATION, source="user", trace_id=None,
                                           span_id=None, time_unix_nano=0, attributes={semconv.INTERLEAVING_ID: "x"}))
     plugin.on_call(None)  # type: ignore[arg-type]
-    assert plugin.dropped["interleaving_malformed"] == 1 and plugin.errors == 1
+    # each of the three plugins that read calls (experiments, drift, anomalies) counts it, none raises
+    assert plugin.dropped["interleaving_malformed"] == 1 and plugin.errors == 3
     plugin.tick(ctx.t)
     app = FastAPI()
     app.include_router(plugin.router())
     status = TestClient(app).get("/v1/analysis/status").json()
-    assert status["dropped"] == {"interleaving_malformed": 1} and status["errors"] == 1
+    assert status["dropped"] == {"interleaving_malformed": 1} and status["errors"] == 3
+    assert status["computed_unix"] == ctx.t and status["experiments"] == 0 and status["bandits"] == []
 
 
 def test_sessions_beyond_the_cap_drop_the_oldest_and_count_it(tmp_path):
     plugin, _, ctx = make(tmp_path, {"engagement": {"max_sessions": 10}})
     for i in range(25):
         plugin.on_call(call(i, session=f"s{i}"))
-    assert len(plugin.sessions) == 10 and plugin.dropped["sessions"] == 15
-    assert ("exp", "s24") in plugin.sessions and ("exp", "s0") not in plugin.sessions
+    assert len(plugin.experiments.sessions) == 10 and plugin.dropped["sessions"] == 15
+    assert ("exp", "s24") in plugin.experiments.sessions and ("exp", "s0") not in plugin.experiments.sessions
 
 
 def test_unknown_bandit_algorithm_is_a_clear_config_error():
     with pytest.raises(ValueError, match="bandits.algorithm"):
-        AnalysisPlugin().attach(Ctx({"bandits": {"algorithm": "softmax"}}))
+        AnalysisPlugins().attach(Ctx({"bandits": {"algorithm": "softmax"}}))
 
 
 def test_service_and_evaluator_names_past_their_caps_fold_into_other(tmp_path):
@@ -431,5 +434,5 @@ def test_service_and_evaluator_names_past_their_caps_fold_into_other(tmp_path):
         plugin.on_call(call(i, service=f"svc{i}"))
         plugin.on_evaluation(EvaluationRecord(name=f"judge{i}", source="llm_judge", trace_id=None, span_id=None,
                                               time_unix_nano=int(T0 * 1e9), score=3.0, service="shop"))
-    assert {s for s, f in plugin.drift if f == "latency_seconds"} == {"other"}
-    assert {m for s, m in plugin.anomaly if m.startswith("judge_score")} == {"judge_score:other"}
+    assert {s for s, f in plugin.drift.slots if f == "latency_seconds"} == {"other"}
+    assert {m for s, m in plugin.anomalies.series if m.startswith("judge_score")} == {"judge_score:other"}

@@ -160,14 +160,14 @@ class Ctx:
         return str(value)
 
     def plugin(self, name: str) -> Any:
-        return self._analysis if name == "analysis" else None
+        return self._analysis if name == "experiments" else None
 
     def submit_evaluation(self, rec: EvaluationRecord) -> None:
         self.submitted.append(rec)
 
 
 class FakeAnalysis:
-    name = "analysis"
+    name = "experiments"
     results = {"experiments": {"e": {"judge_sample_rate": {"rates": {"a": 0.25, "b": 0.75}}},
                                "no-plan": {"metrics": {}}}}
 

@@ -9,8 +9,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_llm_eval import semconv
 from otel_llm_eval.semconv import ExperimentAssignment, LLMCall
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin
 from otel_llm_eval.sidecar.plugins import CallRecord, EvaluationRecord
+from analysis_plugins import analysis_plugins
 from otel_llm_eval.sidecar.plugins.review import ReviewPlugin
 from otel_llm_eval.sidecar.server import build
 
@@ -81,15 +81,18 @@ def test_the_sidecar_counts_an_evaluation_as_judged_only_for_judge_sources(tmp_p
 
 
 @pytest.mark.parametrize("source, is_judge", SOURCES)
-def test_the_analysis_plugin_tracks_judge_score_series_only_for_judge_sources(tmp_path, source, is_judge):
-    plugin = AnalysisPlugin()
-    plugin.attach(Ctx({"analysis": {}}))
-    plugin.load(sqlite3.connect(str(tmp_path / "a.db")))
-    plugin.on_evaluation(_evaluation(source, 4.0))
-    series = {metric for _, metric in plugin.anomaly}
+def test_the_statistics_plugins_track_judge_score_series_only_for_judge_sources(tmp_path, source, is_judge):
+    plugins = {p.name: p for p in analysis_plugins()}
+    conn = sqlite3.connect(str(tmp_path / "a.db"))
+    for p in plugins.values():
+        p.attach(Ctx({"analysis": {}}))
+        p.load(conn)
+        p.on_evaluation(_evaluation(source, 4.0))
+    series = {metric for _, metric in plugins["anomalies"].series}
     assert ("judge_score:quality" in series) is is_judge
-    assert ("quality" in plugin.judge_names) is is_judge
-    assert any(f == "judge_score:quality" for _, f in plugin.drift) is is_judge
+    assert ("quality" in plugins["experiments"].names.judge) is is_judge
+    assert ("quality" in plugins["bandits"].names.judge) is is_judge
+    assert any(f == "judge_score:quality" for _, f in plugins["drift"].slots) is is_judge
 
 
 @pytest.mark.parametrize("source, is_judge", SOURCES)

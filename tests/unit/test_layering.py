@@ -50,3 +50,31 @@ def test_rooms_import_only_downward(room, forbidden):
     bad = {f: sorted(m for m in mods if m == forbidden or m.startswith(forbidden + "."))
            for f, mods in imports_of(room).items()}
     assert not {f: m for f, m in bad.items() if m}
+
+
+PLUGINS = PKG / "sidecar" / "plugins"
+CAPABILITIES = sorted(p.name for p in PLUGINS.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+
+
+def test_the_plugins_package_holds_one_package_per_capability():
+    assert CAPABILITIES == ["anomalies", "bandits", "drift", "experiments", "interleaving", "judge", "offline",
+                            "review"]
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_a_plugin_package_imports_no_other_plugin_package(capability):
+    """Plugins meet through the contract (ctx.plugin(name)), never through each other's modules."""
+    others = tuple(f"otel_llm_eval.sidecar.plugins.{c}" for c in CAPABILITIES if c != capability)
+    bad = {f: sorted(m for m in mods if m.startswith(others))
+           for f, mods in imports_of(f"sidecar/plugins/{capability}").items()}
+    assert not {f: m for f, m in bad.items() if m}
+
+
+@pytest.mark.parametrize("room", ["sidecar/ingest", "sidecar"], ids=["the ingest pipeline", "the sidecar core"])
+def test_the_core_and_ingest_import_only_the_plugin_contract(room):
+    """The core loads plugins by name from the config; it never imports a capability package."""
+    packages = tuple(f"otel_llm_eval.sidecar.plugins.{c}" for c in CAPABILITIES)
+    files = {f: mods for f, mods in imports_of(room).items() if not f.startswith("sidecar/plugins/")}
+    bad = {f: sorted(m for m in mods if m.startswith(packages)) for f, mods in files.items()}
+    assert not {f: m for f, m in bad.items() if m}
+

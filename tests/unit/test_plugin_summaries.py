@@ -9,7 +9,9 @@ import random
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin
+from otel_llm_eval.sidecar.plugins.anomalies import AnomaliesPlugin
+from otel_llm_eval.sidecar.plugins.drift import DriftPlugin
+from otel_llm_eval.sidecar.plugins.experiments import ExperimentsPlugin
 from otel_llm_eval.sidecar.plugins.review import ReviewPlugin
 from otel_llm_eval.sidecar.server import build
 from test_sidecar_state import _set as _kv  # one span-attribute helper for the sidecar tests
@@ -17,12 +19,20 @@ from test_sidecar_state import _set as _kv  # one span-attribute helper for the 
 T0 = 1_800_000_000
 
 
-class PerCallAnalysis(AnalysisPlugin):
-    summarizer = None  # the core then calls on_call for every call
+def per_call(cls):
+    """The plugin without its summarizer: the core then calls on_call for every call."""
+    return type(f"PerCall{cls.__name__}", (cls,), {"summarizer": None})()
 
 
-class PerCallReview(ReviewPlugin):
-    summarizer = None
+SUMMARIZING = (ExperimentsPlugin, DriftPlugin, AnomaliesPlugin, ReviewPlugin)
+
+
+def with_summaries():
+    return [cls() for cls in SUMMARIZING]
+
+
+def call_by_call():
+    return [per_call(cls) for cls in SUMMARIZING]
 
 
 def batch(n: int, seed: int, untimed: float = 0.0) -> ExportTraceServiceRequest:
@@ -71,7 +81,7 @@ def run(tmp_path, name, plugins, req):
     try:
         with sc.state.lock:
             sc.ingestor.apply(sc.ingestor.preparer.prepare_traces(req))
-        return sc.plugins, sc.labels.overflow_snapshot()
+        return {p.name: p for p in sc.plugins}, sc.labels.overflow_snapshot()
     finally:
         sc.stop()
 
@@ -80,35 +90,46 @@ def run(tmp_path, name, plugins, req):
 def both(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("summaries")
     req = batch(600, seed=11)
-    summary = run(tmp, "summary", [AnalysisPlugin(), ReviewPlugin()], req)
-    per_call = run(tmp, "per_call", [PerCallAnalysis(), PerCallReview()], req)
-    return summary, per_call
+    return run(tmp, "summary", with_summaries(), req), run(tmp, "per_call", call_by_call(), req)
 
 
-def test_the_analysis_summary_leaves_the_drift_anomaly_and_session_state_of_per_call_updates(both):
-    ((a, _), _), ((b, _), _) = both
-    assert a.drift.keys() == b.drift.keys() and {k[0] for k in a.drift} == {"svc-0", "svc-1", "other"}
-    for key in a.drift:
-        assert a.drift[key].keys() == b.drift[key].keys(), key
-        for slot, da in a.drift[key].items():
-            db = b.drift[key][slot]
+def test_the_drift_summary_leaves_the_reservoirs_and_segments_of_per_call_updates(both):
+    (plugins_a, _), (plugins_b, _) = both
+    a, b = plugins_a["drift"], plugins_b["drift"]
+    assert a.slots.keys() == b.slots.keys() and {k[0] for k in a.slots} == {"svc-0", "svc-1", "other"}
+    for key in a.slots:
+        assert a.slots[key].keys() == b.slots[key].keys(), key
+        for slot, da in a.slots[key].items():
+            db = b.slots[key][slot]
             # reservoirs are not full here: same values, same order
             assert (da.count, list(da.values), da.categories) == (db.count, list(db.values), db.categories), key
-    assert any(ds.categories and ds.values.tolist() for slots in a.drift.values() for ds in slots.values())
-    assert a.anomaly.keys() == b.anomaly.keys()
-    for key in a.anomaly:
-        for slot, sa in a.anomaly[key].items():
-            sb = b.anomaly[key][slot]
-            assert (sa.n, sa.buckets) == (sb.n, sb.buckets) and math.isclose(sa.total, sb.total, rel_tol=1e-12)
-    assert {k: vars(s) for k, s in a.sessions.items()} == {k: vars(s) for k, s in b.sessions.items()}
-    assert a._dirty_drift == b._dirty_drift and a._dirty_anomaly == b._dirty_anomaly
-    assert a._dirty_sessions == b._dirty_sessions and a.errors == b.errors == 0
+    assert any(ds.categories and ds.values.tolist() for slots in a.slots.values() for ds in slots.values())
+    assert a._dirty == b._dirty and a.errors == b.errors == 0
     # concept drift remembers every call's input segment (here the input length) until its evaluation
     assert a.concept.pending == b.concept.pending and len(a.concept.pending) > 0
 
 
+def test_the_anomaly_summary_leaves_the_slot_aggregates_of_per_call_updates(both):
+    (plugins_a, _), (plugins_b, _) = both
+    a, b = plugins_a["anomalies"], plugins_b["anomalies"]
+    assert a.series.keys() == b.series.keys() and a.series
+    for key in a.series:
+        for slot, sa in a.series[key].items():
+            sb = b.series[key][slot]
+            assert (sa.n, sa.buckets) == (sb.n, sb.buckets) and math.isclose(sa.total, sb.total, rel_tol=1e-12)
+    assert a._dirty == b._dirty and a.errors == b.errors == 0
+
+
+def test_the_session_summary_leaves_the_engagement_sessions_of_per_call_updates(both):
+    (plugins_a, _), (plugins_b, _) = both
+    a, b = plugins_a["experiments"], plugins_b["experiments"]
+    assert {k: vars(s) for k, s in a.sessions.items()} == {k: vars(s) for k, s in b.sessions.items()} != {}
+    assert a._dirty_sessions == b._dirty_sessions and a.errors == b.errors == 0
+
+
 def test_the_review_summary_admits_the_same_items_as_per_call_sampling(both):
-    ((_, a), overflow_a), ((_, b), overflow_b) = both
+    (plugins_a, overflow_a), (plugins_b, overflow_b) = both
+    a, b = plugins_a["review"], plugins_b["review"]
     assert list(a._waiting) == list(b._waiting) and len(a._waiting) > 100
     assert a._waiting == b._waiting and a._by_trace == b._by_trace
     assert {p["service"] for p in a._waiting.values()} == {"svc-0", "svc-1", "other"}
@@ -122,18 +143,21 @@ def test_calls_without_an_end_time_are_counted_with_the_plugin_clock_in_both_pat
     """A summary applies them after the batch's timed calls (so a session's first variant may
     differ from call-by-call order); what is counted is the same."""
     req = batch(90, seed=5, untimed=0.5)
-    (a, _), _ = run(tmp_path, "summary", [AnalysisPlugin(), ReviewPlugin()], req)
-    (b, _), _ = run(tmp_path, "per_call", [PerCallAnalysis(), PerCallReview()], req)
+    a, _ = run(tmp_path, "summary", with_summaries(), req)
+    b, _ = run(tmp_path, "per_call", call_by_call(), req)
 
-    def calls(plugin):
-        return sum(s.n for (svc, series), slots in plugin.anomaly.items() if series == "error_rate"
+    def calls(plugins):
+        return sum(s.n for (svc, series), slots in plugins["anomalies"].series.items() if series == "error_rate"
                    for s in slots.values())
 
     assert calls(a) == calls(b) == 90
-    late = [s for (svc, series), slots in a.anomaly.items() if series == "error_rate"
+    late = [s for (svc, series), slots in a["anomalies"].series.items() if series == "error_rate"
             for slot, s in slots.items() if slot == T0 + 600]  # the clock's slot (T0 + 700)
     assert sum(s.n for s in late) >= 30
-    assert sum(s.messages for s in a.sessions.values()) == sum(s.messages for s in b.sessions.values())
+    sessions = [sum(s.messages for s in p["experiments"].sessions.values()) for p in (a, b)]
+    assert sessions[0] == sessions[1] > 0
+    drift = [sum(ds.count for slots in p["drift"].slots.values() for ds in slots.values()) for p in (a, b)]
+    assert drift[0] == drift[1] > 0
 
 
 def test_call_record_builds_the_same_frozen_record_as_its_constructor():
@@ -155,7 +179,7 @@ def test_call_record_builds_the_same_frozen_record_as_its_constructor():
 def test_a_batch_added_to_a_drift_reservoir_keeps_a_uniform_sample_of_everything_seen():
     """add_numeric_many (the summary path) keeps each of N values with probability cap / N, like
     add_numeric one by one: over 2,000 seeded runs every position is kept about equally often."""
-    from otel_llm_eval.sidecar.stats_windows import DriftSlot
+    from otel_llm_eval.sidecar.plugins.drift.windows import DriftSlot
 
     cap, n, runs = 10, 100, 2000
     kept = [0] * n

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from otel_llm_eval import Experiment, LLMEvalSpanProcessor, semconv
 from otel_llm_eval.catalog import BY_NAME
-from otel_llm_eval.sidecar.analysis import AnalysisPlugin
+from otel_llm_eval.sidecar.plugins.experiments import ExperimentsPlugin
 from otel_llm_eval.sidecar.server import build
 from otel_llm_eval.stats import srm
 
@@ -73,7 +73,7 @@ class Ctx:
 
 
 def analysis_srm(sc, tmp_path) -> dict:
-    plugin = AnalysisPlugin()
+    plugin = ExperimentsPlugin()
     plugin.attach(Ctx(sc))
     plugin.load(sqlite3.connect(str(tmp_path / "a.db")))
     plugin.tick(T0 + 10.0)

@@ -129,7 +129,8 @@ class _Batch:
 def summarizer_specs(plugins: Iterable[Any], cfg: Mapping[str, Any]) -> list[tuple[str, type, Any]]:
     """(name, CallSummarizer class, config section) of every plugin with a summarizer: what a
     Preparer (here or in a worker process) builds its summarizers from."""
-    return [(p.name, type(p).summarizer, dict(cfg.get(p.name) or {})) for p in plugins
+    return [(p.name, type(p).summarizer, dict(cfg.get(getattr(p, "config_section", None) or p.name) or {}))
+            for p in plugins
             if getattr(type(p), "summarizer", None) is not None]
 
 

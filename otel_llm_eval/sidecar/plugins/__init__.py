@@ -1,8 +1,10 @@
 """How parts of the sidecar plug into its ingest, state, HTTP API and /metrics.
 
 The core (receiver, checks, catalog counters, experiment sufficient statistics, span index) calls
-every registered plugin. The statistics engine (analysis.py), bandits and interleaving, and human
-review (review.py) are plugins, so each lives in its own module and owns its own SQLite tables.
+every registered plugin. Each capability is a plugin in its own package here, owning its config
+defaults, state, ingest hooks, tick, metrics, routes and SQLite tables: experiments, bandits,
+interleaving, drift, anomalies, review, judge (layer 2 of the evaluation cascade) and offline
+(benchmark and regression-gate results). This module is the contract they are written against.
 
 Contract for plugin authors:
 - `on_call` / `on_evaluation` run on the ingest worker thread for every record: O(1), no I/O,
@@ -21,6 +23,11 @@ Contract for plugin authors:
   every name must be in otel_llm_eval.catalog (use `ctx.family(name)` to build them).
 - `router()` returns a FastAPI APIRouter (or None); the core applies bearer-token auth.
 - `experiment_details(id)` returns extra JSON for `GET /v1/experiments/{id}` (merged by the core).
+- `status()` returns health facts (sizes, `dropped` counters, `errors`) merged by the core into
+  `GET /v1/analysis/status`.
+- `config_section` (class attribute): the config section the plugin reads, when not its name. The
+  statistics plugins (experiments, bandits, interleaving, drift, anomalies) share `analysis`,
+  each owning its keys there (plugins/_analysis.py).
 
 The SidecarContext the core passes to `attach` offers at least:
 - `ctx.config`: the whole merged config (dict); your section is `ctx.config[plugin.name]`.
@@ -171,6 +178,8 @@ class SidecarPlugin:
     """Base class with no-op hooks; override what you need."""
 
     name = "plugin"
+    #: the config section read (and that CONFIG_DEFAULTS fill); None: the plugin's name
+    config_section: str | None = None
     CONFIG_DEFAULTS: dict[str, Any] = {}
     #: a CallSummarizer subclass, or None: then `on_call_summary` replaces `on_call`
     summarizer: type[CallSummarizer] | None = None
@@ -204,6 +213,9 @@ class SidecarPlugin:
         return None
 
     def experiment_details(self, experiment_id: str) -> Mapping[str, Any] | None:
+        return None
+
+    def status(self) -> Mapping[str, Any] | None:
         return None
 
     def close(self) -> None:

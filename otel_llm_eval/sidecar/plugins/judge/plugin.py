@@ -9,7 +9,7 @@ judge a sample itself. The cascade, per call:
    condition), carries an answer (`call.completion` not empty; else skipped, reason `no_text`),
    was not already judged in the app (span attribute `llm_eval.judge.sampled`; reason
    `app_judged`) and has a trace id. It is judged when the salted trace-id fraction is below its
-   rate: the analysis plugin's power-aware plan for its experiment variant
+   rate: the experiments plugin's power-aware plan for its experiment variant
    (`GET /v1/judge-rates`), else `default_rate`, never above `max_rate`. Within the budgets
    (`budget_usd_per_hour`, `budget_calls_per_minute`; reasons `budget_usd`, `budget_calls`) the
    call goes on a bounded queue (full: reason `queue_full`) that `workers` threads drain, calling
@@ -58,7 +58,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "evaluators": [dict(EVALUATOR_DEFAULTS)],  # each: name, kind, rubric, model, base_url, api_key_env, prices, ...
     "sample_from": "passed_checks",    # passed_checks | all
     "default_rate": 0.1,               # for calls without an experiment, or before the planner has a rate
-    "use_planner": True,               # per-variant rates from the analysis plugin's judge sample-rate plan
+    "use_planner": True,               # per-variant rates from the experiments plugin's judge sample-rate plan
     "max_rate": 1.0,                   # no rate above this (also bounds what the summarizer passes on)
     "salt": "judge",                   # trace-id sampling salt (independent of review and the app's draw)
     "budget_usd_per_hour": 0.0,        # 0: no limit
@@ -356,12 +356,12 @@ class JudgePlugin(SidecarPlugin):
 
     # --- analysis thread ------------------------------------------------------------------------
     def tick(self, now: float) -> None:
-        """Copy the analysis plugin's judge sample-rate plan: {experiment: {variant: rate}}."""
+        """Copy the experiments plugin's judge sample-rate plan: {experiment: {variant: rate}}."""
         if not self.enabled or not self.cfg["use_planner"]:
             return
         getter = getattr(self.ctx, "plugin", None)
-        analysis = getter("analysis") if callable(getter) else None
-        results = getattr(analysis, "results", None) or {}
+        experiments = getter("experiments") if callable(getter) else None
+        results = getattr(experiments, "results", None) or {}
         rates: dict[str, dict[str, float]] = {}
         for exp_id, details in (results.get("experiments") or {}).items():
             plan = details.get("judge_sample_rate") if isinstance(details, Mapping) else None
@@ -372,7 +372,7 @@ class JudgePlugin(SidecarPlugin):
         self._rates = rates  # atomic swap
 
     def set_rates(self, rates: Mapping[str, Mapping[str, float]]) -> None:
-        """Replace the per-variant rate plan (what `tick` does from the analysis plugin)."""
+        """Replace the per-variant rate plan (what `tick` does from the experiments plugin)."""
         self._rates = {str(e): {str(v): float(r) for v, r in m.items()} for e, m in rates.items()}
 
     # --- state thread ---------------------------------------------------------------------------

@@ -16,20 +16,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..stats import ab, decision, judge_rate, power, sequential, srm
-from ..stats.ratio import RatioSummary, compare_ratio
-from .plugins import EXPOSURES, UNITS, ExperimentSnapshot, MetricStats
+from ....stats import ab, decision, judge_rate, power, sequential, srm
+from ....stats.ratio import RatioSummary, compare_ratio
+from .. import EXPOSURES, UNITS, ExperimentSnapshot, MetricStats
+from .._analysis import prune_none
 
 ENGAGEMENT_METRICS = ("messages_per_session", "session_length_seconds")
-
-
-def prune_none(value: Any) -> Any:
-    """Drop None values from dicts, recursively (undefined numbers are omitted, never null/NaN)."""
-    if isinstance(value, dict):
-        return {k: prune_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [prune_none(v) for v in value]
-    return value
 
 
 def experiment_config(cfg: Mapping[str, Any], experiment_id: str) -> dict[str, Any]:
