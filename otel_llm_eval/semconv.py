@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from collections.abc import Mapping  # isinstance on typing.Mapping takes a slow detour
 from typing import Any
 
-# --- attributes this project writes (public contract, see README "Span attributes") ---
+# --- attributes this project writes (public contract, see docs/app.md "Span attributes and experiments") ---
 EXPERIMENT_ID = "llm_eval.experiment.id"
 EXPERIMENT_VARIANT = "llm_eval.experiment.variant"
 EVALUATION_SOURCE = "llm_eval.evaluation.source"  # llm_judge | user | human | code

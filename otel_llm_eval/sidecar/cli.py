@@ -8,7 +8,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (see README 'Sidecar configuration')")
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (reference: docs/configuration.md)")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else needs server.auth_token)")
     parser.add_argument("--port", type=int, help="port (default 9318; 0 picks a free one)")
     parser.add_argument("--db", metavar="PATH", help="SQLite state file (default otel-llm-eval.db)")

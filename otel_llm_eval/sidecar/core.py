@@ -68,7 +68,7 @@ def load_plugins(specs: Iterable[str]) -> list[SidecarPlugin]:
 
 
 class SidecarContext:
-    """What plugins get in `attach` (see plugins.py for the contract)."""
+    """What plugins get in `attach` (see plugins/__init__.py for the contract)."""
 
     def __init__(self, sidecar: "Sidecar"):
         self._sidecar = sidecar

@@ -7,7 +7,7 @@ survive a restart is tracked in `dirty_*` sets and written by `store.Store.flush
 Bounded: series by label caps, usage ids by `usage.max_ids_per_service` per service and kind,
 the span index by `state.span_index_max_entries` (oldest evicted), experiment unit keys by
 `state.max_units_per_experiment` and `state.max_units` (further units counted, not kept). Per-slot drift and anomaly
-series belong to the analysis plugin (its own tables), not to the core.
+series belong to the drift and anomalies plugins (their own tables), not to the core.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -39,3 +40,44 @@ def test_a_submodule_of_a_moved_package_is_the_same_module_not_a_second_copy():
 ], ids=["a moved module", "a submodule of a moved package", "a name sharing a prefix", "a module that stayed"])
 def test_new_name_maps_only_moved_modules(name, expected):
     assert new_name(name) == expected
+
+
+def test_a_config_naming_the_old_analysis_plugin_loads_the_five_it_became_with_a_warning(tmp_path, caplog):
+    from otel_llm_eval.sidecar.config import load_config
+    from otel_llm_eval.sidecar.core import load_plugins
+
+    old = ["otel_llm_eval.sidecar.analysis:AnalysisPlugin", "otel_llm_eval.sidecar.review:ReviewPlugin"]
+    cfg = load_config(overrides={"plugins": old, "analysis": {"drift": {"slot_seconds": 300}}}, environ={})
+    with caplog.at_level("WARNING"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the review alias (tested above)
+        plugins = load_plugins(cfg["plugins"])
+    assert [p.name for p in plugins] == ["experiments", "bandits", "interleaving", "drift", "anomalies", "review"]
+    assert "was split into" in caplog.text
+
+
+def test_state_written_by_the_single_analysis_plugin_is_restored_by_the_plugins_it_became(tmp_path):
+    """Same tables, same rows: the always-valid tests' running minimum goes to the experiments
+    plugin, the interleaving rows (metric __interleaving__) to the interleaving plugin."""
+    import sqlite3
+
+    from otel_llm_eval.sidecar.plugins.experiments import ExperimentsPlugin
+    from otel_llm_eval.sidecar.plugins.interleaving import InterleavingPlugin
+
+    conn = sqlite3.connect(str(tmp_path / "old.db"))
+    conn.executescript("""
+        CREATE TABLE analysis_sequential (experiment TEXT, metric TEXT, variant TEXT, p REAL, lower REAL,
+            upper REAL, level REAL, restarts INTEGER DEFAULT 0, PRIMARY KEY (experiment, metric, variant));
+        INSERT INTO analysis_sequential VALUES ('exp', 'quality', 'b', 0.2, -0.1, 0.3, 0.025, 1);
+        INSERT INTO analysis_sequential VALUES ('pair', '__interleaving__', 'b', 0.01, 0.6, 0.6, 0.05, 0);
+        CREATE TABLE analysis_names (kind TEXT, name TEXT, PRIMARY KEY (kind, name));
+        INSERT INTO analysis_names VALUES ('judge', 'quality');
+    """)
+    experiments, interleaving = ExperimentsPlugin(), InterleavingPlugin()
+    experiments.load(conn)
+    interleaving.load(conn)
+    assert list(experiments.running) == [("exp", "quality", "b")] and experiments.running[("exp", "quality", "b")].restarts == 1
+    assert list(interleaving.running) == [("pair", "__interleaving__", "b")]
+    assert experiments.names.judge == {"quality"}
+    experiments.flush(conn)
+    interleaving.flush(conn)
+    assert conn.execute("SELECT COUNT(*) FROM analysis_sequential").fetchone() == (2,)

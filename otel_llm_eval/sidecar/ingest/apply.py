@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def _is_pairwise(ev: EvaluationRecord) -> bool:
     """A pairwise/interleaving record (`processor.interleaving`): a choice between two arms, not a
-    thumbs rating, so it stays out of `llm_user_feedback_total` (the analysis plugin's interleaving
+    thumbs rating, so it stays out of `llm_user_feedback_total` (the interleaving plugin's
     statistics count it)."""
     return ev.name == semconv.INTERLEAVING_EVALUATION or semconv.INTERLEAVING_ID in (ev.attributes or {})
 
@@ -311,7 +311,7 @@ class Ingestor:
         if kind is not None:
             value = self._feedback(ev, kind, svc, exp_l, var_l)
         elif ev.source == semconv.USER_SOURCE:
-            value = None  # pairwise choices: the analysis plugin's interleaving statistics
+            value = None  # pairwise choices: the interleaving plugin's statistics
         if value is not None and not ev.error:
             if kind is None:  # user feedback (0/1 thumbs, ratings) is not on the judge's quality scale
                 st.observe("llm_quality_score", (svc, mdl, exp_l, var_l, evaluator), value)

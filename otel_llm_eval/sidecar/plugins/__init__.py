@@ -45,7 +45,7 @@ The SidecarContext the core passes to `attach` offers at least:
 - `ctx.plugin(name)`: another loaded plugin (or None), e.g. the judge plugin reading the analysis
   plugin's judge sample-rate plan.
 - `CONFIG_DEFAULTS` (module or class attribute): the plugin's config section with defaults; the
-  config loader merges it so the README reference and env overrides cover it.
+  config loader merges it, so docs/configuration.md (generated) and env overrides cover it.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ CALL_METRICS = ("latency_seconds", "input_tokens", "output_tokens", "cost_usd", 
 
 @dataclass(frozen=True)
 class ExperimentSnapshot:
-    """What the core knows of one experiment, for the analysis plugin and /v1/experiments."""
+    """What the core knows of one experiment, for the statistics plugins and /v1/experiments."""
 
     id: str
     control: str | None                     # from the spans' weights; None until seen

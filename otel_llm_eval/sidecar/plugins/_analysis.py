@@ -83,7 +83,7 @@ def is_score(record: EvaluationRecord) -> bool:
     return not record.error and score is not None and math.isfinite(score) and not is_comparison(record)
 
 
-class AnalysisPlugin(SidecarPlugin):
+class StatisticsPlugin(SidecarPlugin):
     """Base of the statistics plugins: config section `analysis`, one lock, counters of what was
     dropped at a bound and of hooks that raised (never into the core), a clock and label bounds
     that work before `attach` too (unit tests build plugins bare)."""

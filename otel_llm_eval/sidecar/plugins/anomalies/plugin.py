@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 from .... import semconv
 from ....catalog import LATENCY_BUCKETS_SECONDS
 from .. import CallRecord, CallSummarizer, EvaluationRecord
-from .._analysis import AnalysisPlugin, gauges, is_comparison, merge, prune_none, slot_of
+from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_of
 from .windows import AnomalySlot
 
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -91,7 +91,7 @@ class AnomalySummarizer(CallSummarizer):
         return out
 
 
-class AnomaliesPlugin(AnalysisPlugin):
+class AnomaliesPlugin(StatisticsPlugin):
     name = "anomalies"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
     summarizer = AnomalySummarizer

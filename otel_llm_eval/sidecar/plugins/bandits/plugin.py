@@ -18,7 +18,7 @@ import json
 from typing import Any, Iterable, Mapping
 
 from .. import EvaluationRecord, ExperimentSnapshot
-from .._analysis import AnalysisPlugin, EvaluationNames, gauges, is_score, prune_none
+from .._analysis import StatisticsPlugin, EvaluationNames, gauges, is_score, prune_none
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "bandits": {
@@ -38,7 +38,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 ALGORITHMS = ("thompson", "ucb1", "epsilon_greedy")
 
 
-class BanditsPlugin(AnalysisPlugin):
+class BanditsPlugin(StatisticsPlugin):
     name = "bandits"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
 

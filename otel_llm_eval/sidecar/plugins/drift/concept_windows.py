@@ -1,4 +1,4 @@
-"""What the analysis plugin keeps for concept drift: each LLM call's input segment until its quality
+"""What the drift plugin keeps for concept drift: each LLM call's input segment until its quality
 signal (judge score, feedback) arrives, then (segment, value) pairs per service, signal and time slot.
 
 - `remember(key, service, raw)`: ingest thread, O(1); `raw` is the segment attribute's value (a

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from .... import semconv
 from .. import CallRecord, CallSummarizer, EvaluationRecord
-from .._analysis import AnalysisPlugin, gauges, is_comparison, merge, prune_none, slot_of
+from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_of
 from ...feedback_kinds import is_positive, number
 from .concept_windows import ConceptSlot, ConceptWindows
 from .windows import DriftSlot
@@ -159,7 +159,7 @@ class DriftSummarizer(CallSummarizer):
         return out
 
 
-class DriftPlugin(AnalysisPlugin):
+class DriftPlugin(StatisticsPlugin):
     name = "drift"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
     summarizer = DriftSummarizer

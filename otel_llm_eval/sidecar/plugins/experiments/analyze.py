@@ -55,7 +55,7 @@ def planned_end_unix(snap: ExperimentSnapshot, cfg: Mapping[str, Any]) -> float:
     return float(snap.first_seen_unix) + float(cfg.get("planned_duration_days", 14)) * 86400.0
 
 
-#: the seed's targets (README "Statistics"): what a primary metric of each kind should move
+#: the seed's targets (docs/statistics.md): what a primary metric of each kind should move
 DEFAULT_TARGETS = {
     "judge": {"absolute": 0.2},          # +0.2 points of judge quality
     "feedback": {"relative": 0.05},      # +5% user satisfaction

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from .. import CallRecord, EvaluationRecord
-from .._analysis import (INTERLEAVING_METRIC, SEQUENTIAL_TABLE, AnalysisPlugin, EvaluationNames, gauges, is_score,
+from .._analysis import (INTERLEAVING_METRIC, SEQUENTIAL_TABLE, StatisticsPlugin, EvaluationNames, gauges, is_score,
                          prune_none)
 from ....stats.sequential import RunningSequence
 from .analyze import analyze_experiment
@@ -59,7 +59,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 }
 
 
-class ExperimentsPlugin(AnalysisPlugin):
+class ExperimentsPlugin(StatisticsPlugin):
     name = "experiments"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
     summarizer = SessionSummarizer

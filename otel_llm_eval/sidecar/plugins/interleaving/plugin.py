@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping
 from .... import semconv
 from ....stats.sequential import RunningSequence
 from .. import EvaluationRecord
-from .._analysis import INTERLEAVING_METRIC, SEQUENTIAL_TABLE, AnalysisPlugin, gauges, is_comparison, prune_none
+from .._analysis import INTERLEAVING_METRIC, SEQUENTIAL_TABLE, StatisticsPlugin, gauges, is_comparison, prune_none
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "interleaving": {
@@ -75,7 +75,7 @@ def as_bool(value: Any) -> bool:
     return bool(value)
 
 
-class InterleavingPlugin(AnalysisPlugin):
+class InterleavingPlugin(StatisticsPlugin):
     name = "interleaving"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
 
