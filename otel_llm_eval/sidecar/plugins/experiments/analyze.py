@@ -19,7 +19,6 @@ from typing import Any, Mapping
 from ....stats import ab, decision, judge_rate, power, sequential, srm
 from ....stats.ratio import RatioSummary, compare_ratio
 from .. import EXPOSURES, UNITS, ExperimentSnapshot, MetricStats
-from .._analysis import prune_none
 
 ENGAGEMENT_METRICS = ("messages_per_session", "session_length_seconds")
 
