@@ -201,7 +201,10 @@ class Preparer:
         """Count the batch's LLM calls once each (`one_call.resolve`); spans that raise are counted."""
         errors = 0
         links: list[tuple[str, one_call.Link]] = []
-        notext: list[tuple[str, str, str]] = []
+        # calls without text: span keys, their distinct (service, model) and which one each has
+        notext: list[str] = []
+        notext_groups: dict[tuple[str, str], int] = {}
+        notext_of = array("I")
         for sv, call, attrs, aliases, merge, parent_key, response_key in one_call.resolve(batch.pending, self.links):
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
@@ -209,10 +212,15 @@ class Preparer:
                     if parent_key:  # a wrapper of the wrapper finds the same inner call (nothing left to add)
                         links.append((parent_key, merge[:5] + (True, True, True)))
                     continue
-                base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
-                if not semconv.has_text(call) and call.trace_id and call.span_id:
+                base, cost, key = self._add_call(sv, call, batch, ops, attrs, aliases)
+                if key is not None and not isinstance(call.completion, str):  # not semconv.has_text
                     # "not judged: no text": its text may still come as a GenAI log record (text_join)
-                    notext.append((call.trace_id + call.span_id, sv.service, base[1]))
+                    group = (sv.service, base[1])
+                    g = notext_groups.get(group)
+                    if g is None:
+                        g = notext_groups[group] = len(notext_groups)
+                    notext.append(key)
+                    notext_of.append(g)
                 if parent_key or response_key:
                     link = (call.operation, call.trace_id or "", sv.start, sv.end, base,  # a one_call.Link
                             bool(call.input_tokens), bool(call.output_tokens), cost is not None)
@@ -225,8 +233,8 @@ class Preparer:
                 self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
         if links:
             ops.append(("links", links))
-        if notext:
-            ops.append(("notext", notext))
+        if notext:  # the keys are the span index's own strings: pickled once for both
+            ops.append(("notext", notext, list(notext_groups), notext_of.tobytes()))
         return errors
 
     def _merge_late(self, merge: Any, outer: LLMCall, batch: _Batch) -> None:
@@ -352,9 +360,10 @@ class Preparer:
             ops.append(("eval", ev, True))
 
     def _add_call(self, sv: SpanView, call: LLMCall, batch: _Batch, ops: list,
-                  attrs: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> None:
+                  attrs: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> tuple:
         """Count one call (after `one_call.resolve`): attrs are the span's (merged with its outer
-        spans'); aliases are the span index keys of the outer spans that describe the same call."""
+        spans'); aliases are the span index keys of the outer spans that describe the same call.
+        Returns (raw label set, cost, span index key or None)."""
         attrs = sv.attributes if attrs is None else attrs
         error = sv.error
         service = sv.service
@@ -437,13 +446,15 @@ class Preparer:
                             acc_c[2 * i] += value
                             acc_c[2 * i + 1] += 1.0
         trace_id, span_id = call.trace_id, call.span_id
+        key = None
         if trace_id and span_id:
             ekey = (service, model, id(exps))
             ix = batch.entry_ix.get(ekey)
             if ix is None:
                 ix = batch.entry_ix[ekey] = len(batch.entries)
                 batch.entries.append((service, model, exps))
-            batch.keys.append(trace_id + span_id)
+            key = trace_id + span_id
+            batch.keys.append(key)
             batch.entry_of.append(ix)
             for alias in aliases:  # evaluations of an outer span join the same call
                 batch.keys.append(alias)
@@ -465,7 +476,7 @@ class Preparer:
                 out_attrs = {k: v for k, v in attrs.items()
                              if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
             ops.append(("call", service, call, error, sv.end, exps, failed, safety, cost, out_attrs))
-        return base, cost
+        return base, cost, key
 
     def _mixed(self, unit: str) -> int:
         """`unit_mix(unit_key_int(unit))`, memoized (bounded): the state maps it to a cluster."""

@@ -1,0 +1,163 @@
+"""The ingest shortcuts give exactly what the general paths give (no timing here).
+
+Each shortcut of the per-span work (edge value checks, `one_call.resolve`, the text join's batch
+insert, the price and experiment caches) is compared with the general path it skips, on inputs
+that take the shortcut and on inputs that must not.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import OrderedDict
+
+import pytest
+
+from otel_llm_eval import semconv
+from otel_llm_eval.sidecar.ingest import edge, one_call
+from otel_llm_eval.sidecar.ingest.checks import CheckRunner, build_checks
+from otel_llm_eval.sidecar.ingest.edge import EdgeLimits
+from otel_llm_eval.sidecar.ingest.otlp import SpanView
+from otel_llm_eval.sidecar.ingest.prepare import Preparer
+from otel_llm_eval.sidecar.ingest.prices import PriceTable
+from otel_llm_eval.sidecar.ingest.text_join import TextJoin
+from genai_spans import (T0, anthropic_sdk, logfire_request, logfire_stream_log, openai_v2, openinference,
+                         openllmetry_anthropic, request, span)
+
+KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "llm.token_count.prompt", "gen_ai.usage.cost",
+        "llm_eval.cost_usd", "gen_ai.evaluation.score.value", "llm_eval.experiment.weights",
+        "llm_eval.judge.skipped.cost", "gen_ai.request.model", "user.id", "my.cost")
+VALUES = (0, 1, 12, -1, 100_000_000, 100_000_001, 2**53 + 1, 10**400, 0.5, -0.5, 1e300, math.nan, math.inf,
+          -math.inf, 9999.0, 10_000.0, 10_000.5, 100.0, -100.0, 100.5, True, False, "12", " 7 ", "-3", "nan",
+          "abc", "", None, [1, 2], ["e=a:0.5,b:0.5"], "e=a:0.5,b:0.5", "e=a:-1,b:1", "e=a:0,b:0", b"x")
+
+
+def _random_attrs(rng: random.Random) -> dict:
+    return {k: rng.choice(VALUES) for k in rng.sample(KEYS, rng.randint(0, len(KEYS)))}
+
+
+@pytest.mark.parametrize("limits", [EdgeLimits(), EdgeLimits(max_tokens=10, max_cost_usd=0.5, score_min=0.0,
+                                                             score_max=1.0)])
+def test_edge_checks_match_the_general_path(limits, monkeypatch):
+    rng = random.Random(7)
+    for _ in range(3000):
+        attrs = _random_attrs(rng)
+        assert limits.attrs_problem(attrs) == limits.attrs_problem_slow(attrs), attrs
+    # bounded caches: a full plan cache is cleared, and keys past the classification cap still count
+    monkeypatch.setattr(edge, "_MAX_PLANS", 3)
+    monkeypatch.setattr(edge, "_MAX_SEEN", 0)
+    monkeypatch.setattr(edge, "_PLANS", {})
+    monkeypatch.setattr(edge, "_SEEN", set())
+    monkeypatch.setattr(edge, "_CHECKED", {})
+    for _ in range(500):
+        attrs = _random_attrs(rng)
+        assert limits.attrs_problem(attrs) == limits.attrs_problem_slow(attrs), attrs
+    assert len(edge._PLANS) <= 3 and not edge._SEEN
+
+
+def _pending(*spans):
+    out = []
+    req = request(*spans)
+    for s in req.resource_spans[0].scope_spans[0].spans:
+        sv = SpanView(s, "shop")
+        call = semconv.normalize(sv.attributes, trace_id=sv.raw_trace_id, span_id=sv.raw_span_id,
+                                 start_time_unix_nano=sv.start, end_time_unix_nano=sv.end)
+        if call is not None:
+            out.append((sv, call))
+    return out
+
+
+BATCHES = [
+    # root spans only (the shortcut)
+    [span("01" * 8, "", openai_v2(), 0, 1000), span("02" * 8, "", openinference(), 10, 900),
+     span("03" * 8, "", openai_v2(text=None, tokens=None), 5, 50)],
+    [span("01" * 8, "", logfire_stream_log(), 5000, 5000)],
+    [],
+    # nesting, response ids and siblings (the general path)
+    [span("02" * 8, "01" * 8, openinference(), 100, 900), span("01" * 8, "aa" * 8, openai_v2(), 50, 1000)],
+    [span("01" * 8, "", openllmetry_anthropic(), 0, 1000), span("02" * 8, "", anthropic_sdk(), 100, 900)],
+    [span("03" * 8, "02" * 8, openinference(), 200, 800), span("02" * 8, "01" * 8, openai_v2(), 100, 900),
+     span("01" * 8, "", openinference(), 50, 1000)],
+    [span("01" * 8, "", logfire_request(), 0, 1000), span("02" * 8, "", openai_v2(), 5000, 6000)],
+]
+
+
+@pytest.mark.parametrize("spans", BATCHES)
+def test_resolve_matches_the_general_path(spans):
+    pending = _pending(*spans)
+    for links in (None, {}):
+        assert one_call.resolve(pending, links) == one_call.resolve_general(pending, links)
+    # an inner call of an earlier batch is waiting: no shortcut, and the same answer
+    if pending:
+        sv, call = pending[0]
+        links = {call.trace_id + call.span_id: (call.operation, call.trace_id, sv.start, sv.end,
+                                                ("shop", "m", "", "", ""), True, True, True)}
+        assert one_call.resolve(pending, links) == one_call.resolve_general(pending, links)
+
+
+def _reference_settle(waiting: OrderedDict, now: float, settle: float) -> dict:
+    """TextJoin.settle as it was written before its pop-first loop."""
+    out: dict = {}
+    while waiting:
+        key, (service, _model, t) = next(iter(waiting.items()))
+        if t > now - settle:
+            break
+        waiting.popitem(last=False)
+        out[service] = out.get(service, 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_text_join_batch_insert_matches_call_by_call(seed):
+    rng = random.Random(seed)
+    fast, slow = TextJoin(max_entries=40, settle_seconds=5), TextJoin(max_entries=40, settle_seconds=5)
+    pool = [f"k{i}" for i in range(120 if seed % 2 else 4000)]  # collisions often, or rarely
+    groups = [("svc-a", "m1"), ("svc-b", "m2"), ("svc-a", "")]
+    now = 0.0
+    for _ in range(300):
+        now += rng.choice((0.0, 0.5, 3.0))
+        action = rng.random()
+        if action < 0.25:  # a log record's text, maybe before its span
+            key, text = rng.choice(pool), ("p", "c", None)
+            assert fast.text(key, text) == slow.text(key, text)
+        elif action < 0.35:
+            got = fast.settle(now)
+            assert got == _reference_settle(slow.waiting, now, slow.settle_seconds)
+            assert slow.settle(now) == {}  # the reference settled the slow side already
+        else:
+            n = rng.choice((1, 5, 30, 45))
+            keys = [rng.choice(pool) for _ in range(n)]
+            of = [rng.randrange(len(groups)) for _ in range(n)]
+            expected = []
+            for key, g in zip(keys, of):
+                text = slow.span_without_text(key, *groups[g], now)
+                if text is not None:
+                    expected.append(groups[g] + (text,))
+            assert fast.spans_without_text(keys, groups, of, now) == expected
+        assert list(fast.waiting.items()) == list(slow.waiting.items())
+        assert list(fast.early.items()) == list(slow.early.items())
+
+
+def test_prepared_batches_match_with_shortcuts_off(monkeypatch):
+    """A whole batch (calls with and without text, nesting, an experiment, odd values) prepared with
+    every shortcut and with the general paths: the same sums, operations and errors."""
+    spans = [s for batch in BATCHES for s in batch]
+    # distinct span ids across the merged batches (the shapes repeat ids)
+    spans = [(f"{i + 1:016x}",) + s[1:] for i, s in enumerate(spans)]
+    extra = dict(openai_v2(), **{"llm_eval.experiment.id": "e", "llm_eval.experiment.variant": "b",
+                                 "gen_ai.usage.cost": 0.25})
+    spans += [span(f"{100 + i:016x}", "", dict(extra, **{"user.id": f"u{i % 3}"}), 0, 1000 + i) for i in range(20)]
+    spans += [span("ff" * 8, "", dict(openai_v2(), **{"gen_ai.usage.input_tokens": -4}), 0, 10)]
+    req = request(*spans)
+
+    def prepared():
+        p = Preparer(CheckRunner(build_checks({})), PriceTable.from_config({}), "svc", attributes="none",
+                     clock=lambda: T0 / 1e9)
+        return p.prepare_traces(req)
+
+    fast = prepared()
+    monkeypatch.setattr(EdgeLimits, "attrs_problem", EdgeLimits.attrs_problem_slow)
+    monkeypatch.setattr(one_call, "resolve", one_call.resolve_general)
+    slow = prepared()
+    assert fast == slow
+    assert fast[4][3] == {"invalid_number": 1}
