@@ -14,6 +14,7 @@ from collections import OrderedDict
 import pytest
 
 from otel_llm_eval import semconv
+from otel_llm_eval.semconv import normalize
 from otel_llm_eval.sidecar.ingest import edge, one_call
 from otel_llm_eval.sidecar.ingest.checks import CheckRunner, build_checks
 from otel_llm_eval.sidecar.ingest.edge import EdgeLimits
@@ -161,3 +162,49 @@ def test_prepared_batches_match_with_shortcuts_off(monkeypatch):
     slow = prepared()
     assert fast == slow
     assert fast[4][3] == {"invalid_number": 1}
+
+
+FIELD_KEYS = {  # LLMCall field -> the keys normalize reads it from, first non-empty wins
+    "model": ("gen_ai.response.model", "gen_ai.request.model", "llm.response.model_name",
+              "llm.request.model_name", "llm.model_name", "langfuse.observation.model.name"),
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+                     "llm.usage.prompt_tokens"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                      "llm.token_count.completion", "llm.usage.completion_tokens"),
+    "session_id": ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
+                   "traceloop.association.properties.session_id"),
+    "user_id": ("user.id", "enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id",
+                "gen_ai.user", "llm.user", "gen_ai.request.user"),
+    "experiment": (semconv.EXPERIMENT_ID,),
+    "variant": (semconv.EXPERIMENT_VARIANT,),
+}
+FIELD_VALUES = ("gpt-4o", "", " ", 0, 7, -3, 2.0, 2.5, -1.0, math.nan, True, False, "12", "1.5", "-4", "x",
+                b"ab", b"", [], ["a", "b"], [3], None, {"a": 1})
+ID_VALUES = (None, b"", bytes(16), bytes(range(16)), bytes(range(8)), bytearray(b"\x01\x02"), 0, 5, -5, True,
+             "0A" * 16, "zz", "")
+
+
+def test_normalize_fields_match_the_general_helpers():
+    """normalize reads the first key of each field inline; the general helpers decide the rest."""
+    rng = random.Random(11)
+    for _ in range(4000):
+        attrs = {"gen_ai.operation.name": "chat"}
+        for keys in FIELD_KEYS.values():
+            for key in rng.sample(keys, rng.randint(0, min(2, len(keys)))):
+                attrs[key] = rng.choice(FIELD_VALUES)
+        if rng.random() < 0.5:
+            attrs["gen_ai.provider.name"] = rng.choice(FIELD_VALUES)
+        if rng.random() < 0.3:
+            attrs["gen_ai.system"] = rng.choice(FIELD_VALUES)
+        tid, sid = rng.choice(ID_VALUES), rng.choice(ID_VALUES)
+        start, end = rng.choice((None, 0, 5, -1, 10**18, "7", 2.0, True)), rng.choice((None, 0, 9, -1, 10**18 + 5))
+        call = normalize(attrs, trace_id=tid, span_id=sid, start_time_unix_nano=start, end_time_unix_nano=end)
+        get = attrs.get
+        for field, keys in FIELD_KEYS.items():
+            convert = semconv._to_int if field.endswith("tokens") else semconv._to_str
+            assert getattr(call, field) == convert(semconv._first(get, *keys)), (field, attrs)
+        assert call.provider == semconv._provider(get)
+        assert (call.trace_id, call.span_id) == (semconv._hex_id(tid, 32), semconv._hex_id(sid, 16))
+        s, e = semconv._to_int(start), semconv._to_int(end)
+        expected = (e - s) / 1e9 if s is not None and e is not None and e >= s and s > 0 else None
+        assert call.latency_seconds == expected

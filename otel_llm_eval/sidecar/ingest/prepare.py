@@ -57,6 +57,11 @@ REQUEST_SLOT_SECONDS = 60
 OK, ERRORS, IN_TOKENS, OUT_TOKENS, COST_N, COST, LATENCY_N, LATENCY_SUM, LATENCY_COUNTS = range(9)
 
 
+_EXPERIMENTS, _EXPERIMENT_ID, _EXPERIMENT_VARIANT = semconv.EXPERIMENTS, semconv.EXPERIMENT_ID, semconv.EXPERIMENT_VARIANT
+_EXPERIMENT_WEIGHTS, _EXPERIMENT_UNITS = semconv.EXPERIMENT_WEIGHTS, semconv.EXPERIMENT_UNITS
+_NO_EXPERIMENT = (None, None, None, None, None)
+
+
 def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
     for k in keys:
         v = attrs.get(k)
@@ -406,15 +411,10 @@ class Preparer:
                     checks[key] = checks.get(key, 0) + 1
         user = call.user_id or _first_str(attrs, USER_KEYS)
         session = call.session_id or _first_str(attrs, SESSION_KEYS)
-        usage = batch.usage
-        for kind, raw_id in (("user", user), ("session", session)):
-            if raw_id:
-                ids = usage.get((service, kind))
-                if ids is None:
-                    ids = usage[(service, kind)] = {}
-                h = self._id_hash(raw_id)
-                if t > ids.get(h, 0.0):
-                    ids[h] = t
+        if user:
+            self._see_id(batch.usage, (service, "user"), user, t)
+        if session:
+            self._see_id(batch.usage, (service, "session"), session, t)
         slot = (service, int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS)
         batch.requests[slot] = batch.requests.get(slot, 0) + 1
         if exps:
@@ -487,6 +487,17 @@ class Preparer:
             h = self._mix_cache[unit] = unit_mix(unit_key_int(unit)) if unit else 0
         return h
 
+    def _see_id(self, usage: dict, key: tuple[str, str], raw_id: str, t: float) -> None:
+        """Note that `raw_id` (its hash) was seen at `t` under (service, kind)."""
+        ids = usage.get(key)
+        if ids is None:
+            ids = usage[key] = {}
+        h = self._hash_cache.get(raw_id)
+        if h is None:
+            h = self._id_hash(raw_id)
+        if t > ids.get(h, 0.0):
+            ids[h] = t
+
     def _id_hash(self, raw_id: str) -> int:
         """state.id_hash, memoized (bounded) like State.see_id's cache."""
         h = self._hash_cache.get(raw_id)
@@ -499,10 +510,10 @@ class Preparer:
     def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
         """parse_experiments, memoized on the raw attribute values: the same few experiment
         stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
-        raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
-               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS),
-               attrs.get(semconv.EXPERIMENT_UNITS))
-        if raw == (None, None, None, None, None):
+        get = attrs.get
+        raw = (get(_EXPERIMENTS), get(_EXPERIMENT_ID), get(_EXPERIMENT_VARIANT), get(_EXPERIMENT_WEIGHTS),
+               get(_EXPERIMENT_UNITS))
+        if raw == _NO_EXPERIMENT:
             return ()
         key = raw
         try:
