@@ -208,3 +208,51 @@ def test_normalize_fields_match_the_general_helpers():
         s, e = semconv._to_int(start), semconv._to_int(end)
         expected = (e - s) / 1e9 if s is not None and e is not None and e >= s and s > 0 else None
         assert call.latency_seconds == expected
+
+
+def _otlp_request(rng: random.Random, now_ns: int) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    for _ in range(rng.randint(1, 3)):
+        ss = req.resource_spans.add().scope_spans.add()
+        for _ in range(rng.randint(0, 6)):
+            s = ss.spans.add()
+            s.trace_id = rng.choice((bytes(range(1, 17)), bytes(16), b"\x01" * 15, b""))
+            s.span_id = rng.choice((bytes(range(1, 9)), bytes(8), b"\x02" * 9))
+            s.parent_span_id = rng.choice((b"", b"\x03" * 8, b"\x03" * 4))
+            start = rng.choice((0, now_ns - 10**9, now_ns - 30 * 86_400 * 10**9, now_ns + 3600 * 10**9))
+            s.start_time_unix_nano = start
+            s.end_time_unix_nano = rng.choice((0, start + 10**6, start + 2 * 86_400 * 10**9, now_ns))
+            s.name = "x"
+    return req.SerializeToString()
+
+
+def test_request_checks_match_the_per_span_path():
+    """otlp._spans_valid (one loop for a request whose spans all pass) against the per-span checks."""
+    import time
+
+    from otel_llm_eval.sidecar.ingest.otlp import OTLPError, decode_traces
+
+    rng = random.Random(5)
+    limits = EdgeLimits()
+    now = time.time()
+    kw = dict(max_request_bytes=1 << 20, max_span_bytes=1 << 20)
+    taken = 0
+    for _ in range(800):
+        body = _otlp_request(rng, int(now * 1e9))
+        fast_edge = limits.span_checker(now)
+        taken += 1 if fast_edge.bounds else 0
+
+        def slow_edge(span, check=limits.span_checker(now)):  # no bounds: the per-span path
+            return check(span)
+
+        results = []
+        for edge_fn in (fast_edge, slow_edge):
+            try:
+                d = decode_traces(body, "application/x-protobuf", "", edge=edge_fn, **kw)
+                results.append((d.accepted, d.rejected, d.error_message, d.reasons, d.message.SerializeToString()))
+            except OTLPError as e:
+                results.append((e.status, e.reason, e.message, e.reasons))
+        assert results[0] == results[1]
+    assert taken

@@ -253,6 +253,7 @@ class EdgeLimits:
                                           f"{self.max_duration_seconds:g}s (ingest.limits.max_duration_seconds)")
             return None
 
+        check.bounds = (lo, hi, longest)  # type: ignore[attr-defined]  # for otlp._spans_valid
         return check
 
     def log_problem(self, rec: Any, now: float) -> tuple[str, str] | None:
