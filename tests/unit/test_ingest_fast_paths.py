@@ -159,6 +159,7 @@ def test_prepared_batches_match_with_shortcuts_off(monkeypatch):
     fast = prepared()
     monkeypatch.setattr(EdgeLimits, "attrs_problem", EdgeLimits.attrs_problem_slow)
     monkeypatch.setattr(one_call, "resolve", one_call.resolve_general)
+    monkeypatch.setattr(one_call, "is_flat", lambda pending, links: False)
     slow = prepared()
     assert fast == slow
     assert fast[4][3] == {"invalid_number": 1}

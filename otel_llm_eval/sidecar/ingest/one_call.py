@@ -76,17 +76,24 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | Non
     An outer span with more than one LLM child (a framework span around several provider calls)
     is not merged into any of them (its tokens would be counted twice). `links`: inner calls of
     earlier batches by parent key (None in worker processes)."""
-    if not links:
-        for sv, _call in pending:
-            if sv.raw_parent_span_id or _RESPONSE_ID in sv.attributes:
-                break
-        else:  # the common case (tested equal to the general path): no span here has a parent
-            # or a response id and no earlier inner call waits, so every span is a call of its own
-            return [(sv, call, sv.attributes, (), None, None, None) for sv, call in pending]
+    if is_flat(pending, links):
+        return [(sv, call, sv.attributes, (), None, None, None) for sv, call in pending]
     return resolve_general(pending, links)
 
 
 _RESPONSE_ID = "gen_ai.response.id"
+
+
+def is_flat(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | None) -> bool:
+    """True when `resolve` has nothing to pair (the common case, tested equal to the general
+    path): no span has a parent or a response id and no inner call of an earlier batch waits, so
+    every span is a call of its own (attributes its own, no aliases, no merge, no keys to link)."""
+    if links:
+        return False
+    for sv, _call in pending:
+        if sv.raw_parent_span_id or _RESPONSE_ID in sv.attributes:
+            return False
+    return True
 
 
 def resolve_general(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | None) -> list[tuple]:

@@ -210,7 +210,25 @@ class Preparer:
         notext: list[str] = []
         notext_groups: dict[tuple[str, str], int] = {}
         notext_of = array("I")
-        for sv, call, attrs, aliases, merge, parent_key, response_key in one_call.resolve(batch.pending, self.links):
+        if one_call.is_flat(batch.pending, self.links):  # every span a call of its own: no pairing
+            add = self._add_call
+            for sv, call in batch.pending:
+                try:
+                    base, _cost, key = add(sv, call, batch, ops, sv.attributes)
+                    if key is not None and not isinstance(call.completion, str):  # as below
+                        group = (sv.service, base[1])
+                        g = notext_groups.get(group)
+                        if g is None:
+                            g = notext_groups[group] = len(notext_groups)
+                        notext.append(key)
+                        notext_of.append(g)
+                except Exception:
+                    errors += 1
+                    self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
+            resolved: list[tuple] = []
+        else:
+            resolved = one_call.resolve_general(batch.pending, self.links)
+        for sv, call, attrs, aliases, merge, parent_key, response_key in resolved:
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
                     self._merge_late(merge, call, batch)
