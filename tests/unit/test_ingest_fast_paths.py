@@ -257,3 +257,19 @@ def test_request_checks_match_the_per_span_path():
                 results.append((e.status, e.reason, e.message, e.reasons))
         assert results[0] == results[1]
     assert taken
+
+
+def test_links_add_and_needs_local_match_item_by_item():
+    rng = random.Random(3)
+    links, reference = one_call.Links(max_entries=30), OrderedDict()
+    for _ in range(200):
+        entries = [(rng.choice("pqr") + str(rng.randrange(60)), (rng.random(),)) for _ in range(rng.randrange(12))]
+        links.add(entries)
+        for key, link in entries:
+            reference[key] = link
+        while len(reference) > 30:
+            reference.popitem(last=False)
+        assert list(links.map.items()) == list(reference.items())
+        keys = ["p" + str(rng.randrange(60)) for _ in range(rng.randrange(5))]
+        prepared = ("traces", 1, (None,) * 6 + ((keys, [], b"", 0.0),) + ({},), [], (0, 0, 0, {}), None)
+        assert links.needs_local(prepared) == (bool(keys) and any(k in reference for k in keys))

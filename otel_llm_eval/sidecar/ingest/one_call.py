@@ -174,8 +174,7 @@ class Links:
 
     def add(self, entries: Iterable[tuple[str, Link]]) -> None:
         m = self.map
-        for key, link in entries:
-            m[key] = link
+        m.update(entries)  # as m[key] = link for each, in order (a known key keeps its place)
         while len(m) > self.max_entries:
             m.popitem(last=False)
 
@@ -190,4 +189,4 @@ class Links:
                 return True
         delta = prepared[2]
         index = delta[6] if delta is not None else None
-        return bool(index) and any(k in m for k in index[0])
+        return bool(index) and not m.keys().isdisjoint(index[0])
