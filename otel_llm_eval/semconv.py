@@ -486,16 +486,29 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
     logfire_resp = get("response_data")
     langfuse_usage = get("langfuse.observation.usage_details")
 
-    model = _to_str(_first(get, "gen_ai.response.model", "gen_ai.request.model",
-                           "llm.response.model_name", "llm.request.model_name", "llm.model_name",
-                           "langfuse.observation.model.name"))
+    # Each field: the first key's value read inline when it is set (GenAI semconv spans, the common
+    # case), else `_first` over every key; strings and non-negative ints are taken as they are,
+    # anything else through `_to_str` / `_to_int` (same results: tests compare with the helpers).
+    model = get("gen_ai.response.model")
+    if model is None or model == "":
+        model = _first(get, "gen_ai.request.model", "llm.response.model_name", "llm.request.model_name",
+                       "llm.model_name", "langfuse.observation.model.name")
+    if type(model) is not str:
+        model = _to_str(model)
     if model is None and logfire_req is not None:
         model = _to_str(_json_get(logfire_req, "model"))
 
-    input_tokens = _to_int(_first(get, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                                  "llm.token_count.prompt", "llm.usage.prompt_tokens"))
-    output_tokens = _to_int(_first(get, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                                   "llm.token_count.completion", "llm.usage.completion_tokens"))
+    input_tokens = get("gen_ai.usage.input_tokens")
+    if input_tokens is None or input_tokens == "":
+        input_tokens = _first(get, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt", "llm.usage.prompt_tokens")
+    if type(input_tokens) is not int or input_tokens < 0:
+        input_tokens = _to_int(input_tokens)
+    output_tokens = get("gen_ai.usage.output_tokens")
+    if output_tokens is None or output_tokens == "":
+        output_tokens = _first(get, "gen_ai.usage.completion_tokens", "llm.token_count.completion",
+                               "llm.usage.completion_tokens")
+    if type(output_tokens) is not int or output_tokens < 0:
+        output_tokens = _to_int(output_tokens)
     if input_tokens is None and langfuse_usage is not None:
         input_tokens = _to_int(_json_get(langfuse_usage, "input"))
         if input_tokens is None:
@@ -545,7 +558,8 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
                           if logfire_resp is not None else None))
 
     latency = None
-    s, e = _to_int(start), _to_int(end)
+    s = start if type(start) is int and start >= 0 else _to_int(start)
+    e = end if type(end) is int and end >= 0 else _to_int(end)
     if s is not None and e is not None and e >= s and s > 0:
         latency = (e - s) / 1e9
     if get("logfire.span_type") == "log":  # Logfire's streamed response: a zero-length log span
@@ -553,25 +567,37 @@ def _normalize_detected(attributes: Mapping[str, Any], operation: str, trace_id:
         if isinstance(took, (int, float)) and not isinstance(took, bool) and math.isfinite(took) and took >= 0:
             latency = float(took)
 
+    provider = get("gen_ai.provider.name")
+    if type(provider) is not str or not provider:
+        provider = _provider(get)
+    session = get("gen_ai.conversation.id")
+    if session is None or session == "":
+        session = _first(get, "session.id", "langfuse.session.id", "traceloop.association.properties.session_id")
+    if type(session) is not str:
+        session = _to_str(session)
+    user = get("user.id")
+    if user is None or user == "":
+        user = _first(get, "enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id",
+                      "gen_ai.user", "llm.user", "gen_ai.request.user")
+    if type(user) is not str:
+        user = _to_str(user)
+    experiment, variant = get(EXPERIMENT_ID), get(EXPERIMENT_VARIANT)
     return _new_call(
         operation=operation,
-        provider=_provider(get),
+        provider=provider,
         model=model,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         finish_reason=finish,
         prompt=prompt,
         completion=completion,
-        session_id=_to_str(_first(get, "gen_ai.conversation.id", "session.id", "langfuse.session.id",
-                                  "traceloop.association.properties.session_id")),
-        user_id=_to_str(_first(get, "user.id", "enduser.id", "langfuse.user.id",
-                               "traceloop.association.properties.user_id", "gen_ai.user", "llm.user",
-                               "gen_ai.request.user")),
-        experiment=_to_str(get(EXPERIMENT_ID)),
-        variant=_to_str(get(EXPERIMENT_VARIANT)),
+        session_id=session,
+        user_id=user,
+        experiment=(experiment or None) if type(experiment) is str else _to_str(experiment),
+        variant=(variant or None) if type(variant) is str else _to_str(variant),
         latency_seconds=latency,
-        trace_id=_hex_id(trace_id, 32),
-        span_id=_hex_id(span_id, 16),
+        trace_id=(trace_id.hex() or None) if type(trace_id) is bytes else _hex_id(trace_id, 32),
+        span_id=(span_id.hex() or None) if type(span_id) is bytes else _hex_id(span_id, 16),
     )
 
 

@@ -116,11 +116,11 @@ class Ingestor:
                 elif kind == "links":  # inner calls an outer span of a later batch may wrap
                     self.links.add(op[1])
                 elif kind == "notext":  # calls whose span had no text: wait for a GenAI log record
-                    now = self.clock()
-                    for key, service, model in op[1]:
-                        text = self.text_join.span_without_text(key, service, model, now)
-                        if text is not None:
-                            self._text_checks(service, model, text)
+                    _, keys, groups, group_of = op  # key i is of (service, model) groups[group_of[i]]
+                    of = array("I")
+                    of.frombytes(group_of)
+                    for service, model, text in self.text_join.spans_without_text(keys, groups, of, self.clock()):
+                        self._text_checks(service, model, text)
                 elif kind == "text":  # a GenAI log record's text (event_only content capture)
                     got = self.text_join.text(op[1], op[2])
                     if got is not None:

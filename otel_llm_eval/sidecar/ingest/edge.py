@@ -72,10 +72,33 @@ def _kind(key: str) -> str | None:
 
 
 #: Attribute keys classified so far, and those among them that carry a checked value (-> kind).
-#: Spans repeat the same few dozen keys: a span costs two C-level set operations on its keys.
 _SEEN: set[str] = set()
 _CHECKED: dict[str, str] = {}
 _MAX_SEEN = 4096  # bounded: attribute keys come from clients (past it, new keys are classified per call)
+
+#: The keys of a span, in order -> the (key, kind) pairs to check, in that order. Spans of one
+#: instrumentation repeat the same key list, so a span costs one tuple and one dict lookup here.
+_PLANS: dict[tuple, tuple] = {}
+_MAX_PLANS = 1024  # bounded like _SEEN (cleared when full)
+
+
+def _plan(keys: Any) -> tuple[tuple[str, str], ...]:
+    """The (key, kind) pairs of `keys` whose value enters a sum (`_kind`), in key order."""
+    out = []
+    for key in keys:
+        kind = _CHECKED.get(key)
+        if kind is None:
+            if key in _SEEN:
+                continue
+            kind = _kind(key)
+            if len(_SEEN) < _MAX_SEEN:
+                _SEEN.add(key)
+                if kind is not None:
+                    _CHECKED[key] = kind
+            if kind is None:
+                continue
+        out.append((key, kind))
+    return tuple(out)
 
 
 def _number(value: Any) -> float | None:
@@ -128,48 +151,75 @@ class EdgeLimits:
     max_age_seconds: float = LIMIT_DEFAULTS["max_age_seconds"]
     max_future_seconds: float = LIMIT_DEFAULTS["max_future_seconds"]
 
+    def __post_init__(self) -> None:
+        # (low, high) per kind for attrs_problem's in-range shortcut (derived, not a field)
+        object.__setattr__(self, "_bounds", {"tokens": (0, self.max_tokens), "cost": (0, self.max_cost_usd),
+                                             "score": (self.score_min, self.score_max)})
+
     @classmethod
     def from_config(cls, limits: Mapping[str, Any] | None) -> "EdgeLimits":
         merged = {**LIMIT_DEFAULTS, **dict(limits or {})}
         return cls(**{k: float(merged[k]) for k in LIMIT_DEFAULTS})
 
     def attrs_problem(self, attrs: Mapping[str, Any]) -> tuple[str, str] | None:
-        """(reason, message) when a value in these attributes is outside its range, else None."""
-        keys = attrs.keys()
-        todo: list[tuple[str, str]] = []
-        new = keys - _SEEN
-        if new:
-            for key in new:
-                kind = _kind(key)
-                if len(_SEEN) < _MAX_SEEN:
-                    _SEEN.add(key)
-                    if kind is not None:
-                        _CHECKED[key] = kind
-                elif kind is not None:
-                    todo.append((key, kind))
-        for key in keys & _CHECKED.keys():
-            todo.append((key, _CHECKED[key]))
-        for key, kind in todo:
+        """(reason, message) when a value in these attributes is outside its range, else None.
+
+        Values are checked in attribute order. An int or float within its range passes without
+        the general conversion (the common case: integer token counts); anything else, and
+        every value outside its range, takes `_problem`, the general path, which decides."""
+        sig = tuple(attrs)
+        plan = _PLANS.get(sig)
+        if plan is None:
+            plan = _plan(sig)
+            if len(_PLANS) >= _MAX_PLANS:
+                _PLANS.clear()
+            _PLANS[sig] = plan
+        if not plan:
+            return None
+        bounds = self._bounds
+        for key, kind in plan:
             value = attrs[key]
-            if kind == "weights":
-                why = weights_problem(value)
-                if why:
-                    return "invalid_weights", why
-                continue
-            v = _number(value)
-            if v is None:
-                continue
-            # NaN fails every comparison below; infinities fail the bounds
-            if kind == "score":
-                if not self.score_min <= v <= self.score_max:
-                    return "invalid_number", (f"{key}={v:g} is outside [{self.score_min:g}, {self.score_max:g}] "
-                                              "(ingest.limits.score_min/score_max)")
-            elif kind == "cost":
-                if not 0 <= v <= self.max_cost_usd:
-                    return "invalid_number", (f"{key}={v:g} is outside [0, {self.max_cost_usd:g}] "
-                                              "(ingest.limits.max_cost_usd)")
-            elif not 0 <= v <= self.max_tokens:
-                return "invalid_number", f"{key}={v:g} is outside [0, {self.max_tokens:g}] (ingest.limits.max_tokens)"
+            kv = type(value)
+            if kv is int or kv is float:
+                lo_hi = bounds.get(kind)  # None for weights
+                if lo_hi is not None and lo_hi[0] <= value <= lo_hi[1]:
+                    continue  # exact comparison; float(value) then passes too (rounding is monotonic)
+            why = self._problem(key, kind, value)
+            if why is not None:
+                return why
+        return None
+
+    def attrs_problem_slow(self, attrs: Mapping[str, Any]) -> tuple[str, str] | None:
+        """`attrs_problem` without the plan cache and the in-range shortcut (tests compare them)."""
+        for key in attrs:
+            kind = _kind(key)
+            if kind is not None:
+                why = self._problem(key, kind, attrs[key])
+                if why is not None:
+                    return why
+        return None
+
+    def _problem(self, key: str, kind: str, value: Any) -> tuple[str, str] | None:
+        """(reason, message) when `value` of attribute `key` (of `kind`) is out of range, else None."""
+        if kind == "weights":
+            why = weights_problem(value)
+            if why:
+                return "invalid_weights", why
+            return None
+        v = _number(value)
+        if v is None:
+            return None
+        # NaN fails every comparison below; infinities fail the bounds
+        if kind == "score":
+            if not self.score_min <= v <= self.score_max:
+                return "invalid_number", (f"{key}={v:g} is outside [{self.score_min:g}, {self.score_max:g}] "
+                                          "(ingest.limits.score_min/score_max)")
+        elif kind == "cost":
+            if not 0 <= v <= self.max_cost_usd:
+                return "invalid_number", (f"{key}={v:g} is outside [0, {self.max_cost_usd:g}] "
+                                          "(ingest.limits.max_cost_usd)")
+        elif not 0 <= v <= self.max_tokens:
+            return "invalid_number", f"{key}={v:g} is outside [0, {self.max_tokens:g}] (ingest.limits.max_tokens)"
         return None
 
     def _time_problem(self, t_ns: int, now: float) -> tuple[str, str] | None:
@@ -203,6 +253,7 @@ class EdgeLimits:
                                           f"{self.max_duration_seconds:g}s (ingest.limits.max_duration_seconds)")
             return None
 
+        check.bounds = (lo, hi, longest)  # type: ignore[attr-defined]  # for otlp._spans_valid
         return check
 
     def log_problem(self, rec: Any, now: float) -> tuple[str, str] | None:

@@ -76,6 +76,28 @@ def resolve(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | Non
     An outer span with more than one LLM child (a framework span around several provider calls)
     is not merged into any of them (its tokens would be counted twice). `links`: inner calls of
     earlier batches by parent key (None in worker processes)."""
+    if is_flat(pending, links):
+        return [(sv, call, sv.attributes, (), None, None, None) for sv, call in pending]
+    return resolve_general(pending, links)
+
+
+_RESPONSE_ID = "gen_ai.response.id"
+
+
+def is_flat(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | None) -> bool:
+    """True when `resolve` has nothing to pair (the common case, tested equal to the general
+    path): no span has a parent or a response id and no inner call of an earlier batch waits, so
+    every span is a call of its own (attributes its own, no aliases, no merge, no keys to link)."""
+    if links:
+        return False
+    for sv, _call in pending:
+        if sv.raw_parent_span_id or _RESPONSE_ID in sv.attributes:
+            return False
+    return True
+
+
+def resolve_general(pending: list[tuple[Any, LLMCall]], links: Mapping[str, tuple] | None) -> list[tuple]:
+    """`resolve` without its shortcut for batches where no span can wrap another (tests compare them)."""
     n = len(pending)
     keys = [_key(call) for _, call in pending]
     rkeys = [_response_key(sv, call) for sv, call in pending]
@@ -152,8 +174,7 @@ class Links:
 
     def add(self, entries: Iterable[tuple[str, Link]]) -> None:
         m = self.map
-        for key, link in entries:
-            m[key] = link
+        m.update(entries)  # as m[key] = link for each, in order (a known key keeps its place)
         while len(m) > self.max_entries:
             m.popitem(last=False)
 
@@ -168,4 +189,4 @@ class Links:
                 return True
         delta = prepared[2]
         index = delta[6] if delta is not None else None
-        return bool(index) and any(k in m for k in index[0])
+        return bool(index) and not m.keys().isdisjoint(index[0])

@@ -57,6 +57,11 @@ REQUEST_SLOT_SECONDS = 60
 OK, ERRORS, IN_TOKENS, OUT_TOKENS, COST_N, COST, LATENCY_N, LATENCY_SUM, LATENCY_COUNTS = range(9)
 
 
+_EXPERIMENTS, _EXPERIMENT_ID, _EXPERIMENT_VARIANT = semconv.EXPERIMENTS, semconv.EXPERIMENT_ID, semconv.EXPERIMENT_VARIANT
+_EXPERIMENT_WEIGHTS, _EXPERIMENT_UNITS = semconv.EXPERIMENT_WEIGHTS, semconv.EXPERIMENT_UNITS
+_NO_EXPERIMENT = (None, None, None, None, None)
+
+
 def _first_str(attrs: Mapping[str, Any], keys: Iterable[str]) -> str | None:
     for k in keys:
         v = attrs.get(k)
@@ -202,18 +207,44 @@ class Preparer:
         """Count the batch's LLM calls once each (`one_call.resolve`); spans that raise are counted."""
         errors = 0
         links: list[tuple[str, one_call.Link]] = []
-        notext: list[tuple[str, str, str]] = []
-        for sv, call, attrs, aliases, merge, parent_key, response_key in one_call.resolve(batch.pending, self.links):
+        # calls without text: span keys, their distinct (service, model) and which one each has
+        notext: list[str] = []
+        notext_groups: dict[tuple[str, str], int] = {}
+        notext_of = array("I")
+        if one_call.is_flat(batch.pending, self.links):  # every span a call of its own: no pairing
+            add = self._add_call
+            for sv, call in batch.pending:
+                try:
+                    base, _cost, key = add(sv, call, batch, ops, sv.attributes)
+                    if key is not None and not isinstance(call.completion, str):  # as below
+                        group = (sv.service, base[1])
+                        g = notext_groups.get(group)
+                        if g is None:
+                            g = notext_groups[group] = len(notext_groups)
+                        notext.append(key)
+                        notext_of.append(g)
+                except Exception:
+                    errors += 1
+                    self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
+            resolved: list[tuple] = []
+        else:
+            resolved = one_call.resolve_general(batch.pending, self.links)
+        for sv, call, attrs, aliases, merge, parent_key, response_key in resolved:
             try:
                 if merge is not None:  # an outer span of an inner call counted in an earlier batch
                     self._merge_late(merge, call, batch)
                     if parent_key:  # a wrapper of the wrapper finds the same inner call (nothing left to add)
                         links.append((parent_key, merge[:5] + (True, True, True)))
                     continue
-                base, cost = self._add_call(sv, call, batch, ops, attrs, aliases)
-                if not semconv.has_text(call) and call.trace_id and call.span_id:
+                base, cost, key = self._add_call(sv, call, batch, ops, attrs, aliases)
+                if key is not None and not isinstance(call.completion, str):  # not semconv.has_text
                     # "not judged: no text": its text may still come as a GenAI log record (text_join)
-                    notext.append((call.trace_id + call.span_id, sv.service, base[1]))
+                    group = (sv.service, base[1])
+                    g = notext_groups.get(group)
+                    if g is None:
+                        g = notext_groups[group] = len(notext_groups)
+                    notext.append(key)
+                    notext_of.append(g)
                 if parent_key or response_key:
                     link = (call.operation, call.trace_id or "", sv.start, sv.end, base,  # a one_call.Link
                             bool(call.input_tokens), bool(call.output_tokens), cost is not None)
@@ -226,8 +257,8 @@ class Preparer:
                 self._log_error("span %s/%s could not be ingested", sv.trace_id, sv.span_id)
         if links:
             ops.append(("links", links))
-        if notext:
-            ops.append(("notext", notext))
+        if notext:  # the keys are the span index's own strings: pickled once for both
+            ops.append(("notext", notext, list(notext_groups), notext_of.tobytes()))
         return errors
 
     def _merge_late(self, merge: Any, outer: LLMCall, batch: _Batch) -> None:
@@ -353,9 +384,10 @@ class Preparer:
             ops.append(("eval", ev, True))
 
     def _add_call(self, sv: SpanView, call: LLMCall, batch: _Batch, ops: list,
-                  attrs: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> None:
+                  attrs: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> tuple:
         """Count one call (after `one_call.resolve`): attrs are the span's (merged with its outer
-        spans'); aliases are the span index keys of the outer spans that describe the same call."""
+        spans'); aliases are the span index keys of the outer spans that describe the same call.
+        Returns (raw label set, cost, span index key or None)."""
         attrs = sv.attributes if attrs is None else attrs
         error = sv.error
         service = sv.service
@@ -398,15 +430,10 @@ class Preparer:
                     checks[key] = checks.get(key, 0) + 1
         user = call.user_id or _first_str(attrs, USER_KEYS)
         session = call.session_id or _first_str(attrs, SESSION_KEYS)
-        usage = batch.usage
-        for kind, raw_id in (("user", user), ("session", session)):
-            if raw_id:
-                ids = usage.get((service, kind))
-                if ids is None:
-                    ids = usage[(service, kind)] = {}
-                h = self._id_hash(raw_id)
-                if t > ids.get(h, 0.0):
-                    ids[h] = t
+        if user:
+            self._see_id(batch.usage, (service, "user"), user, t)
+        if session:
+            self._see_id(batch.usage, (service, "session"), session, t)
         slot = (service, int(t // REQUEST_SLOT_SECONDS) * REQUEST_SLOT_SECONDS)
         batch.requests[slot] = batch.requests.get(slot, 0) + 1
         if exps:
@@ -438,13 +465,15 @@ class Preparer:
                             acc_c[2 * i] += value
                             acc_c[2 * i + 1] += 1.0
         trace_id, span_id = call.trace_id, call.span_id
+        key = None
         if trace_id and span_id:
             ekey = (service, model, id(exps))
             ix = batch.entry_ix.get(ekey)
             if ix is None:
                 ix = batch.entry_ix[ekey] = len(batch.entries)
                 batch.entries.append((service, model, exps))
-            batch.keys.append(trace_id + span_id)
+            key = trace_id + span_id
+            batch.keys.append(key)
             batch.entry_of.append(ix)
             for alias in aliases:  # evaluations of an outer span join the same call
                 batch.keys.append(alias)
@@ -466,7 +495,7 @@ class Preparer:
                 out_attrs = {k: v for k, v in attrs.items()
                              if not (isinstance(v, str) and len(v) > SHORT_ATTRIBUTE_CHARS)}
             ops.append(("call", service, call, error, sv.end, exps, failed, safety, cost, out_attrs))
-        return base, cost
+        return base, cost, key
 
     def _mixed(self, unit: str) -> int:
         """`unit_mix(unit_key_int(unit))`, memoized (bounded): the state maps it to a cluster."""
@@ -476,6 +505,17 @@ class Preparer:
                 self._mix_cache.clear()
             h = self._mix_cache[unit] = unit_mix(unit_key_int(unit)) if unit else 0
         return h
+
+    def _see_id(self, usage: dict, key: tuple[str, str], raw_id: str, t: float) -> None:
+        """Note that `raw_id` (its hash) was seen at `t` under (service, kind)."""
+        ids = usage.get(key)
+        if ids is None:
+            ids = usage[key] = {}
+        h = self._hash_cache.get(raw_id)
+        if h is None:
+            h = self._id_hash(raw_id)
+        if t > ids.get(h, 0.0):
+            ids[h] = t
 
     def _id_hash(self, raw_id: str) -> int:
         """state.id_hash, memoized (bounded) like State.see_id's cache."""
@@ -489,10 +529,10 @@ class Preparer:
     def _experiments(self, attrs: Mapping[str, Any]) -> tuple[ExperimentAssignment, ...]:
         """parse_experiments, memoized on the raw attribute values: the same few experiment
         stamps repeat on every span, and one shared tuple per stamp keeps the span index small."""
-        raw = (attrs.get(semconv.EXPERIMENTS), attrs.get(semconv.EXPERIMENT_ID),
-               attrs.get(semconv.EXPERIMENT_VARIANT), attrs.get(semconv.EXPERIMENT_WEIGHTS),
-               attrs.get(semconv.EXPERIMENT_UNITS))
-        if raw == (None, None, None, None, None):
+        get = attrs.get
+        raw = (get(_EXPERIMENTS), get(_EXPERIMENT_ID), get(_EXPERIMENT_VARIANT), get(_EXPERIMENT_WEIGHTS),
+               get(_EXPERIMENT_UNITS))
+        if raw == _NO_EXPERIMENT:
             return ()
         key = raw
         try:

@@ -41,6 +41,31 @@ class TextJoin:
             self.waiting.popitem(last=False)
         return None
 
+    def spans_without_text(self, keys: list[str], groups: list[tuple[str, str]], group_of: Any,
+                           now: float) -> list[tuple[str, str, tuple]]:
+        """`span_without_text` for a batch's calls, in order: keys[i] of (service, model)
+        groups[group_of[i]]. Returns (service, model, text) of those whose text came first.
+
+        Shortcut (tested equal to the call-by-call path): when no key is waiting or has early
+        text already and the batch fits in the map, the keys are inserted with one C-level
+        update and the oldest entries are evicted as the call-by-call path would evict them
+        (first in, first out; one shared (service, model, now) tuple per group)."""
+        waiting, early = self.waiting, self.early
+        if len(keys) <= self.max_entries and (not early or early.keys().isdisjoint(keys)) \
+                and waiting.keys().isdisjoint(keys):
+            values = [(service, model, now) for service, model in groups]
+            waiting.update(zip(keys, map(values.__getitem__, group_of)))
+            while len(waiting) > self.max_entries:
+                waiting.popitem(last=False)
+            return []
+        out = []
+        for key, g in zip(keys, group_of):
+            service, model = groups[g]
+            text = self.span_without_text(key, service, model, now)
+            if text is not None:
+                out.append((service, model, text))
+        return out
+
     def text(self, key: str, text: tuple) -> tuple[str, str] | None:
         """(service, model) of the waiting span this text belongs to, else None (the text waits)."""
         got = self.waiting.pop(key, None)
@@ -56,10 +81,13 @@ class TextJoin:
         out: dict[str, int] = {}
         waiting = self.waiting
         limit = now - self.settle_seconds
+        pop = waiting.popitem
         while waiting:
-            key, (service, _model, t) = next(iter(waiting.items()))
-            if t > limit:
+            key, entry = pop(last=False)
+            if entry[2] > limit:  # not yet: back to the front, where it was
+                waiting[key] = entry
+                waiting.move_to_end(key, last=False)
                 break
-            waiting.popitem(last=False)
+            service = entry[0]
             out[service] = out.get(service, 0) + 1
         return out
