@@ -15,13 +15,11 @@ loses at most one flush interval), restored by `load`. Text is PII-redacted befo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from ....pii import redact
@@ -30,18 +28,16 @@ from ....semconv import ExperimentAssignment
 from ....records import review_labels as store
 from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
 from .analysis import LabelFacts, agreement, summarize
+from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, LABEL_BODY_MAX_BYTES,
+                       REVIEWER_MAX_CHARS, LabelError, issue_id, issue_table, item_id_for,
+                       validate_label)
+from .page import STATIC_FILES, static_text
 from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate, validation_candidate)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ISSUES = ("Hallucination", "Irrelevant", "Unsafe", "Poor formatting")
-LABEL_BODY_MAX_BYTES = 64 * 1024
-COMMENT_MAX_CHARS = 4000
-CORRECTED_MAX_CHARS = 20000
-MAX_ISSUES_PER_LABEL = 20
 MAX_UNSENT_EVALUATIONS = 10_000
-STATIC_FILES = {"review.js": "application/javascript", "review.css": "text/css"}
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -59,25 +55,6 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "judge_pass_score": 3.0,       # judge score >= this is a pass (kappa)
     "label_evaluation_name": "human_quality",
 }
-
-
-def issue_id(name: str) -> str:
-    """Canonical issue id: "Poor formatting" -> "poor_formatting"."""
-    return "_".join(str(name).strip().lower().replace("-", " ").split())
-
-
-def item_id_for(trace_id: str, span_id: str | None) -> str:
-    """Stable 16-hex id of the review item for a call (same call -> same id after a restart)."""
-    return hashlib.sha256(f"{trace_id}:{span_id or ''}".encode()).hexdigest()[:16]
-
-
-class LabelError(Exception):
-    """A label request the API refuses; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -199,11 +176,7 @@ class ReviewPlugin(SidecarPlugin):
             raise ValueError("review.issues must be a list of issue names")
         self.cfg = cfg
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
-        names = list(DEFAULT_ISSUES) + [str(n) for n in cfg.get("issues") or []]
-        self.issues: dict[str, str] = {}
-        for n in names:
-            if issue_id(n) and issue_id(n) != "none":
-                self.issues.setdefault(issue_id(n), n)
+        self.issues: dict[str, str] = issue_table(cfg.get("issues") or [])
         self.pass_quality = int(cfg["pass_quality"])
         self.judge_pass_score = float(cfg["judge_pass_score"])
         self.retention_seconds = float(cfg["retention_days"]) * 86400.0
@@ -495,51 +468,14 @@ class ReviewPlugin(SidecarPlugin):
 
     def validate_label(self, body: Any) -> dict[str, Any]:
         """Check a label body; LabelError(400) with the reason when it is not acceptable."""
-        if not isinstance(body, dict):
-            raise LabelError(400, "body must be a JSON object")
-        unknown = set(body) - {"quality", "issues", "comment", "corrected_answer", "reviewer"}
-        if unknown:
-            raise LabelError(400, f"unknown fields: {sorted(unknown)}")
-        q = body.get("quality")
-        if isinstance(q, float) and q.is_integer():
-            q = int(q)
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 5:
-            raise LabelError(400, f"quality must be an integer from 1 to 5, got {body.get('quality')!r}")
-        issues = body.get("issues", [])
-        if issues is None:
-            issues = []
-        if not isinstance(issues, list) or not all(isinstance(i, str) for i in issues):
-            raise LabelError(400, "issues must be a list of strings")
-        if len(issues) > MAX_ISSUES_PER_LABEL:
-            raise LabelError(400, f"at most {MAX_ISSUES_PER_LABEL} issues")
-        ids = []
-        for raw in issues:
-            iid = issue_id(raw)
-            if iid not in self.issues:
-                raise LabelError(400, f"unknown issue {raw!r}; known: {sorted(self.issues)} "
-                                      "(add more under review.issues)")
-            if iid not in ids:
-                ids.append(iid)
-        out: dict[str, Any] = {"quality": q, "issues": ids}
-        for field, limit in (("comment", COMMENT_MAX_CHARS), ("corrected_answer", CORRECTED_MAX_CHARS),
-                             ("reviewer", 200)):
-            v = body.get(field)
-            if v is None:
-                out[field] = None
-                continue
-            if not isinstance(v, str):
-                raise LabelError(400, f"{field} must be a string")
-            if len(v) > limit:
-                raise LabelError(400, f"{field} is longer than {limit} characters")
-            out[field] = v
-        return out
+        return validate_label(body, self.issues)
 
     def label(self, item_id: str, body: Any) -> dict[str, Any]:
         """Apply a label: 400 bad body, 404 unknown id, 409 already labeled. Returns the item."""
         lab = self.validate_label(body)
         comment = self._clean(lab["comment"], COMMENT_MAX_CHARS)
         corrected = self._clean(lab["corrected_answer"], CORRECTED_MAX_CHARS)
-        reviewer = self._clean(lab["reviewer"], 200)  # often an email address: redacted like any text
+        reviewer = self._clean(lab["reviewer"], REVIEWER_MAX_CHARS)  # often an email address: redacted like any text
         now = self._now()
         with self._lock:
             item = self._pending.get(item_id)
@@ -756,15 +692,12 @@ def _public(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: item.get(k) for k in _PUBLIC}
 
 
-def static_text(name: str) -> str:
-    """A file of the labeling page (review.html, review.js, review.css), read from the package."""
-    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
 def read_labels(db_path: str, **kwargs: Any) -> list[dict[str, Any]]:
     """Labeled items from a sidecar SQLite file (see otel_llm_eval.records.review_labels.read_labels)."""
     return store.read_labels(db_path, **kwargs)
 
 
+# LABEL_BODY_MAX_BYTES, STATIC_FILES and static_text live in labeling.py and page.py; they stay
+# importable from here for the old module path otel_llm_eval.sidecar.review (see sidecar/_moved.py).
 __all__ = ["ReviewPlugin", "read_labels", "CONFIG_DEFAULTS", "DEFAULT_ISSUES", "LabelError",
-           "issue_id", "item_id_for"]
+           "issue_id", "item_id_for", "LABEL_BODY_MAX_BYTES", "STATIC_FILES", "static_text"]
