@@ -15,7 +15,6 @@ loses at most one flush interval), restored by `load`. Text is PII-redacted befo
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -24,10 +23,10 @@ from typing import Any, Iterable, Mapping
 
 from ....pii import redact
 from .... import semconv
-from ....semconv import ExperimentAssignment
 from ....records import review_labels as store
 from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
 from .analysis import LabelFacts, agreement, summarize
+from .feedback import MAX_UNSENT_EVALUATIONS, EvaluationFeedback, label_evaluation
 from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, LABEL_BODY_MAX_BYTES,
                        REVIEWER_MAX_CHARS, LabelError, issue_id, issue_table, item_id_for,
                        validate_label)
@@ -36,8 +35,6 @@ from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate, validation_candidate)
 
 log = logging.getLogger(__name__)
-
-MAX_UNSENT_EVALUATIONS = 10_000
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -149,7 +146,7 @@ class ReviewPlugin(SidecarPlugin):
         self._quality_hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket + sum
         self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0,
                                          "evaluations": 0}
-        self._unsent: list[EvaluationRecord] = []        # human evaluations not yet accepted
+        self.feedback = EvaluationFeedback(lambda: self.ctx, self._lock, self._dropped)
         self._db_path: str | None = None
         self._last_prune = 0.0
         self.sampler = ReviewSampler(self.sampling, self._now())
@@ -412,8 +409,8 @@ class ReviewPlugin(SidecarPlugin):
         self._admit_due(now)
         # Retried here, never in flush: flush runs inside the core's transaction and under its
         # state lock, where handing a record to the core's journal could deadlock or commit early.
-        if self._unsent:
-            self._send_evaluations()
+        if self.feedback.unsent:
+            self.feedback.send()
 
     def _admit_due(self, now: float) -> None:
         """Close the sampling window when due: redact and enqueue what the sampler admits."""
@@ -498,7 +495,9 @@ class ReviewPlugin(SidecarPlugin):
             hist[_bucket_index(lab["quality"])] += 1  # per-bucket count; last slot is the sum
             hist[-1] += lab["quality"]
             result = _public(item)
-        self._emit_evaluation(item, lab["quality"], comment, now)
+        name = str(self.cfg.get("label_evaluation_name") or "human_quality")
+        self.feedback.emit(label_evaluation(item, lab["quality"], comment, now, name=name,
+                                            pass_quality=self.pass_quality))
         return result
 
     def persist(self) -> bool:
@@ -506,75 +505,6 @@ class ReviewPlugin(SidecarPlugin):
         state file (with its evaluation record journaled in the same transaction)."""
         flush_now = getattr(self.ctx, "flush_now", None)
         return bool(flush_now()) if callable(flush_now) else True
-
-    def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
-                         now: float) -> None:
-        """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant).
-
-        A record the core refuses (ingest queue full) waits in a bounded buffer and is retried
-        on the next analysis tick; past `MAX_UNSENT_EVALUATIONS` the oldest is dropped and counted.
-        """
-        experiments = tuple(ExperimentAssignment(id=str(e[0]), variant=str(e[1]))
-                            for e in item.get("experiments") or [] if len(e) == 2)
-        rec = EvaluationRecord(
-            name=str(self.cfg.get("label_evaluation_name") or "human_quality"),
-            source="human", trace_id=item.get("trace_id"), span_id=item.get("span_id"),
-            time_unix_nano=int(now * 1e9), score=float(quality),
-            label="pass" if quality >= self.pass_quality else "fail",
-            explanation=comment, service=item.get("service"), model=item.get("model"),
-            experiments=experiments,
-            attributes={"llm_eval.review.issues": list(item.get("issues") or []),
-                        "llm_eval.review.item_id": item.get("id")},
-        )
-        with self._lock:
-            self._unsent.append(rec)
-            while len(self._unsent) > MAX_UNSENT_EVALUATIONS:
-                self._unsent.pop(0)
-                self._dropped["evaluations"] = self._dropped.get("evaluations", 0) + 1
-        self._send_evaluations()
-
-    def _send_evaluations(self) -> None:
-        with self._lock:
-            pending, self._unsent = self._unsent, []
-        for i, rec in enumerate(pending):
-            try:
-                sent = self._submit_evaluation(rec)
-            except Exception:
-                log.debug("review: evaluation record not accepted yet; retried at next flush",
-                          exc_info=True)
-                sent = False
-            if not sent:
-                with self._lock:
-                    self._unsent[:0] = pending[i:]
-                return
-
-    def _submit_evaluation(self, rec: EvaluationRecord) -> bool:
-        """Hand one record to the core. True when accepted (or when there is no core to take it).
-
-        Prefers a public `ctx.submit_evaluation(record)`; otherwise uses the core's journaled
-        feedback path (what POST /v1/feedback does), so a label is counted exactly once.
-        """
-        if self.ctx is None:
-            return True
-        hook = getattr(self.ctx, "submit_evaluation", None)
-        if callable(hook):
-            hook(rec)
-            return True
-        core = getattr(self.ctx, "_sidecar", None)
-        submit = getattr(core, "submit", None)
-        if not callable(submit):
-            return True  # no evaluation path in this host: labels still land in the store
-        payload: dict[str, Any] = {"trace_id": rec.trace_id, "name": rec.name, "source": rec.source,
-                                   "value": rec.score, "label": rec.label}
-        if rec.span_id:
-            payload["span_id"] = rec.span_id
-        if rec.explanation:
-            payload["comment"] = rec.explanation
-        body = json.dumps({**payload, "review_item": rec.attributes.get("llm_eval.review.item_id")},
-                          sort_keys=True).encode()
-        payload["time_unix_nano"] = rec.time_unix_nano
-        submit("feedback", payload, body, "application/json", "")
-        return True
 
     def labels(self, since_unix: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Labeled items in the export shape: flushed ones from the SQLite file plus unflushed."""
@@ -697,7 +627,9 @@ def read_labels(db_path: str, **kwargs: Any) -> list[dict[str, Any]]:
     return store.read_labels(db_path, **kwargs)
 
 
-# LABEL_BODY_MAX_BYTES, STATIC_FILES and static_text live in labeling.py and page.py; they stay
-# importable from here for the old module path otel_llm_eval.sidecar.review (see sidecar/_moved.py).
+# LABEL_BODY_MAX_BYTES, MAX_UNSENT_EVALUATIONS, STATIC_FILES and static_text live in labeling.py,
+# feedback.py and page.py; they stay importable from here for the old module path
+# otel_llm_eval.sidecar.review (see sidecar/_moved.py).
 __all__ = ["ReviewPlugin", "read_labels", "CONFIG_DEFAULTS", "DEFAULT_ISSUES", "LabelError",
-           "issue_id", "item_id_for", "LABEL_BODY_MAX_BYTES", "STATIC_FILES", "static_text"]
+           "issue_id", "item_id_for", "LABEL_BODY_MAX_BYTES", "MAX_UNSENT_EVALUATIONS", "STATIC_FILES",
+           "static_text"]
