@@ -25,11 +25,12 @@ from ....pii import redact
 from .... import semconv
 from ....records import review_labels as store
 from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
-from .analysis import LabelFacts, agreement, summarize
+from .analysis import LabelFacts, summarize
 from .feedback import MAX_UNSENT_EVALUATIONS, EvaluationFeedback, label_evaluation
 from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, LABEL_BODY_MAX_BYTES,
                        REVIEWER_MAX_CHARS, LabelError, issue_id, issue_table, item_id_for,
                        validate_label)
+from .metrics import LabelCounters, families, snapshot
 from .page import STATIC_FILES, static_text
 from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate, validation_candidate)
@@ -142,8 +143,7 @@ class ReviewPlugin(SidecarPlugin):
         self._dirty: dict[str, dict[str, Any]] = {}      # id -> item to write at next flush
         self._waiting: OrderedDict[str, dict[str, Any]] = OrderedDict()  # calls awaiting a judge
         self._by_trace: dict[str, str] = {}              # trace id -> item id (of _waiting)
-        self._labels_total: dict[tuple[str, str], int] = {}
-        self._quality_hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket + sum
+        self.counters = LabelCounters()                  # label metrics (under _lock)
         self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0,
                                          "evaluations": 0}
         self.feedback = EvaluationFeedback(lambda: self.ctx, self._lock, self._dropped)
@@ -353,10 +353,7 @@ class ReviewPlugin(SidecarPlugin):
                 self._pending[item["id"]] = item
             for item in labeled:
                 self._labeled[item["id"]] = _facts(item)
-            for entry in counters.get("labels_total", []):
-                self._labels_total[(entry[0], entry[1])] = int(entry[2])
-            for entry in counters.get("quality", []):
-                self._quality_hist[(entry[0], entry[1], entry[2])] = [float(x) for x in entry[3]]
+            self.counters.restore(counters)
             for k, v in (counters.get("dropped") or {}).items():
                 self._dropped[k] = int(v)
             for k, v in (counters.get("sampler_dropped") or {}).items():
@@ -370,8 +367,7 @@ class ReviewPlugin(SidecarPlugin):
         with self._lock:
             dirty, self._dirty = self._dirty, {}
             counters = {
-                "labels_total": [[s, i, n] for (s, i), n in self._labels_total.items()],
-                "quality": [[s, m, v, h] for (s, m, v), h in self._quality_hist.items()],
+                **self.counters.state(),
                 "dropped": dict(self._dropped),
                 "sampler_dropped": dict(self.sampler.dropped),
             }
@@ -486,14 +482,8 @@ class ReviewPlugin(SidecarPlugin):
                         labeled_unix=now)
             self._dirty[item_id] = item
             self._labeled[item_id] = _facts(item)
-            service = item.get("service") or "unknown"
-            for issue in lab["issues"] or ["none"]:
-                k = (service, issue)
-                self._labels_total[k] = self._labels_total.get(k, 0) + 1
-            hk = (service, item.get("model") or "unknown", item.get("variant") or "none")
-            hist = self._quality_hist.setdefault(hk, [0.0] * (len(_buckets()) + 2))
-            hist[_bucket_index(lab["quality"])] += 1  # per-bucket count; last slot is the sum
-            hist[-1] += lab["quality"]
+            self.counters.count(item.get("service") or "unknown", item.get("model") or "unknown",
+                                item.get("variant") or "none", lab["quality"], lab["issues"])
             result = _public(item)
         name = str(self.cfg.get("label_evaluation_name") or "human_quality")
         self.feedback.emit(label_evaluation(item, lab["quality"], comment, now, name=name,
@@ -548,32 +538,8 @@ class ReviewPlugin(SidecarPlugin):
 
     def collect(self) -> Iterable[Any]:
         with self._lock:
-            depth: dict[str, int] = {}
-            for item in self._pending.values():
-                s = item.get("service") or "unknown"
-                depth[s] = depth.get(s, 0) + 1
-            labels_total = dict(self._labels_total)
-            hists = {k: list(v) for k, v in self._quality_hist.items()}
-            facts = list(self._labeled.values())
-        for s in {f.service for f in facts} | {k[0] for k in labels_total}:
-            depth.setdefault(s, 0)  # a service with labels but an empty queue shows 0, not nothing
-        family = self.ctx.family
-        yield family("llm_review_queue_depth", [({"service": s}, n) for s, n in sorted(depth.items())])
-        yield family("llm_human_labels_total",
-                     [({"service": s, "issue": i}, n) for (s, i), n in sorted(labels_total.items())])
-        yield family("llm_human_quality_score",
-                     [({"service": s, "model": m, "variant": v}, h[:-1], h[-1])
-                      for (s, m, v), h in sorted(hists.items())])
-        values = []
-        by_service: dict[str, list[LabelFacts]] = {}
-        for f in facts:
-            by_service.setdefault(f.service, []).append(f)
-        for s, group in sorted(by_service.items()):
-            agr = agreement(group, self.pass_quality, self.judge_pass_score)
-            for method in ("kappa", "spearman"):
-                if agr[method] is not None:
-                    values.append(({"service": s, "method": method}, agr[method]))
-        yield family("llm_eval_judge_human_agreement", values)
+            snap = snapshot(self._pending.values(), self.counters, self._labeled.values())
+        yield from families(self.ctx.family, snap, self.pass_quality, self.judge_pass_score)
 
     # --- HTTP -------------------------------------------------------------------------------------
 
@@ -581,20 +547,6 @@ class ReviewPlugin(SidecarPlugin):
         from .api import build_router
 
         return build_router(self)
-
-
-def _buckets() -> tuple[float, ...]:
-    from ....catalog import HUMAN_SCORE_BUCKETS
-
-    return HUMAN_SCORE_BUCKETS
-
-
-def _bucket_index(value: float) -> int:
-    """Index of the first bucket whose upper bound holds `value`; len(buckets) means +Inf."""
-    for i, bound in enumerate(_buckets()):
-        if value <= bound:
-            return i
-    return len(_buckets())
 
 
 def _facts(item: Mapping[str, Any]) -> LabelFacts:
