@@ -21,7 +21,6 @@ import time
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
-from ....pii import redact
 from .... import semconv
 from ....records import review_labels as store
 from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
@@ -32,6 +31,7 @@ from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, L
                        validate_label)
 from .metrics import LabelCounters, families, snapshot
 from .page import STATIC_FILES, static_text
+from .settings import check_section, clean_text, merge
 from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
                               low_score_candidate, validation_candidate)
 
@@ -53,16 +53,6 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "judge_pass_score": 3.0,       # judge score >= this is a pass (kappa)
     "label_evaluation_name": "human_quality",
 }
-
-
-def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = dict(defaults)
-    for k, v in (override or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def review_item(sampling: SamplingConfig, record: CallRecord) -> tuple | None:
@@ -113,7 +103,7 @@ class ReviewCallSummarizer(CallSummarizer):
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
-        cfg = _merge(CONFIG_DEFAULTS, config)
+        cfg = merge(CONFIG_DEFAULTS, config)
         self.enabled = bool(cfg.get("enabled", True))
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
         self.items: list[tuple] = []
@@ -155,22 +145,8 @@ class ReviewPlugin(SidecarPlugin):
 
     def _configure(self, section: Mapping[str, Any] | None) -> None:
         """Merge and validate the `review` section; ValueError naming the key when it is wrong."""
-        cfg = _merge(CONFIG_DEFAULTS, section)
-        unknown = set(cfg) - set(CONFIG_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown review config keys: {sorted(unknown)}")
-        for key, minimum in (("retention_days", 1e-9), ("max_pending", 1), ("max_text_chars", 100),
-                             ("judge_wait_seconds", 0), ("judge_wait_max_calls", 0)):
-            try:
-                ok = float(cfg[key]) >= minimum
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ValueError(f"review.{key} must be a number >= {minimum:g}, got {cfg[key]!r}")
-        if not (isinstance(cfg["pass_quality"], int) and 1 <= cfg["pass_quality"] <= 5):
-            raise ValueError(f"review.pass_quality must be an integer 1..5, got {cfg['pass_quality']!r}")
-        if not isinstance(cfg.get("issues") or [], list):
-            raise ValueError("review.issues must be a list of issue names")
+        cfg = merge(CONFIG_DEFAULTS, section)
+        check_section(cfg, CONFIG_DEFAULTS)
         self.cfg = cfg
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
         self.issues: dict[str, str] = issue_table(cfg.get("issues") or [])
@@ -196,15 +172,8 @@ class ReviewPlugin(SidecarPlugin):
 
     def _clean(self, text: Any, limit: int | None = None) -> str | None:
         """Truncate then redact (redaction is what makes storing the text acceptable)."""
-        if text is None:
-            return None
-        s = str(text)
-        limit = limit or self.max_text_chars
-        if len(s) > limit:
-            s = s[:limit] + " [truncated]"
-        if self.cfg.get("redact_pii", True) and self.redact_kinds:
-            s = redact(s, self.redact_kinds)
-        return s
+        kinds = self.redact_kinds if self.cfg.get("redact_pii", True) else ()
+        return clean_text(text, limit or self.max_text_chars, kinds)
 
     # --- ingest hooks (ingest thread) -------------------------------------------------------------
 
