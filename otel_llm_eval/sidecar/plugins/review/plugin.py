@@ -177,30 +177,29 @@ class ReviewPlugin(SidecarPlugin):
 
     # --- ingest hooks (ingest thread) -------------------------------------------------------------
 
-    def on_call(self, record: CallRecord) -> None:
+    def _guarded(self, hook: str, handler: Any, arg: Any) -> None:
+        """Run an ingest hook's handler when review is enabled; never raise into ingest: a
+        failure is counted (dropped.errors) and logged at debug level instead."""
         if not self.cfg.get("enabled", True):
             return
         try:
-            self._on_call(record)
-        except Exception:  # never raise into ingest; count it instead
+            handler(arg)
+        except Exception:
             self._dropped["errors"] += 1
-            log.debug("review on_call failed", exc_info=True)
+            log.debug("review %s failed", hook, exc_info=True)
+
+    def on_call(self, record: CallRecord) -> None:
+        self._guarded("on_call", self._on_call, record)
 
     def _on_call(self, record: CallRecord) -> None:
         item = review_item(self.sampling, record)
         if item is not None:
-            self._admit(item, self._now())
+            self._admit_many([item], self._now())
 
     def on_call_summary(self, summary: Any) -> None:
         """Admit the items a ReviewCallSummarizer found in one batch (ingest thread); their
         service is the raw one, bounded here (the core already counted its overflow)."""
-        if not self.cfg.get("enabled", True):
-            return
-        try:
-            self._admit_summary(summary)
-        except Exception:  # never raise into ingest; count it instead
-            self._dropped["errors"] += 1
-            log.debug("review on_call_summary failed", exc_info=True)
+        self._guarded("on_call_summary", self._admit_summary, summary)
 
     def _admit_summary(self, summary: Any) -> None:
         bound = getattr(self.ctx, "bound", None)
@@ -217,9 +216,6 @@ class ReviewPlugin(SidecarPlugin):
                 item = (item[0], item[1], item[2], svc, item[4], svc)
             items.append(item)
         self._admit_many(items, now)
-
-    def _admit(self, item: tuple, now: float) -> None:
-        self._admit_many([item], now)
 
     def _admit_many(self, items: list[tuple], now: float) -> None:
         """Queue candidates and remember calls awaiting a judge score; the judge-wait bound is
@@ -259,13 +255,7 @@ class ReviewPlugin(SidecarPlugin):
                 self._dropped["judge_wait"] += 1
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
-        if not self.cfg.get("enabled", True):
-            return
-        try:
-            self._on_evaluation(record)
-        except Exception:
-            self._dropped["errors"] += 1
-            log.debug("review on_evaluation failed", exc_info=True)
+        self._guarded("on_evaluation", self._on_evaluation, record)
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
         if record.source not in semconv.JUDGE_SOURCES or record.score is None or not record.trace_id:
