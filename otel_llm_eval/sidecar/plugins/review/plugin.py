@@ -11,6 +11,10 @@ Everything dropped is counted and shown on `GET /v1/review/summary`.
 
 Persistence: new items, labels, skips and judge-score updates are written by `flush` (so a crash
 loses at most one flush interval), restored by `load`. Text is PII-redacted before it is stored.
+
+Helpers live next door: the config checks and text rule (settings), label validation (labeling),
+the evaluation record of a label and its hand-over to the core (feedback), the label counters and
+/metrics families (metrics); this module keeps the review state, its lock and the hooks.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, L
                        validate_label)
 from .metrics import LabelCounters, families, snapshot
 from .page import STATIC_FILES, static_text
+from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify, low_score_candidate,
+                       validation_candidate)
 from .settings import check_section, clean_text, merge
-from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
-                              low_score_candidate, validation_candidate)
 
 log = logging.getLogger(__name__)
 
