@@ -13,26 +13,38 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping, Protocol
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .plugin import ReviewPlugin
+from .labeling import LABEL_BODY_MAX_BYTES, LabelError
+from .page import STATIC_FILES, static_text
 
 #: Paths that serve the page itself (no data), for cores that exempt static pages from auth.
 PUBLIC_PATHS = ("/review", "/review/assets/review.js", "/review/assets/review.css")
+
+
+class ReviewOperations(Protocol):
+    """What the routes call (ReviewPlugin provides it); named here so api.py imports no plugin."""
+
+    issues: Mapping[str, str]
+
+    def queue(self, limit: int = 10) -> list[dict[str, Any]]: ...
+    def depth(self) -> int: ...
+    def label(self, item_id: str, body: Any) -> dict[str, Any]: ...
+    def persist(self) -> bool: ...
+    def skip(self, item_id: str) -> dict[str, Any]: ...
+    def summary(self) -> dict[str, Any]: ...
+    def labels(self, since_unix: float | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_router(plugin: "ReviewPlugin") -> APIRouter:
-    from .plugin import LABEL_BODY_MAX_BYTES, STATIC_FILES, LabelError, static_text
-
+def build_router(plugin: ReviewOperations) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/review/queue", tags=["review"])

@@ -11,37 +11,35 @@ Everything dropped is counted and shown on `GET /v1/review/summary`.
 
 Persistence: new items, labels, skips and judge-score updates are written by `flush` (so a crash
 loses at most one flush interval), restored by `load`. Text is PII-redacted before it is stored.
+
+Helpers live next door: the config checks and text rule (settings), label validation (labeling),
+the evaluation record of a label and its hand-over to the core (feedback), the label counters and
+/metrics families (metrics); this module keeps the review state, its lock and the hooks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from ....pii import redact
 from .... import semconv
-from ....semconv import ExperimentAssignment
 from ....records import review_labels as store
 from .. import CallRecord, CallSummarizer, EvaluationRecord, SidecarPlugin
-from .analysis import LabelFacts, agreement, summarize
-from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify,
-                              low_score_candidate, validation_candidate)
+from .analysis import LabelFacts, summarize
+from .feedback import MAX_UNSENT_EVALUATIONS, EvaluationFeedback, label_evaluation
+from .labeling import (COMMENT_MAX_CHARS, CORRECTED_MAX_CHARS, DEFAULT_ISSUES, LABEL_BODY_MAX_BYTES,
+                       REVIEWER_MAX_CHARS, LabelError, issue_id, issue_table, item_id_for,
+                       validate_label)
+from .metrics import LabelCounters, families, snapshot
+from .page import STATIC_FILES, static_text
+from .sampling import (Candidate, ReviewSampler, SamplingConfig, classify, low_score_candidate,
+                       validation_candidate)
+from .settings import check_section, clean_text, merge
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ISSUES = ("Hallucination", "Irrelevant", "Unsafe", "Poor formatting")
-LABEL_BODY_MAX_BYTES = 64 * 1024
-COMMENT_MAX_CHARS = 4000
-CORRECTED_MAX_CHARS = 20000
-MAX_ISSUES_PER_LABEL = 20
-MAX_UNSENT_EVALUATIONS = 10_000
-STATIC_FILES = {"review.js": "application/javascript", "review.css": "text/css"}
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "enabled": True,
@@ -59,35 +57,6 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "judge_pass_score": 3.0,       # judge score >= this is a pass (kappa)
     "label_evaluation_name": "human_quality",
 }
-
-
-def issue_id(name: str) -> str:
-    """Canonical issue id: "Poor formatting" -> "poor_formatting"."""
-    return "_".join(str(name).strip().lower().replace("-", " ").split())
-
-
-def item_id_for(trace_id: str, span_id: str | None) -> str:
-    """Stable 16-hex id of the review item for a call (same call -> same id after a restart)."""
-    return hashlib.sha256(f"{trace_id}:{span_id or ''}".encode()).hexdigest()[:16]
-
-
-class LabelError(Exception):
-    """A label request the API refuses; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _merge(defaults: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
-    out = dict(defaults)
-    for k, v in (override or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def review_item(sampling: SamplingConfig, record: CallRecord) -> tuple | None:
@@ -138,7 +107,7 @@ class ReviewCallSummarizer(CallSummarizer):
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__(config)
-        cfg = _merge(CONFIG_DEFAULTS, config)
+        cfg = merge(CONFIG_DEFAULTS, config)
         self.enabled = bool(cfg.get("enabled", True))
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
         self.items: list[tuple] = []
@@ -168,11 +137,10 @@ class ReviewPlugin(SidecarPlugin):
         self._dirty: dict[str, dict[str, Any]] = {}      # id -> item to write at next flush
         self._waiting: OrderedDict[str, dict[str, Any]] = OrderedDict()  # calls awaiting a judge
         self._by_trace: dict[str, str] = {}              # trace id -> item id (of _waiting)
-        self._labels_total: dict[tuple[str, str], int] = {}
-        self._quality_hist: dict[tuple[str, str, str], list[float]] = {}  # counts per bucket + sum
+        self.counters = LabelCounters()                  # label metrics (under _lock)
         self._dropped: dict[str, int] = {"queue_full": 0, "judge_wait": 0, "errors": 0,
                                          "evaluations": 0}
-        self._unsent: list[EvaluationRecord] = []        # human evaluations not yet accepted
+        self.feedback = EvaluationFeedback(lambda: self.ctx, self._lock, self._dropped)
         self._db_path: str | None = None
         self._last_prune = 0.0
         self.sampler = ReviewSampler(self.sampling, self._now())
@@ -181,29 +149,11 @@ class ReviewPlugin(SidecarPlugin):
 
     def _configure(self, section: Mapping[str, Any] | None) -> None:
         """Merge and validate the `review` section; ValueError naming the key when it is wrong."""
-        cfg = _merge(CONFIG_DEFAULTS, section)
-        unknown = set(cfg) - set(CONFIG_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown review config keys: {sorted(unknown)}")
-        for key, minimum in (("retention_days", 1e-9), ("max_pending", 1), ("max_text_chars", 100),
-                             ("judge_wait_seconds", 0), ("judge_wait_max_calls", 0)):
-            try:
-                ok = float(cfg[key]) >= minimum
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ValueError(f"review.{key} must be a number >= {minimum:g}, got {cfg[key]!r}")
-        if not (isinstance(cfg["pass_quality"], int) and 1 <= cfg["pass_quality"] <= 5):
-            raise ValueError(f"review.pass_quality must be an integer 1..5, got {cfg['pass_quality']!r}")
-        if not isinstance(cfg.get("issues") or [], list):
-            raise ValueError("review.issues must be a list of issue names")
+        cfg = merge(CONFIG_DEFAULTS, section)
+        check_section(cfg, CONFIG_DEFAULTS)
         self.cfg = cfg
         self.sampling = SamplingConfig.from_mapping(cfg["sampling"])
-        names = list(DEFAULT_ISSUES) + [str(n) for n in cfg.get("issues") or []]
-        self.issues: dict[str, str] = {}
-        for n in names:
-            if issue_id(n) and issue_id(n) != "none":
-                self.issues.setdefault(issue_id(n), n)
+        self.issues: dict[str, str] = issue_table(cfg.get("issues") or [])
         self.pass_quality = int(cfg["pass_quality"])
         self.judge_pass_score = float(cfg["judge_pass_score"])
         self.retention_seconds = float(cfg["retention_days"]) * 86400.0
@@ -226,42 +176,34 @@ class ReviewPlugin(SidecarPlugin):
 
     def _clean(self, text: Any, limit: int | None = None) -> str | None:
         """Truncate then redact (redaction is what makes storing the text acceptable)."""
-        if text is None:
-            return None
-        s = str(text)
-        limit = limit or self.max_text_chars
-        if len(s) > limit:
-            s = s[:limit] + " [truncated]"
-        if self.cfg.get("redact_pii", True) and self.redact_kinds:
-            s = redact(s, self.redact_kinds)
-        return s
+        kinds = self.redact_kinds if self.cfg.get("redact_pii", True) else ()
+        return clean_text(text, limit or self.max_text_chars, kinds)
 
     # --- ingest hooks (ingest thread) -------------------------------------------------------------
 
-    def on_call(self, record: CallRecord) -> None:
+    def _guarded(self, hook: str, handler: Any, arg: Any) -> None:
+        """Run an ingest hook's handler when review is enabled; never raise into ingest: a
+        failure is counted (dropped.errors) and logged at debug level instead."""
         if not self.cfg.get("enabled", True):
             return
         try:
-            self._on_call(record)
-        except Exception:  # never raise into ingest; count it instead
+            handler(arg)
+        except Exception:
             self._dropped["errors"] += 1
-            log.debug("review on_call failed", exc_info=True)
+            log.debug("review %s failed", hook, exc_info=True)
+
+    def on_call(self, record: CallRecord) -> None:
+        self._guarded("on_call", self._on_call, record)
 
     def _on_call(self, record: CallRecord) -> None:
         item = review_item(self.sampling, record)
         if item is not None:
-            self._admit(item, self._now())
+            self._admit_many([item], self._now())
 
     def on_call_summary(self, summary: Any) -> None:
         """Admit the items a ReviewCallSummarizer found in one batch (ingest thread); their
         service is the raw one, bounded here (the core already counted its overflow)."""
-        if not self.cfg.get("enabled", True):
-            return
-        try:
-            self._admit_summary(summary)
-        except Exception:  # never raise into ingest; count it instead
-            self._dropped["errors"] += 1
-            log.debug("review on_call_summary failed", exc_info=True)
+        self._guarded("on_call_summary", self._admit_summary, summary)
 
     def _admit_summary(self, summary: Any) -> None:
         bound = getattr(self.ctx, "bound", None)
@@ -278,9 +220,6 @@ class ReviewPlugin(SidecarPlugin):
                 item = (item[0], item[1], item[2], svc, item[4], svc)
             items.append(item)
         self._admit_many(items, now)
-
-    def _admit(self, item: tuple, now: float) -> None:
-        self._admit_many([item], now)
 
     def _admit_many(self, items: list[tuple], now: float) -> None:
         """Queue candidates and remember calls awaiting a judge score; the judge-wait bound is
@@ -320,13 +259,7 @@ class ReviewPlugin(SidecarPlugin):
                 self._dropped["judge_wait"] += 1
 
     def on_evaluation(self, record: EvaluationRecord) -> None:
-        if not self.cfg.get("enabled", True):
-            return
-        try:
-            self._on_evaluation(record)
-        except Exception:
-            self._dropped["errors"] += 1
-            log.debug("review on_evaluation failed", exc_info=True)
+        self._guarded("on_evaluation", self._on_evaluation, record)
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
         if record.source not in semconv.JUDGE_SOURCES or record.score is None or not record.trace_id:
@@ -383,10 +316,7 @@ class ReviewPlugin(SidecarPlugin):
                 self._pending[item["id"]] = item
             for item in labeled:
                 self._labeled[item["id"]] = _facts(item)
-            for entry in counters.get("labels_total", []):
-                self._labels_total[(entry[0], entry[1])] = int(entry[2])
-            for entry in counters.get("quality", []):
-                self._quality_hist[(entry[0], entry[1], entry[2])] = [float(x) for x in entry[3]]
+            self.counters.restore(counters)
             for k, v in (counters.get("dropped") or {}).items():
                 self._dropped[k] = int(v)
             for k, v in (counters.get("sampler_dropped") or {}).items():
@@ -400,8 +330,7 @@ class ReviewPlugin(SidecarPlugin):
         with self._lock:
             dirty, self._dirty = self._dirty, {}
             counters = {
-                "labels_total": [[s, i, n] for (s, i), n in self._labels_total.items()],
-                "quality": [[s, m, v, h] for (s, m, v), h in self._quality_hist.items()],
+                **self.counters.state(),
                 "dropped": dict(self._dropped),
                 "sampler_dropped": dict(self.sampler.dropped),
             }
@@ -439,8 +368,8 @@ class ReviewPlugin(SidecarPlugin):
         self._admit_due(now)
         # Retried here, never in flush: flush runs inside the core's transaction and under its
         # state lock, where handing a record to the core's journal could deadlock or commit early.
-        if self._unsent:
-            self._send_evaluations()
+        if self.feedback.unsent:
+            self.feedback.send()
 
     def _admit_due(self, now: float) -> None:
         """Close the sampling window when due: redact and enqueue what the sampler admits."""
@@ -495,51 +424,14 @@ class ReviewPlugin(SidecarPlugin):
 
     def validate_label(self, body: Any) -> dict[str, Any]:
         """Check a label body; LabelError(400) with the reason when it is not acceptable."""
-        if not isinstance(body, dict):
-            raise LabelError(400, "body must be a JSON object")
-        unknown = set(body) - {"quality", "issues", "comment", "corrected_answer", "reviewer"}
-        if unknown:
-            raise LabelError(400, f"unknown fields: {sorted(unknown)}")
-        q = body.get("quality")
-        if isinstance(q, float) and q.is_integer():
-            q = int(q)
-        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 5:
-            raise LabelError(400, f"quality must be an integer from 1 to 5, got {body.get('quality')!r}")
-        issues = body.get("issues", [])
-        if issues is None:
-            issues = []
-        if not isinstance(issues, list) or not all(isinstance(i, str) for i in issues):
-            raise LabelError(400, "issues must be a list of strings")
-        if len(issues) > MAX_ISSUES_PER_LABEL:
-            raise LabelError(400, f"at most {MAX_ISSUES_PER_LABEL} issues")
-        ids = []
-        for raw in issues:
-            iid = issue_id(raw)
-            if iid not in self.issues:
-                raise LabelError(400, f"unknown issue {raw!r}; known: {sorted(self.issues)} "
-                                      "(add more under review.issues)")
-            if iid not in ids:
-                ids.append(iid)
-        out: dict[str, Any] = {"quality": q, "issues": ids}
-        for field, limit in (("comment", COMMENT_MAX_CHARS), ("corrected_answer", CORRECTED_MAX_CHARS),
-                             ("reviewer", 200)):
-            v = body.get(field)
-            if v is None:
-                out[field] = None
-                continue
-            if not isinstance(v, str):
-                raise LabelError(400, f"{field} must be a string")
-            if len(v) > limit:
-                raise LabelError(400, f"{field} is longer than {limit} characters")
-            out[field] = v
-        return out
+        return validate_label(body, self.issues)
 
     def label(self, item_id: str, body: Any) -> dict[str, Any]:
         """Apply a label: 400 bad body, 404 unknown id, 409 already labeled. Returns the item."""
         lab = self.validate_label(body)
         comment = self._clean(lab["comment"], COMMENT_MAX_CHARS)
         corrected = self._clean(lab["corrected_answer"], CORRECTED_MAX_CHARS)
-        reviewer = self._clean(lab["reviewer"], 200)  # often an email address: redacted like any text
+        reviewer = self._clean(lab["reviewer"], REVIEWER_MAX_CHARS)  # often an email address: redacted like any text
         now = self._now()
         with self._lock:
             item = self._pending.get(item_id)
@@ -553,16 +445,12 @@ class ReviewPlugin(SidecarPlugin):
                         labeled_unix=now)
             self._dirty[item_id] = item
             self._labeled[item_id] = _facts(item)
-            service = item.get("service") or "unknown"
-            for issue in lab["issues"] or ["none"]:
-                k = (service, issue)
-                self._labels_total[k] = self._labels_total.get(k, 0) + 1
-            hk = (service, item.get("model") or "unknown", item.get("variant") or "none")
-            hist = self._quality_hist.setdefault(hk, [0.0] * (len(_buckets()) + 2))
-            hist[_bucket_index(lab["quality"])] += 1  # per-bucket count; last slot is the sum
-            hist[-1] += lab["quality"]
+            self.counters.count(item.get("service") or "unknown", item.get("model") or "unknown",
+                                item.get("variant") or "none", lab["quality"], lab["issues"])
             result = _public(item)
-        self._emit_evaluation(item, lab["quality"], comment, now)
+        name = str(self.cfg.get("label_evaluation_name") or "human_quality")
+        self.feedback.emit(label_evaluation(item, lab["quality"], comment, now, name=name,
+                                            pass_quality=self.pass_quality))
         return result
 
     def persist(self) -> bool:
@@ -570,75 +458,6 @@ class ReviewPlugin(SidecarPlugin):
         state file (with its evaluation record journaled in the same transaction)."""
         flush_now = getattr(self.ctx, "flush_now", None)
         return bool(flush_now()) if callable(flush_now) else True
-
-    def _emit_evaluation(self, item: Mapping[str, Any], quality: int, comment: str | None,
-                         now: float) -> None:
-        """Feed the label into the sidecar's evaluation path (A/B sees human_quality per variant).
-
-        A record the core refuses (ingest queue full) waits in a bounded buffer and is retried
-        on the next analysis tick; past `MAX_UNSENT_EVALUATIONS` the oldest is dropped and counted.
-        """
-        experiments = tuple(ExperimentAssignment(id=str(e[0]), variant=str(e[1]))
-                            for e in item.get("experiments") or [] if len(e) == 2)
-        rec = EvaluationRecord(
-            name=str(self.cfg.get("label_evaluation_name") or "human_quality"),
-            source="human", trace_id=item.get("trace_id"), span_id=item.get("span_id"),
-            time_unix_nano=int(now * 1e9), score=float(quality),
-            label="pass" if quality >= self.pass_quality else "fail",
-            explanation=comment, service=item.get("service"), model=item.get("model"),
-            experiments=experiments,
-            attributes={"llm_eval.review.issues": list(item.get("issues") or []),
-                        "llm_eval.review.item_id": item.get("id")},
-        )
-        with self._lock:
-            self._unsent.append(rec)
-            while len(self._unsent) > MAX_UNSENT_EVALUATIONS:
-                self._unsent.pop(0)
-                self._dropped["evaluations"] = self._dropped.get("evaluations", 0) + 1
-        self._send_evaluations()
-
-    def _send_evaluations(self) -> None:
-        with self._lock:
-            pending, self._unsent = self._unsent, []
-        for i, rec in enumerate(pending):
-            try:
-                sent = self._submit_evaluation(rec)
-            except Exception:
-                log.debug("review: evaluation record not accepted yet; retried at next flush",
-                          exc_info=True)
-                sent = False
-            if not sent:
-                with self._lock:
-                    self._unsent[:0] = pending[i:]
-                return
-
-    def _submit_evaluation(self, rec: EvaluationRecord) -> bool:
-        """Hand one record to the core. True when accepted (or when there is no core to take it).
-
-        Prefers a public `ctx.submit_evaluation(record)`; otherwise uses the core's journaled
-        feedback path (what POST /v1/feedback does), so a label is counted exactly once.
-        """
-        if self.ctx is None:
-            return True
-        hook = getattr(self.ctx, "submit_evaluation", None)
-        if callable(hook):
-            hook(rec)
-            return True
-        core = getattr(self.ctx, "_sidecar", None)
-        submit = getattr(core, "submit", None)
-        if not callable(submit):
-            return True  # no evaluation path in this host: labels still land in the store
-        payload: dict[str, Any] = {"trace_id": rec.trace_id, "name": rec.name, "source": rec.source,
-                                   "value": rec.score, "label": rec.label}
-        if rec.span_id:
-            payload["span_id"] = rec.span_id
-        if rec.explanation:
-            payload["comment"] = rec.explanation
-        body = json.dumps({**payload, "review_item": rec.attributes.get("llm_eval.review.item_id")},
-                          sort_keys=True).encode()
-        payload["time_unix_nano"] = rec.time_unix_nano
-        submit("feedback", payload, body, "application/json", "")
-        return True
 
     def labels(self, since_unix: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Labeled items in the export shape: flushed ones from the SQLite file plus unflushed."""
@@ -682,32 +501,8 @@ class ReviewPlugin(SidecarPlugin):
 
     def collect(self) -> Iterable[Any]:
         with self._lock:
-            depth: dict[str, int] = {}
-            for item in self._pending.values():
-                s = item.get("service") or "unknown"
-                depth[s] = depth.get(s, 0) + 1
-            labels_total = dict(self._labels_total)
-            hists = {k: list(v) for k, v in self._quality_hist.items()}
-            facts = list(self._labeled.values())
-        for s in {f.service for f in facts} | {k[0] for k in labels_total}:
-            depth.setdefault(s, 0)  # a service with labels but an empty queue shows 0, not nothing
-        family = self.ctx.family
-        yield family("llm_review_queue_depth", [({"service": s}, n) for s, n in sorted(depth.items())])
-        yield family("llm_human_labels_total",
-                     [({"service": s, "issue": i}, n) for (s, i), n in sorted(labels_total.items())])
-        yield family("llm_human_quality_score",
-                     [({"service": s, "model": m, "variant": v}, h[:-1], h[-1])
-                      for (s, m, v), h in sorted(hists.items())])
-        values = []
-        by_service: dict[str, list[LabelFacts]] = {}
-        for f in facts:
-            by_service.setdefault(f.service, []).append(f)
-        for s, group in sorted(by_service.items()):
-            agr = agreement(group, self.pass_quality, self.judge_pass_score)
-            for method in ("kappa", "spearman"):
-                if agr[method] is not None:
-                    values.append(({"service": s, "method": method}, agr[method]))
-        yield family("llm_eval_judge_human_agreement", values)
+            snap = snapshot(self._pending.values(), self.counters, self._labeled.values())
+        yield from families(self.ctx.family, snap, self.pass_quality, self.judge_pass_score)
 
     # --- HTTP -------------------------------------------------------------------------------------
 
@@ -715,20 +510,6 @@ class ReviewPlugin(SidecarPlugin):
         from .api import build_router
 
         return build_router(self)
-
-
-def _buckets() -> tuple[float, ...]:
-    from ....catalog import HUMAN_SCORE_BUCKETS
-
-    return HUMAN_SCORE_BUCKETS
-
-
-def _bucket_index(value: float) -> int:
-    """Index of the first bucket whose upper bound holds `value`; len(buckets) means +Inf."""
-    for i, bound in enumerate(_buckets()):
-        if value <= bound:
-            return i
-    return len(_buckets())
 
 
 def _facts(item: Mapping[str, Any]) -> LabelFacts:
@@ -756,15 +537,14 @@ def _public(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: item.get(k) for k in _PUBLIC}
 
 
-def static_text(name: str) -> str:
-    """A file of the labeling page (review.html, review.js, review.css), read from the package."""
-    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
 def read_labels(db_path: str, **kwargs: Any) -> list[dict[str, Any]]:
     """Labeled items from a sidecar SQLite file (see otel_llm_eval.records.review_labels.read_labels)."""
     return store.read_labels(db_path, **kwargs)
 
 
+# LABEL_BODY_MAX_BYTES, MAX_UNSENT_EVALUATIONS, STATIC_FILES and static_text live in labeling.py,
+# feedback.py and page.py; they stay importable from here for the old module path
+# otel_llm_eval.sidecar.review (see sidecar/_moved.py).
 __all__ = ["ReviewPlugin", "read_labels", "CONFIG_DEFAULTS", "DEFAULT_ISSUES", "LabelError",
-           "issue_id", "item_id_for"]
+           "issue_id", "item_id_for", "LABEL_BODY_MAX_BYTES", "MAX_UNSENT_EVALUATIONS", "STATIC_FILES",
+           "static_text"]
