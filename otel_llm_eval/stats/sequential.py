@@ -147,12 +147,23 @@ def gavi_required_n(effect: float, variance: float | None, n_total: float, *, al
     effect = abs(float(effect))
     if not effect > 0 or variance is None or not variance > 0 or n_total < 1:
         return None
+    from ._util import norm_ppf
     sigma2 = float(variance) * float(n_total)
+    # gavi_mde(sigma2 / n, n) inlined with its constants hoisted (the analysis pass runs this for
+    # every comparison at every tick): the same expression, so the same bits
+    rho2 = _rho(alpha, tuning_n) ** 2
+    log_term = 2.0 * math.log(1.0 / alpha)
+    z_power = norm_ppf(power)
     lo, hi = 0.0, 60.0
     for _ in range(100):
         mid = 0.5 * (lo + hi)
+        if mid == lo or mid == hi:
+            break  # the interval cannot shrink further in floating point
         n = math.exp(mid)
-        if gavi_mde(sigma2 / n, n, alpha=alpha, power=power, tuning_n=tuning_n) > effect:
+        nr2 = n * rho2
+        boundary = math.sqrt((nr2 + 1.0) / nr2 * (log_term + math.log(nr2 + 1.0)))
+        mde = (boundary + z_power) * math.sqrt(sigma2 / n)
+        if not math.isfinite(mde) or mde > effect:
             lo = mid
         else:
             hi = mid
