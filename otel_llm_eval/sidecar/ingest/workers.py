@@ -51,6 +51,11 @@ def _init(checks_cfg: Mapping[str, Any], prices_cfg: Mapping[str, Any], default_
                          summarizers=[(name, cls(section)) for name, cls, section in summarizers],
                          limits=EdgeLimits.from_config(limits))
     _LIMITS = (max_request_bytes, max_span_bytes)
+    import gc  # fewer young-generation collections, as in the sidecar process (sidecar/cli.py tune_gc)
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
 
 
 def _watch_parent(parent: int) -> None:
