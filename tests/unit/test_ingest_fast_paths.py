@@ -123,7 +123,11 @@ def test_text_join_batch_insert_matches_call_by_call(seed):
             assert fast.text(key, text) == slow.text(key, text)
         elif action < 0.35:
             got = fast.settle(now)
-            assert got == _reference_settle(slow.waiting, now, slow.settle_seconds)
+            expected = _reference_settle(slow.waiting, now, slow.settle_seconds)
+            for service, n in slow.evicted.items():  # evicted past max_entries: without text too
+                expected[service] = expected.get(service, 0) + n
+            slow.evicted = {}
+            assert got == expected
             assert slow.settle(now) == {}  # the reference settled the slow side already
         else:
             n = rng.choice((1, 5, 30, 45))
@@ -137,6 +141,20 @@ def test_text_join_batch_insert_matches_call_by_call(seed):
             assert fast.spans_without_text(keys, groups, of, now) == expected
         assert list(fast.waiting.items()) == list(slow.waiting.items())
         assert list(fast.early.items()) == list(slow.early.items())
+        assert fast.evicted == slow.evicted
+
+
+def test_every_span_without_text_is_counted_once_also_when_evicted_past_the_bound():
+    """More spans waiting than max_entries: the evicted ones count as without text at the next
+    settle, the rest when their window ends; none twice, none lost."""
+    join = TextJoin(max_entries=10, settle_seconds=5)
+    keys = [f"k{i}" for i in range(25)]
+    join.spans_without_text(keys[:15], [("svc", "m")], [0] * 15, 0.0)   # the batch path
+    for key in keys[15:]:
+        join.span_without_text(key, "svc", "m", 1.0)                     # the call-by-call path
+    assert join.settle(2.0) == {"svc": 15} and len(join.waiting) == 10   # evicted, counted now
+    assert join.text("k24", ("p", "c", None)) == ("svc", "m")            # joined: never without text
+    assert join.settle(10.0) == {"svc": 9} and join.settle(20.0) == {}
 
 
 def test_prepared_batches_match_with_shortcuts_off(monkeypatch):

@@ -29,6 +29,12 @@ class TextJoin:
         self.settle_seconds = float(settle_seconds)
         self.waiting: OrderedDict[str, tuple[str, str, float]] = OrderedDict()  # key -> (service, model, t)
         self.early: OrderedDict[str, tuple[Any, Any, Any]] = OrderedDict()     # key -> text
+        #: service -> spans evicted from `waiting` past max_entries: without text, reported by settle
+        self.evicted: dict[str, int] = {}
+
+    def _evict_oldest(self) -> None:
+        service = self.waiting.popitem(last=False)[1][0]
+        self.evicted[service] = self.evicted.get(service, 0) + 1
 
     def span_without_text(self, key: str, service: str, model: str, now: float) -> tuple | None:
         """The (prompt, completion, finish reason) a log record brought before the span, else None
@@ -38,7 +44,7 @@ class TextJoin:
             return text
         self.waiting[key] = (service, model, now)
         if len(self.waiting) > self.max_entries:  # the oldest counts as without text now
-            self.waiting.popitem(last=False)
+            self._evict_oldest()
         return None
 
     def spans_without_text(self, keys: list[str], groups: list[tuple[str, str]], group_of: Any,
@@ -56,7 +62,7 @@ class TextJoin:
             values = [(service, model, now) for service, model in groups]
             waiting.update(zip(keys, map(values.__getitem__, group_of)))
             while len(waiting) > self.max_entries:
-                waiting.popitem(last=False)
+                self._evict_oldest()
             return []
         out = []
         for key, g in zip(keys, group_of):
@@ -77,8 +83,9 @@ class TextJoin:
         return None
 
     def settle(self, now: float) -> dict[str, int]:
-        """Services -> calls that waited past the window without text (they leave the map)."""
-        out: dict[str, int] = {}
+        """Services -> calls that waited past the window without text (they leave the map), and
+        those evicted early because more than max_entries were waiting."""
+        out, self.evicted = self.evicted, {}
         waiting = self.waiting
         limit = now - self.settle_seconds
         pop = waiting.popitem
