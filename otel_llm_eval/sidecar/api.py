@@ -297,10 +297,11 @@ def create_app(sidecar: Sidecar) -> FastAPI:
         return Health(status="ok", queue_depth=sidecar.queue_depth(), spans_ingested=sidecar.spans_ingested())
 
     @app.get("/readyz", response_model=Health, dependencies=[auth],
-             responses={503: {"model": Health, "description": "replaying the journal or queue full"}})
+             responses={503: {"model": Health, "description": "replaying the journal, workers starting or queue full"}})
     def readyz() -> Response:
         depth = sidecar.queue_depth()
-        ready = sidecar.ready and not sidecar.queue.full()
+        pool = sidecar.pool
+        ready = sidecar.ready and not sidecar.queue.full() and (pool is None or pool.started())
         body = Health(status="ready" if ready else "not_ready", queue_depth=depth)
         return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 

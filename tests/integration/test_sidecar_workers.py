@@ -143,3 +143,24 @@ def test_an_outer_span_arriving_after_its_inner_call_is_not_counted_again_with_o
         assert metric_value(text, "llm_tokens_total", direction="input") == 24
     finally:
         sc.stop()
+
+
+def test_readyz_waits_until_the_worker_processes_answer(tmp_path):
+    """Ready means able to take traffic at speed: with ingest.workers, not before the spawned
+    processes have initialized (a second or more after start on a busy machine)."""
+    import time
+
+    sc = start_in_thread({"state": {"db_path": str(tmp_path / "r.db")}, "ingest": {"workers": 2}}, environ={})
+    try:
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = httpx.get(sc.url + "/readyz", timeout=10).status_code
+            seen.append((status, sc.sidecar.pool.started()))
+            if status == 200:
+                break
+            time.sleep(0.02)
+        assert seen[-1] == (200, True)
+        assert all(started for status, started in seen if status == 200)
+    finally:
+        sc.stop()

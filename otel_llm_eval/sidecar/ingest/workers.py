@@ -101,9 +101,13 @@ class WorkerPool:
         # spawn, not fork: the sidecar has threads (HTTP, state, analysis) that fork would copy mid-flight
         ex = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init, initargs=self._initargs)
-        for _ in range(self.workers):  # start them now, not under the first burst of traffic
-            ex.submit(_ping)
+        # start them now, not under the first burst of traffic; /readyz waits for their answers
+        self._pings = [ex.submit(_ping) for _ in range(self.workers)]
         return ex
+
+    def started(self) -> bool:
+        """The workers answered their first ping: initialized and taking batches (any thread)."""
+        return all(f.done() for f in self._pings)
 
     def submit(self, signal_name: str, body: bytes, content_type: str, encoding: str,
                clean: bool = False) -> Future:
