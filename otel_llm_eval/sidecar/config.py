@@ -17,6 +17,7 @@ import os
 from typing import Any, Mapping
 
 from .ingest.edge import LIMIT_DEFAULTS
+from .plugins import section_of
 
 ENV_PREFIX = "OTEL_LLM_EVAL_"
 
@@ -213,11 +214,6 @@ def load_config(
     return cfg
 
 
-def section_of(plugin: Any) -> str:
-    """The config section of a plugin (instance or class): its `config_section`, else its name."""
-    return getattr(plugin, "config_section", None) or plugin.name
-
-
 def merge_plugin_defaults(cfg: Mapping[str, Any], name: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """`cfg` with `defaults` filled in under section `name` wherever the user did not set a key."""
     return deep_merge(cfg, {name: deep_merge(defaults, cfg.get(name) or {})})
@@ -253,7 +249,7 @@ def schema_defaults(cfg: Mapping[str, Any], plugins: list | None = None,
         if cls is not None:
             sources.append(cls)
     for p in sources:
-        name = getattr(p, "config_section", None) or getattr(p, "name", None)
+        name = section_of(p)
         defaults = getattr(p, "CONFIG_DEFAULTS", None)
         if isinstance(name, str) and isinstance(defaults, Mapping):
             out = deep_merge(out, {name: deep_merge(defaults, out.get(name) or {})})

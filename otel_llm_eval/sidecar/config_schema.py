@@ -286,6 +286,7 @@ def reference_markdown(sections: list[tuple[str, str, Mapping[str, Any], dict[st
 def default_sections() -> list[tuple[str, str, Mapping[str, Any], dict[str, str]]]:
     """The core sections and those of the default plugins, for the reference."""
     from . import config
+    from .plugins import section_of
 
     sections = []
     comments = _comments(config, "DEFAULTS")
@@ -304,7 +305,7 @@ def default_sections() -> list[tuple[str, str, Mapping[str, Any], dict[str, str]
         cls = getattr(module, cls_name)
         defaults = getattr(cls, "CONFIG_DEFAULTS", None) or {}
         if defaults:
-            section = getattr(cls, "config_section", None) or cls.name
+            section = section_of(cls)
             title = section if section == cls.name else f"`{section}` (plugin `{cls.name}`)"
             sections.append((title, cls.__module__.replace(".", "/") + ".py", defaults, _comments(sys.modules[cls.__module__], "CONFIG_DEFAULTS")))
     return sections

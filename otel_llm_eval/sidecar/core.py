@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ..catalog import BY_NAME
 from .ingest.checks import CheckRunner, build_checks
-from .config import ANALYSIS_SPLIT, expand_plugin_spec, merge_plugin_defaults, section_of, validate
+from .config import ANALYSIS_SPLIT, expand_plugin_spec, merge_plugin_defaults, validate
 from .ingest.edge import EdgeLimits
 from .ingest.apply import Ingestor, summarizer_specs
 from .labels import LabelBounder
 from .ingest.otlp import OTLPError, decode_logs, decode_traces
-from .plugins import EvaluationRecord, ExperimentSnapshot, SidecarPlugin
+from .plugins import EvaluationRecord, ExperimentSnapshot, SidecarPlugin, section_of
 from .store import evaluation_from_json
 from .ingest.prices import PriceTable
 from .state import State

@@ -33,7 +33,7 @@ from . import one_call
 from .checks import CheckRunner
 from .edge import EdgeLimits
 from .otlp import LogView, SpanView, attributes as kv_attributes, resource_service, walk_logs
-from ..plugins import EvaluationRecord, call_record
+from ..plugins import EvaluationRecord, call_record, section_of
 from .prices import PriceTable
 from ..state import id_hash, summarize_rows, unit_key_int, unit_mix
 
@@ -134,7 +134,7 @@ class _Batch:
 def summarizer_specs(plugins: Iterable[Any], cfg: Mapping[str, Any]) -> list[tuple[str, type, Any]]:
     """(name, CallSummarizer class, config section) of every plugin with a summarizer: what a
     Preparer (here or in a worker process) builds its summarizers from."""
-    return [(p.name, type(p).summarizer, dict(cfg.get(getattr(p, "config_section", None) or p.name) or {}))
+    return [(p.name, type(p).summarizer, dict(cfg.get(section_of(p)) or {}))
             for p in plugins
             if getattr(type(p), "summarizer", None) is not None]
 

@@ -153,6 +153,12 @@ class ExperimentSnapshot:
     clusters: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
 
 
+def section_of(plugin: Any) -> str | None:
+    """The config section a plugin (instance or class) reads: its `config_section`, else its name
+    (None for an object that has neither)."""
+    return getattr(plugin, "config_section", None) or getattr(plugin, "name", None)
+
+
 class CallSummarizer:
     """The per-call half of a plugin's `on_call`, run per batch where spans are decoded.
 

@@ -49,6 +49,17 @@ def slot_of(t: float, slot_seconds: float) -> int:
     return int(math.floor(t / slot_seconds) * slot_seconds)
 
 
+def slot_entry(table: dict, key: tuple[str, str], slot: int, factory: Callable[[], Any]) -> Any:
+    """table[key][slot] (per-series time slots), created by factory() when missing."""
+    slots = table.get(key)
+    if slots is None:
+        slots = table[key] = {}
+    got = slots.get(slot)
+    if got is None:
+        got = slots[slot] = factory()
+    return got
+
+
 def prune_none(value: Any) -> Any:
     """Drop None values from dicts, recursively (undefined numbers are omitted, never null/NaN)."""
     if isinstance(value, dict):

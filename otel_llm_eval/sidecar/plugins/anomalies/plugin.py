@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 from .... import semconv
 from ....catalog import LATENCY_BUCKETS_SECONDS
 from .. import CallRecord, CallSummarizer, EvaluationRecord
-from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_of
+from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_entry, slot_of
 from .windows import AnomalySlot
 
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -156,14 +156,8 @@ class AnomaliesPlugin(StatisticsPlugin):
 
     def _slot(self, service: str, series: str, slot: int) -> AnomalySlot:
         """The slot's aggregate, created when missing and marked for the next flush (caller holds the lock)."""
-        slots = self.series.get((service, series))
-        if slots is None:
-            slots = self.series[(service, series)] = {}
-        got = slots.get(slot)
-        if got is None:
-            got = slots[slot] = AnomalySlot()
         self._dirty.add((service, series, slot))
-        return got
+        return slot_entry(self.series, (service, series), slot, AnomalySlot)
 
     # --- analysis thread ---
     def tick(self, now: float) -> None:

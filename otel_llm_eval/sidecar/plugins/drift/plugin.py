@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 
 from .... import semconv
 from .. import CallRecord, CallSummarizer, EvaluationRecord
-from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_of
+from .._analysis import StatisticsPlugin, gauges, is_comparison, merge, prune_none, slot_entry, slot_of
 from ...feedback_kinds import is_positive, number
 from .concept_windows import ConceptSlot, ConceptWindows
 from .windows import DriftSlot
@@ -249,14 +249,8 @@ class DriftPlugin(StatisticsPlugin):
 
     def _slot(self, service: str, feature: str, slot: int) -> DriftSlot:
         """The slot's reservoir, created when missing and marked for the next flush (caller holds the lock)."""
-        slots = self.slots.get((service, feature))
-        if slots is None:
-            slots = self.slots[(service, feature)] = {}
-        got = slots.get(slot)
-        if got is None:
-            got = slots[slot] = DriftSlot()
         self._dirty.add((service, feature, slot))
-        return got
+        return slot_entry(self.slots, (service, feature), slot, DriftSlot)
 
     def _add(self, service: str, feature: str, value: Any, t: float) -> None:
         dcfg = self.cfg["drift"]
